@@ -1,0 +1,78 @@
+"""pytest-benchmark: the cost of session.log next to its floors.
+
+    pytest benchmarks/ --benchmark-only --benchmark-group-by=group
+
+Every contender logs what a training loop logs: "Batch", level debug, one float.
+"""
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from dreamlake import Session
+
+from .conftest import read_records_count
+
+METADATA = {"loss": 0.5}
+N_END_TO_END = 10_000
+
+
+def noop(message: object, level: str = "info", metadata: Mapping[str, Any] | None = None) -> None:
+    """Same signature as Session.log, does nothing: the floor for a Python call."""
+
+
+@pytest.mark.benchmark(group="hot path: one call")
+def test_noop_call(benchmark: Any) -> None:
+    benchmark.pedantic(noop, args=("Batch", "debug", METADATA), rounds=200, iterations=1000)
+
+
+@pytest.mark.benchmark(group="hot path: one call")
+def test_session_log(benchmark: Any, session: Session) -> None:
+    benchmark.pedantic(
+        session.log, args=("Batch", "debug", METADATA), rounds=200, iterations=1000
+    )
+    session.flush()
+    assert read_records_count(session.log_file) >= 200 * 1000
+
+
+def sync_orjson_writer(path: Path, n: int) -> None:
+    """The floor for end to end: build and write the same records synchronously, fsync once."""
+    import time
+    from datetime import datetime, timezone
+
+    with open(path, "ab") as f:
+        for seq in range(n):
+            record = {
+                "timestamp": datetime.fromtimestamp(time.time(), timezone.utc),
+                "level": "debug",
+                "message": "Batch",
+                "metadata": METADATA,
+                "sequenceNumber": seq,
+            }
+            f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+@pytest.mark.benchmark(group=f"end to end: {N_END_TO_END} logs + flush")
+def test_sync_orjson_loop(benchmark: Any, tmp_path: Path) -> None:
+    path = tmp_path / "sync.jsonl"
+    benchmark.pedantic(sync_orjson_writer, args=(path, N_END_TO_END), rounds=15)
+    assert read_records_count(path) == 15 * N_END_TO_END
+
+
+@pytest.mark.benchmark(group=f"end to end: {N_END_TO_END} logs + flush")
+def test_session_log_then_flush(benchmark: Any, session: Session) -> None:
+    log = session.log
+
+    def run() -> None:
+        for _ in range(N_END_TO_END):
+            log("Batch", "debug", METADATA)
+        session.flush()
+
+    benchmark.pedantic(run, rounds=15)
+    assert read_records_count(session.log_file) == 15 * N_END_TO_END

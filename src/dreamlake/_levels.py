@@ -1,0 +1,24 @@
+"""Log levels: the five canonical names and the aliases users reach for."""
+
+LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "fatal")
+"""Canonical level names, least to most severe."""
+
+# Exact spellings resolve with one dict lookup on the hot path; any other
+# capitalisation goes through `normalize_level`.
+CANONICAL: dict[object, str] = {name: name for name in LEVELS}
+CANONICAL.update(warning="warn", critical="fatal")
+CANONICAL.update({str(k).upper(): v for k, v in CANONICAL.items()})
+
+
+def normalize_level(level: object) -> str:
+    """Return the canonical name for `level`, or raise ValueError naming the valid ones."""
+    if isinstance(level, str):
+        name = CANONICAL.get(level.lower())
+        if name is not None:
+            return name
+    allowed = ", ".join(repr(name) for name in LEVELS)
+    msg = (
+        f"level must be one of {allowed} (any case; 'warning' and 'critical' "
+        f"are accepted too), got {level!r} ({type(level).__name__})"
+    )
+    raise ValueError(msg)

@@ -1,0 +1,137 @@
+"""`Session`: where records go, and the hot path that queues them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from time import time_ns
+from types import TracebackType
+from typing import Any
+
+from ._encode import Entry, safe_str
+from ._levels import CANONICAL, normalize_level
+from ._writer import Writer
+
+LOG_FILE = "logs.jsonl"
+
+
+class Session:
+    """A named run whose records go to `{local_path}/{workspace}/{name}/logs.jsonl`.
+
+    Use it as a context manager, or call `open()` and `close()` yourself.
+    """
+
+    def __init__(
+        self, name: str, workspace: str, local_path: str | os.PathLike[str] = ".dreamlake"
+    ) -> None:
+        self.name = _path_component("name", name)
+        self.workspace = _path_component("workspace", workspace)
+        if not isinstance(local_path, (str, os.PathLike)):
+            msg = f"local_path must be a str or os.PathLike, got {type(local_path).__name__}"
+            raise TypeError(msg)
+        self.local_path = Path(local_path)
+        self._writer: Writer | None = None
+        self._append: Callable[[Entry], None] = self._refuse_unopened
+
+    def __repr__(self) -> str:
+        return (
+            f"Session(name={self.name!r}, workspace={self.workspace!r}, "
+            f"local_path={str(self.local_path)!r})"
+        )
+
+    @property
+    def path(self) -> Path:
+        """The session folder."""
+        return self.local_path / self.workspace / self.name
+
+    @property
+    def log_file(self) -> Path:
+        """The JSON Lines file the records are appended to."""
+        return self.path / LOG_FILE
+
+    def open(self) -> Session:
+        """Create the folders and start the writer; re-opening appends. Returns the session."""
+        if self._writer is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._writer = Writer(self.log_file)
+            self._append = self._writer.queue.append
+        return self
+
+    def close(self) -> None:
+        """Flush, fsync and close the file. Idempotent; raises if the file cannot be written."""
+        writer = self._writer
+        if writer is None:
+            return
+        self._append = self._refuse_closed
+        writer.close()
+        self._writer = None
+
+    def flush(self) -> None:
+        """Block until every entry logged before the call, from any thread, is on disk."""
+        writer = self._writer
+        if writer is not None:
+            writer.flush()
+
+    def __enter__(self) -> Session:
+        return self.open()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def log(
+        self, message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
+    ) -> None:
+        """Queue one record; returns at once. The writer thread encodes and writes it.
+
+        `message` is stored as text, `level` is one of debug, info, warn, error,
+        fatal, and `metadata` (a mapping) is copied now, so later changes to it do
+        not reach the record.
+        """
+        try:
+            level = CANONICAL[level]
+        except (KeyError, TypeError):
+            level = normalize_level(level)
+        if message.__class__ is not str:
+            message = safe_str(message)
+        if metadata is not None:
+            if metadata.__class__ is dict:
+                metadata = metadata.copy()
+            else:
+                metadata = _copy_mapping(metadata)
+        self._append((time_ns(), level, message, metadata))
+
+    def _refuse_unopened(self, entry: Entry) -> None:
+        msg = f"{self!r} is not open: use `with Session(...) as session:` or call .open() first"
+        raise RuntimeError(msg)
+
+    def _refuse_closed(self, entry: Entry) -> None:
+        msg = f"{self!r} is closed: log() after close() is not recorded; open() it again to go on"
+        raise RuntimeError(msg)
+
+
+def _copy_mapping(metadata: object) -> dict[Any, Any]:
+    if isinstance(metadata, Mapping):
+        return dict(metadata)
+    msg = f"metadata must be a mapping (such as a dict) or None, got {type(metadata).__name__}"
+    raise TypeError(msg)
+
+
+def _path_component(what: str, value: object) -> str:
+    """Check that `value` names exactly one folder."""
+    if not isinstance(value, str):
+        msg = f"{what} must be a str, got {type(value).__name__}"
+        raise TypeError(msg)
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if value in ("", ".", "..") or any(s in value for s in seps) or "\0" in value:
+        msg = (
+            f"{what} must be a single folder name: not empty, not '.' or '..', "
+            f"without '/' or NUL; got {value!r}"
+        )
+        raise ValueError(msg)
+    return value

@@ -1,0 +1,45 @@
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from dreamlake import Session
+
+KEYS = ["timestamp", "level", "message", "metadata", "sequenceNumber"]
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Parse a logs.jsonl strictly: every line whole, valid JSON, keys in contract order."""
+    data = Path(path).read_bytes()
+    assert data == b"" or data.endswith(b"\n"), "file must end with a newline"
+    records = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
+    for record in records:
+        assert list(record) == KEYS
+    return records
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Any:
+    with Session(name="run", workspace="ws", local_path=tmp_path) as s:
+        yield s
+
+
+@pytest.fixture
+def run_python(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run a script in a fresh interpreter with a timeout, so a hang fails instead of freezing."""
+
+    def run(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

@@ -1,0 +1,215 @@
+"""The writer: flush means on disk, many threads lose nothing, I/O errors keep entries."""
+
+import errno
+import os
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+import orjson
+import pytest
+
+from dreamlake import Session
+from dreamlake import _writer
+
+from .conftest import read_records
+
+
+def test_flush_writes_and_fsyncs_everything_logged_before_it(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    for i in range(3000):
+        session.log(str(i))
+    session.flush()
+    assert synced, "flush() must fsync"
+    assert len(read_records(session.log_file)) == 3000
+
+
+def test_close_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    with Session(name="n", workspace="w", local_path=tmp_path) as s:
+        s.log("x")
+    assert synced
+    assert len(read_records(s.log_file)) == 1
+
+
+def test_writer_writes_without_flush(session: Session) -> None:
+    """The thread writes on its own; waiting on the file is bounded, not a bare sleep."""
+    session.log("background")
+    done = threading.Event()
+    for _ in range(200):
+        if session.log_file.stat().st_size:
+            done.set()
+            break
+        done.wait(0.05)
+    assert done.is_set(), "the writer thread wrote nothing within 10 s"
+
+
+def test_eight_threads_lose_nothing_and_keep_their_order(session: Session) -> None:
+    threads, per_thread = 8, 10_000
+    start = threading.Barrier(threads)
+
+    def work(t: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            session.log("tick", metadata={"t": t, "i": i})
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    session.flush()
+    got = read_records(session.log_file)
+    assert [r["sequenceNumber"] for r in got] == list(range(threads * per_thread))
+    for t in range(threads):
+        assert [r["metadata"]["i"] for r in got if r["metadata"]["t"] == t] == list(
+            range(per_thread)
+        )
+
+
+def test_flush_from_several_threads_while_logging(session: Session) -> None:
+    """Each thread's flush covers its own earlier entries, whatever the others do."""
+    errors: list[str] = []
+
+    def work(t: int) -> None:
+        for i in range(500):
+            session.log("x", metadata={"t": t, "i": i})
+            if i % 50 == 49:
+                session.flush()
+                # Other threads may be mid-write: count whole lines only.
+                whole = session.log_file.read_bytes().rpartition(b"\n")[0].split(b"\n")
+                on_disk = sum(orjson.loads(line)["metadata"]["t"] == t for line in whole)
+                if on_disk < i + 1:
+                    errors.append(f"thread {t}: {on_disk} on disk after flush at {i}")
+
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+
+
+def failing_write(path_fd: Callable[[], int], err: int) -> Callable[[int, Any], int]:
+    real_write = os.write
+
+    def write(fd: int, data: Any) -> int:
+        if fd == path_fd():
+            raise OSError(err, os.strerror(err))
+        return real_write(fd, data)
+
+    return write
+
+
+@pytest.mark.parametrize("err", [errno.ENOSPC, errno.EIO, errno.EACCES])
+def test_write_errors_surface_on_flush_and_keep_entries(
+    session: Session, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], err: int
+) -> None:
+    writer = session._writer
+    assert writer is not None
+    session.log("landed")
+    session.flush()
+    monkeypatch.setattr(os, "write", failing_write(lambda: writer._fd, err))
+    for i in range(10):
+        session.log(f"kept {i}")
+    with pytest.raises(OSError) as info:
+        session.flush()
+    assert info.value.errno == err
+    assert str(session.log_file) in str(info.value)
+    assert "10 entries are kept" in str(info.value)
+    session.log("while failing")
+    with pytest.raises(OSError):
+        session.flush()
+    assert [r["message"] for r in read_records(session.log_file)] == ["landed"]
+
+    monkeypatch.undo()  # the fault clears
+    session.flush()
+    got = read_records(session.log_file)
+    assert [r["message"] for r in got] == ["landed"] + [f"kept {i}" for i in range(10)] + [
+        "while failing"
+    ]
+    assert [r["sequenceNumber"] for r in got] == list(range(12))
+
+
+def test_fsync_error_surfaces_on_close_and_close_can_be_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = Session(name="n", workspace="w", local_path=tmp_path).open()
+    s.log("x")
+
+    def broken_fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken_fsync)
+    with pytest.raises(OSError, match="could not write .*logs.jsonl"):
+        s.close()
+    monkeypatch.undo()
+    s.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        s.log("y")
+    assert [r["message"] for r in read_records(s.log_file)] == ["x"]
+    assert not _writer._live
+
+
+def test_partial_os_write_is_completed(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A short write (as on a nearly full disk) is continued, not repeated or dropped."""
+    real_write = os.write
+
+    def short_write(fd: int, data: Any) -> int:
+        return real_write(fd, bytes(data[:7]))
+
+    monkeypatch.setattr(os, "write", short_write)
+    for i in range(50):
+        session.log(f"e{i}")
+    session.flush()
+    monkeypatch.undo()
+    got = read_records(session.log_file)
+    assert [r["message"] for r in got] == [f"e{i}" for i in range(50)]
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        "pass",
+        "sys.exit(3)",
+        "raise SystemExit('bye')",
+        "raise RuntimeError('uncaught')",
+        "del s",
+    ],
+)
+def test_session_never_closed_is_flushed_at_exit(
+    run_python: Callable[..., Any], tmp_path: Path, ending: str
+) -> None:
+    result = run_python(
+        f"""
+        import sys
+        from dreamlake import Session
+        s = Session(name="n", workspace="w", local_path="data").open()
+        for i in range(20000):
+            s.log("e", metadata={{"i": i}})
+        {ending}
+        """
+    )
+    assert "Traceback" not in result.stderr or "uncaught" in ending
+    got = read_records(tmp_path / "data" / "w" / "n" / "logs.jsonl")
+    assert [r["metadata"]["i"] for r in got] == list(range(20000))
+
+
+def test_import_starts_no_thread_and_writes_nothing(
+    run_python: Callable[..., Any], tmp_path: Path
+) -> None:
+    result = run_python(
+        """
+        import threading, atexit
+        import dreamlake
+        print(threading.active_count())
+        """
+    )
+    assert result.stdout.split() == ["1"], result.stderr
+    assert list(tmp_path.iterdir()) == []
