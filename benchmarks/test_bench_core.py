@@ -3,26 +3,21 @@
     pytest benchmarks/ --benchmark-only --benchmark-group-by=group
 
 Every contender logs what a training loop logs: "Batch", level debug, one float.
+The full comparison with other loggers is `python benchmarks/report.py`.
 """
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from dreamlake import Session
 
 from .conftest import read_records_count
+from .contenders import SyncOrjsonWriter, noop
 
 METADATA = {"loss": 0.5}
 N_END_TO_END = 10_000
-
-
-def noop(message: object, level: str = "info", metadata: Mapping[str, Any] | None = None) -> None:
-    """Same signature as Session.log, does nothing: the floor for a Python call."""
 
 
 @pytest.mark.benchmark(group="hot path: one call")
@@ -39,29 +34,17 @@ def test_session_log(benchmark: Any, session: Session) -> None:
     assert read_records_count(session.log_file) >= 200 * 1000
 
 
-def sync_orjson_writer(path: Path, n: int) -> None:
-    """The floor for end to end: build and write the same records synchronously, fsync once."""
-    import time
-    from datetime import datetime, timezone
-
-    with open(path, "ab") as f:
-        for seq in range(n):
-            record = {
-                "timestamp": datetime.fromtimestamp(time.time(), timezone.utc),
-                "level": "debug",
-                "message": "Batch",
-                "metadata": METADATA,
-                "sequenceNumber": seq,
-            }
-            f.write(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_UTC_Z))
-        f.flush()
-        os.fsync(f.fileno())
-
-
 @pytest.mark.benchmark(group=f"end to end: {N_END_TO_END} logs + flush")
 def test_sync_orjson_loop(benchmark: Any, tmp_path: Path) -> None:
     path = tmp_path / "sync.jsonl"
-    benchmark.pedantic(sync_orjson_writer, args=(path, N_END_TO_END), rounds=15)
+
+    def run() -> None:
+        writer = SyncOrjsonWriter(path)
+        for _ in range(N_END_TO_END):
+            writer.log("Batch", "debug", METADATA)
+        writer.finish()
+
+    benchmark.pedantic(run, rounds=15)
     assert read_records_count(path) == 15 * N_END_TO_END
 
 

@@ -111,7 +111,7 @@ def failing_write(path_fd: Callable[[], int], err: int) -> Callable[[int, Any], 
 def test_write_errors_surface_on_flush_and_keep_entries(
     session: Session, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], err: int
 ) -> None:
-    writer = session._writer
+    writer = session._file
     assert writer is not None
     session.log("landed")
     session.flush()
@@ -213,3 +213,60 @@ def test_import_starts_no_thread_and_writes_nothing(
     )
     assert result.stdout.split() == ["1"], result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_queue_stays_bounded_in_a_tight_loop(session: Session) -> None:
+    """However fast the caller, the queue never holds more than QUEUE_LIMIT entries."""
+    writer = session._file
+    assert writer is not None
+    longest = 0
+    total = 6 * _writer.QUEUE_LIMIT
+    for i in range(total):
+        session.log("tight", metadata={"i": i})
+        longest = max(longest, len(writer.queue))
+    session.flush()
+    assert longest <= _writer.QUEUE_LIMIT
+    got = read_records(session.log_file)
+    assert [r["metadata"]["i"] for r in got] == list(range(total))
+
+
+def test_full_queue_is_written_by_the_caller_when_the_thread_is_gone(session: Session) -> None:
+    """With no writer thread to wait for (after a fork, at shutdown), log() makes room itself."""
+    writer = session._file
+    assert writer is not None
+    writer._stopping = True
+    writer._wake.set()
+    writer._thread.join(timeout=10)
+    assert not writer._thread.is_alive()
+    total = 3 * _writer.QUEUE_LIMIT
+
+    def burst() -> None:
+        for i in range(total):
+            session.log("x", metadata={"i": i})
+
+    worker = threading.Thread(target=burst)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "log() hung on a full queue"
+    assert len(writer.queue) < _writer.QUEUE_LIMIT
+    session.flush()
+    assert [r["metadata"]["i"] for r in read_records(session.log_file)] == list(range(total))
+
+
+def test_queue_past_wake_mark_wakes_the_writer_before_its_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of WAKE_AT entries is written without waiting for the interval or a flush."""
+    monkeypatch.setattr(_writer, "WRITE_INTERVAL", 3600.0)
+    with Session(name="n", workspace="w", local_path=tmp_path) as s:
+        writer = s._file
+        assert writer is not None
+        for i in range(_writer.WAKE_AT):
+            s.log("x")
+        landed = threading.Event()
+        for _ in range(400):
+            if s.log_file.stat().st_size:
+                landed.set()
+                break
+            landed.wait(0.025)
+        assert landed.is_set(), "the writer was not woken by a full batch"

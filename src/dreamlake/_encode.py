@@ -8,7 +8,8 @@ which orjson writes as `null` and we write as a string a user can see.
 
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections import deque
+from collections.abc import Mapping
 from datetime import date, datetime
 from datetime import time as dt_time
 from enum import Enum
@@ -17,7 +18,7 @@ from typing import Any
 import orjson
 
 Entry = tuple[int, str, str, dict[Any, Any] | None]
-"""What `Session.log` queues: (time_ns, level, message, metadata copy)."""
+"""What `Session.log` queues: (time.time_ns(), level, message, metadata copy)."""
 
 _OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
 _MAX_DEPTH = 200  # orjson refuses to nest deeper than 254 levels
@@ -29,31 +30,52 @@ _US_TEXT = [f"{i:03d}Z" for i in range(1000)]
 class Encoder:
     """Encodes batches of entries; keeps a small clock cache, so one per writer."""
 
-    __slots__ = ("_ms", "_ms_prefix", "_sec", "_sec_prefix")
+    __slots__ = ("_ms_start", "_ms_prefix", "_sec", "_sec_prefix")
 
     def __init__(self) -> None:
-        self._sec = self._ms = -1
+        self._ms_start = self._sec = -(2**63)
         self._sec_prefix = self._ms_prefix = ""
 
     def timestamp(self, ns: int) -> str:
         """ISO 8601 UTC with microseconds and a trailing Z, e.g. 2025-10-25T10:30:00.000123Z."""
-        ms, us = divmod(ns // 1000, 1000)
-        if ms != self._ms:
-            sec, frac = divmod(ms, 1000)
-            if sec != self._sec:
-                self._sec = sec
-                self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-            self._ms = ms
-            self._ms_prefix = self._sec_prefix + _MS_TEXT[frac]
-        return self._ms_prefix + _US_TEXT[us]
+        offset = ns - self._ms_start  # small-int arithmetic while within the cached millisecond
+        if not 0 <= offset < 1_000_000:
+            self._enter_millisecond(ns)
+            offset = ns - self._ms_start
+        return self._ms_prefix + _US_TEXT[offset // 1000]
 
-    def encode(self, entries: Iterable[Entry], first_sequence: int) -> bytearray:
-        """Return the JSON Lines for `entries`, numbered from `first_sequence`."""
+    def _enter_millisecond(self, ns: int) -> None:
+        ms = ns // 1_000_000
+        self._ms_start = ms * 1_000_000
+        sec, frac = divmod(ms, 1000)
+        if sec != self._sec:
+            self._sec = sec
+            self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        self._ms_prefix = self._sec_prefix + _MS_TEXT[frac]
+
+    def encode(self, queue: deque[Entry], count: int, first_sequence: int) -> bytearray:
+        """Pop `count` entries off `queue`; return their JSON Lines, numbered from `first_sequence`.
+
+        One `orjson.dumps` per record, so no record dict outlives its line (a
+        list of them would be promoted by the garbage collector and make its
+        full passes longer). If the batch holds more `null`s than records
+        without metadata, some may be NaNs or infinities: it is encoded again
+        with a check per line.
+        """
+        popleft = queue.popleft
+        entries = [popleft() for _ in range(count)]
+        out, no_metadata = self._lines(entries, first_sequence, check=False)
+        if out.count(b"null") != no_metadata:
+            out, _ = self._lines(entries, first_sequence, check=True)
+        return out
+
+    def _lines(self, entries: list[Entry], first: int, check: bool) -> tuple[bytearray, int]:
         out = bytearray()
-        seq = first_sequence
-        for ns, level, message, metadata in entries:
+        no_metadata = 0
+        stamp = self.timestamp
+        for seq, (ns, level, message, metadata) in enumerate(entries, first):
             record = {
-                "timestamp": self.timestamp(ns),
+                "timestamp": stamp(ns),
                 "level": level,
                 "message": message,
                 "metadata": metadata,
@@ -64,11 +86,12 @@ class Encoder:
             except TypeError:  # orjson.JSONEncodeError
                 line = encode_careful(record)
             else:
-                if metadata is not None and b"null" in line:
+                if metadata is None:
+                    no_metadata += 1
+                elif check and b"null" in line:
                     line = encode_careful(record)
             out += line
-            seq += 1
-        return out
+        return out, no_metadata
 
 
 def _default(obj: Any) -> Any:

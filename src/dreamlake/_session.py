@@ -9,7 +9,7 @@ from time import time_ns
 from types import TracebackType
 from typing import Any
 
-from ._encode import Entry, safe_str
+from ._encode import safe_str
 from ._levels import CANONICAL, normalize_level
 from ._writer import Writer
 
@@ -31,8 +31,8 @@ class Session:
             msg = f"local_path must be a str or os.PathLike, got {type(local_path).__name__}"
             raise TypeError(msg)
         self.local_path = Path(local_path)
-        self._writer: Writer | None = None
-        self._append: Callable[[Entry], None] = self._refuse_unopened
+        self._file: Writer | None = None  # from open() until a close() that succeeded
+        self._closed = False
 
     def __repr__(self) -> str:
         return (
@@ -52,26 +52,26 @@ class Session:
 
     def open(self) -> Session:
         """Create the folders and start the writer; re-opening appends. Returns the session."""
-        if self._writer is None:
+        if self._file is None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._writer = Writer(self.log_file)
-            self._append = self._writer.queue.append
+            self._file = Writer(self.log_file)
+            # The hot path: an instance attribute shadowing the `log` method below,
+            # which only runs while the session is not open.
+            self.__dict__["log"] = _bind_log(self._file)
         return self
 
     def close(self) -> None:
         """Flush, fsync and close the file. Idempotent; raises if the file cannot be written."""
-        writer = self._writer
-        if writer is None:
-            return
-        self._append = self._refuse_closed
-        writer.close()
-        self._writer = None
+        if self._file is not None:
+            self.__dict__.pop("log", None)
+            self._closed = True
+            self._file.close()  # if this raises, a later close() tries again
+            self._file = None
 
     def flush(self) -> None:
         """Block until every entry logged before the call, from any thread, is on disk."""
-        writer = self._writer
-        if writer is not None:
-            writer.flush()
+        if self._file is not None:
+            self._file.flush()
 
     def __enter__(self) -> Session:
         return self.open()
@@ -91,10 +91,27 @@ class Session:
 
         `message` is stored as text, `level` is one of debug, info, warn, error,
         fatal, and `metadata` (a mapping) is copied now, so later changes to it do
-        not reach the record.
+        not reach the record. (An open session replaces this method with the
+        function `_bind_log` makes; what runs here is the not-open case.)
         """
+        if self._closed:
+            msg = f"{self!r} is closed: log() after close() is not recorded; open() it again to go on"
+        else:
+            msg = f"{self!r} is not open: use `with Session(...) as session:` or call .open() first"
+        raise RuntimeError(msg)
+
+
+def _bind_log(writer: Writer) -> Callable[..., None]:
+    """The hot path for one open session: check, stamp, copy, append. No lock, no I/O."""
+    queue = writer.queue
+    append = queue.append
+    canonical = CANONICAL
+
+    def log(
+        message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
+    ) -> None:
         try:
-            level = CANONICAL[level]
+            level = canonical[level]
         except (KeyError, TypeError):
             level = normalize_level(level)
         if message.__class__ is not str:
@@ -104,15 +121,12 @@ class Session:
                 metadata = metadata.copy()
             else:
                 metadata = _copy_mapping(metadata)
-        self._append((time_ns(), level, message, metadata))
+        append((time_ns(), level, message, metadata))
+        if len(queue) >= writer.wake_at:
+            writer.pressure()
 
-    def _refuse_unopened(self, entry: Entry) -> None:
-        msg = f"{self!r} is not open: use `with Session(...) as session:` or call .open() first"
-        raise RuntimeError(msg)
-
-    def _refuse_closed(self, entry: Entry) -> None:
-        msg = f"{self!r} is closed: log() after close() is not recorded; open() it again to go on"
-        raise RuntimeError(msg)
+    log.__doc__ = Session.log.__doc__
+    return log
 
 
 def _copy_mapping(metadata: object) -> dict[Any, Any]:

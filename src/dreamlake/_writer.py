@@ -1,17 +1,22 @@
-"""The background writer: one queue, one daemon thread and one file per session.
+"""The background writer: one bounded queue, one daemon thread and one file per session.
 
-Callers only append to `Writer.queue`. The thread wakes every `WRITE_INTERVAL`
-seconds, drains the queue in batches of at most `BATCH_SIZE` entries, encodes
-each batch and writes it with one `os.write`. `flush()` does the same work in
-the caller's thread and then fsyncs, so it needs no hand-shake with the thread
-and still works when the thread is gone. One lock orders batches, so file order
-and sequence numbers agree.
+Callers append to `Writer.queue` and compare its length with `wake_at`; only
+when it reaches that mark do they call `pressure()`, which wakes the thread or,
+when the queue is full, writes a share of it in the caller's thread (nothing is
+dropped, and memory stays bounded). The thread wakes
+every `WRITE_INTERVAL` seconds or when woken, and drains the queue in slices of
+`BATCH_SIZE` entries: encode, then one `os.write`, which also hands the GIL
+back to the caller, so the writer never holds it for long. `flush()` does the
+same work in the caller's thread and then fsyncs, so it needs no hand-shake
+with the thread and still works when the thread is gone. One lock orders the
+slices, so file order and sequence numbers agree.
 """
 
 import atexit
 import os
 import sys
 import threading
+import time
 from collections import deque
 from pathlib import Path
 
@@ -19,8 +24,12 @@ import orjson
 
 from ._encode import Encoder, Entry
 
-WRITE_INTERVAL = 0.1  # seconds between the writer's rounds when nobody asks
-BATCH_SIZE = 1024  # entries encoded and written per os.write
+WRITE_INTERVAL = 0.1  # seconds between the writer's rounds when nobody wakes it
+BATCH_SIZE = 128  # entries per slice of the thread (~0.1 ms of GIL): encoded, then one os.write
+WAKE_AT = 1024  # queued entries that wake the thread before its interval is up
+CALLER_BATCH_SIZE = 512  # entries per slice when flush() or a full queue has the caller write
+QUEUE_LIMIT = 8192  # entries queued at most; log() then waits for the writer
+ROOM = CALLER_BATCH_SIZE  # entries a caller writes itself when it finds the queue full
 _TAIL_CHUNK = 64 * 1024
 
 
@@ -30,8 +39,10 @@ class Writer:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.queue: deque[Entry] = deque()
+        self.wake_at = WAKE_AT  # queue length at which log() calls pressure()
         self._lock = threading.Lock()
         self._wake = threading.Event()
+        self._helping = False  # a caller is making room: the thread stands aside
         self._stopping = False
         self._encoder = Encoder()
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -44,6 +55,21 @@ class Writer:
             target=self._run, name=f"dreamlake-writer {path}", daemon=True
         )
         self._thread.start()
+
+    def pressure(self) -> None:
+        """The queue reached `wake_at`: wake the thread; if the queue is full, make room."""
+        self.wake_at = QUEUE_LIMIT  # the thread is on its way; until it idles, only "full" matters
+        self._wake.set()
+        while len(self.queue) >= QUEUE_LIMIT:
+            # Write a share here, in the caller's thread: waiting for the writer
+            # thread instead costs GIL hand-offs of up to 5 ms each way.
+            self._helping = True
+            try:
+                self._drain(ROOM)
+            except OSError:
+                time.sleep(WRITE_INTERVAL)  # the file refuses: wait for it, drop nothing
+            finally:
+                self._helping = False
 
     def flush(self) -> None:
         """Write and fsync everything queued before this call; raise if the file refuses."""
@@ -73,28 +99,36 @@ class Writer:
     def _run(self) -> None:
         while not self._stopping:
             self._wake.wait(WRITE_INTERVAL)
+            self._wake.clear()
             try:
                 self._drain(None)
             except OSError as exc:
                 if self._reported is None or exc.errno != self._reported.errno:
                     self._reported = exc
                     print(f"dreamlake: {exc} (will retry)", file=sys.stderr)
+            else:
+                self.wake_at = WAKE_AT  # idle: let log() wake us again
 
     def _drain(self, limit: int | None) -> None:
-        """Write queued entries in batches: all of them, or about `limit` for a flush."""
+        """Write queued entries slice by slice: all of them, or at least `limit`.
+
+        The thread (no limit) writes short slices to hand the GIL back often; a
+        caller draining in its own thread writes longer ones, with fewer syscalls.
+        """
         queue = self.queue
-        popleft = queue.popleft
+        size = BATCH_SIZE if limit is None else CALLER_BATCH_SIZE
         written = 0
-        while True:
+        while limit is None or written < limit:
+            if limit is None and self._helping:
+                break
             with self._lock:
                 self._write_pending()
-                available = len(queue)
-                if not available or (limit is not None and written >= limit):
-                    return
-                batch = [popleft() for _ in range(min(available, BATCH_SIZE))]
-                self._pending = self._encoder.encode(batch, self._next_sequence)
-                self._next_sequence += len(batch)
-                written += len(batch)
+                count = min(len(queue), size)
+                if not count:
+                    break
+                self._pending = self._encoder.encode(queue, count, self._next_sequence)
+                self._next_sequence += count
+                written += count
                 self._write_pending()
 
     def _write_pending(self) -> None:
