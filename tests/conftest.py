@@ -1,4 +1,5 @@
 import subprocess
+import threading
 import sys
 import textwrap
 from collections.abc import Callable
@@ -21,6 +22,16 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     for record in records:
         assert list(record) == KEYS
     return records
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10) -> bool:
+    """Poll `condition` for behaviour that has no flush to wait on (the thread's own rounds)."""
+    ready = threading.Event()
+    for _ in range(int(timeout / 0.025)):
+        if condition():
+            return True
+        ready.wait(0.025)
+    return condition()
 
 
 @pytest.fixture

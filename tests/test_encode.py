@@ -27,7 +27,7 @@ TRICKY = [
 
 
 def encode(entries: list[tuple[int, str, str, Any]], first: int = 0) -> bytes:
-    return Encoder().encode(deque(entries), len(entries), first)
+    return bytes(Encoder().encode(entries, first))
 
 
 def reference(entries: list[tuple[int, str, str, Any]], first: int = 0) -> bytes:

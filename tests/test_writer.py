@@ -10,9 +10,9 @@ import orjson
 import pytest
 
 from dreamlake import Session
-from dreamlake import _writer
+from dreamlake import _process, _writer
 
-from .conftest import read_records
+from .conftest import read_records, wait_until
 
 
 def test_flush_writes_and_fsyncs_everything_logged_before_it(
@@ -41,13 +41,7 @@ def test_close_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_writer_writes_without_flush(session: Session) -> None:
     """The thread writes on its own; waiting on the file is bounded, not a bare sleep."""
     session.log("background")
-    done = threading.Event()
-    for _ in range(200):
-        if session.log_file.stat().st_size:
-            done.set()
-            break
-        done.wait(0.05)
-    assert done.is_set(), "the writer thread wrote nothing within 10 s"
+    assert wait_until(lambda: session.log_file.stat().st_size > 0), "nothing written in 10 s"
 
 
 def test_eight_threads_lose_nothing_and_keep_their_order(session: Session) -> None:
@@ -141,6 +135,7 @@ def test_fsync_error_surfaces_on_close_and_close_can_be_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = Session(name="n", workspace="w", local_path=tmp_path).open()
+    writer = s._file
     s.log("x")
 
     def broken_fsync(fd: int) -> None:
@@ -154,7 +149,7 @@ def test_fsync_error_surfaces_on_close_and_close_can_be_retried(
     with pytest.raises(RuntimeError, match="closed"):
         s.log("y")
     assert [r["message"] for r in read_records(s.log_file)] == ["x"]
-    assert not _writer._live
+    assert writer not in _process._live
 
 
 def test_partial_os_write_is_completed(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,10 +258,4 @@ def test_queue_past_wake_mark_wakes_the_writer_before_its_interval(
         assert writer is not None
         for i in range(_writer.WAKE_AT):
             s.log("x")
-        landed = threading.Event()
-        for _ in range(400):
-            if s.log_file.stat().st_size:
-                landed.set()
-                break
-            landed.wait(0.025)
-        assert landed.is_set(), "the writer was not woken by a full batch"
+        assert wait_until(lambda: s.log_file.stat().st_size > 0), "the writer was not woken"

@@ -8,7 +8,6 @@ which orjson writes as `null` and we write as a string a user can see.
 
 import math
 import time
-from collections import deque
 from collections.abc import Mapping
 from datetime import date, datetime
 from datetime import time as dt_time
@@ -53,8 +52,8 @@ class Encoder:
             self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
         self._ms_prefix = self._sec_prefix + _MS_TEXT[frac]
 
-    def encode(self, queue: deque[Entry], count: int, first_sequence: int) -> bytearray:
-        """Pop `count` entries off `queue`; return their JSON Lines, numbered from `first_sequence`.
+    def encode(self, entries: list[Entry], first_sequence: int) -> bytearray:
+        """Return the JSON Lines for `entries`, numbered from `first_sequence`.
 
         One `orjson.dumps` per record, so no record dict outlives its line (a
         list of them would be promoted by the garbage collector and make its
@@ -62,8 +61,6 @@ class Encoder:
         without metadata, some may be NaNs or infinities: it is encoded again
         with a check per line.
         """
-        popleft = queue.popleft
-        entries = [popleft() for _ in range(count)]
         out, no_metadata = self._lines(entries, first_sequence, check=False)
         if out.count(b"null") != no_metadata:
             out, _ = self._lines(entries, first_sequence, check=True)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 import os
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from time import time_ns
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 from ._encode import safe_str
 from ._levels import CANONICAL, normalize_level
-from ._writer import Writer
+from ._writer import WRITE_INTERVAL, Writer
 
 LOG_FILE = "logs.jsonl"
 
@@ -23,7 +25,13 @@ class Session:
     """
 
     def __init__(
-        self, name: str, workspace: str, local_path: str | os.PathLike[str] = ".dreamlake"
+        self,
+        name: str,
+        workspace: str,
+        local_path: str | os.PathLike[str] = ".dreamlake",
+        *,
+        write_interval: float = WRITE_INTERVAL,
+        when_full: Literal["wait", "drop"] = "wait",
     ) -> None:
         self.name = _path_component("name", name)
         self.workspace = _path_component("workspace", workspace)
@@ -31,6 +39,14 @@ class Session:
             msg = f"local_path must be a str or os.PathLike, got {type(local_path).__name__}"
             raise TypeError(msg)
         self.local_path = Path(local_path)
+        if type(write_interval) not in (int, float) or not 0 < write_interval < math.inf:
+            msg = f"write_interval must be a positive number of seconds, got {write_interval!r}"
+            raise ValueError(msg)
+        if when_full not in ("wait", "drop"):
+            msg = f"when_full must be 'wait' or 'drop', got {when_full!r}"
+            raise ValueError(msg)
+        self._write_interval = float(write_interval)
+        self._drop_when_full = when_full == "drop"
         self._file: Writer | None = None  # from open() until a close() that succeeded
         self._closed = False
 
@@ -54,24 +70,31 @@ class Session:
         """Create the folders and start the writer; re-opening appends. Returns the session."""
         if self._file is None:
             self.path.mkdir(parents=True, exist_ok=True)
-            self._file = Writer(self.log_file)
+            self._file = Writer(self.log_file, self._write_interval, self._drop_when_full)
             # The hot path: an instance attribute shadowing the `log` method below,
             # which only runs while the session is not open.
             self.__dict__["log"] = _bind_log(self._file)
         return self
 
-    def close(self) -> None:
-        """Flush, fsync and close the file. Idempotent; raises if the file cannot be written."""
+    def close(self, timeout: float | None = None) -> None:
+        """Flush, fsync and close the file. Idempotent; raises if the file cannot be written.
+
+        With a `timeout` (seconds), raise TimeoutError instead of waiting longer
+        for a slow disk; a later close() tries again.
+        """
         if self._file is not None:
             self.__dict__.pop("log", None)
             self._closed = True
-            self._file.close()  # if this raises, a later close() tries again
+            self._file.close(timeout)  # if this raises, a later close() tries again
             self._file = None
 
-    def flush(self) -> None:
-        """Block until every entry logged before the call, from any thread, is on disk."""
+    def flush(self, timeout: float | None = None) -> None:
+        """Block until every entry logged before the call, from any thread, is on disk.
+
+        With a `timeout` (seconds), raise TimeoutError instead of waiting longer.
+        """
         if self._file is not None:
-            self._file.flush()
+            self._file.flush(timeout)
 
     def __enter__(self) -> Session:
         return self.open()
@@ -106,6 +129,7 @@ def _bind_log(writer: Writer) -> Callable[..., None]:
     queue = writer.queue
     append = queue.append
     canonical = CANONICAL
+    modules = sys.modules
 
     def log(
         message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
@@ -121,12 +145,30 @@ def _bind_log(writer: Writer) -> Callable[..., None]:
                 metadata = metadata.copy()
             else:
                 metadata = _copy_mapping(metadata)
+            if "torch" in modules:
+                _detach_tensors(metadata)
         append((time_ns(), level, message, metadata))
         if len(queue) >= writer.wake_at:
             writer.pressure()
 
     log.__doc__ = Session.log.__doc__
     return log
+
+
+_PLAIN = frozenset({float, int, str, bool, type(None)})
+
+
+def _detach_tensors(metadata: dict[Any, Any]) -> None:
+    """Swap tensors for detached views, so a queued entry never keeps an autograd graph alive.
+
+    Converting them to numbers is left to the writer: `.item()` here would wait
+    for the GPU. Only runs once torch is imported.
+    """
+    for key, value in metadata.items():
+        if value.__class__ not in _PLAIN:
+            detach = getattr(value, "detach", None)
+            if callable(detach):
+                metadata[key] = detach()
 
 
 def _copy_mapping(metadata: object) -> dict[Any, Any]:
