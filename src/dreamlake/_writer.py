@@ -135,9 +135,10 @@ class Writer:
         self._thread = None  # started again by the child's first log()
         self.wake_at = 0
         self._helping = self._stopping = False
-        os.close(self._fd)  # shared with the parent, and with it its flock
-        self._fd = -1
-        self._open_file()
+        try:
+            self._open_file()  # the inherited handle shares the parent's flock
+        except OSError:
+            self._fd = -1  # the next write tries again
 
     def exit_flush(self, timeout: float) -> None:
         """At interpreter exit or on SIGTERM: write everything, within `timeout`, never raise.
@@ -248,14 +249,20 @@ class Writer:
     def _write(self, batch: list[Entry]) -> None:
         """Append `batch` as one write under the file lock, numbered after the file's last record."""
         try:
-            if self._fd < 0 or os.fstat(self._fd).st_nlink == 0:  # never opened, or deleted under us
+            if self._fd < 0:
                 self._open_file()
             fd = self._fd
             fcntl.flock(fd, fcntl.LOCK_EX)
+            stat = os.fstat(fd)
+            if stat.st_nlink == 0:  # deleted under us: start a new file rather than write into the void
+                self._open_file()
+                fd = self._fd
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                stat = os.fstat(fd)
         except OSError as exc:
             raise self._error(exc) from exc
+        start = stat.st_size
         try:
-            start = os.fstat(fd).st_size
             prefix = b""
             if start != self._size:  # first write, or another process wrote since
                 self._next_sequence, partial = _resume_point(fd, start)
