@@ -56,7 +56,7 @@ signal.signal(signal.SIGTERM, handler)
 def test_sigkill_loses_nothing_logged_a_second_before(child: Child) -> None:
     with child.start(log_then_wait(3000, write_interval=0.05)) as proc:
         wait_for_line(proc, "ready")
-        time.sleep(1.0)  # the contract under test: one second after the call, it is in the file
+        time.sleep(1.0)  # ok: the contract under test is "one second after the call, it is on disk"
         proc.kill()
         proc.wait(timeout=30)
     records = child.records()
