@@ -28,7 +28,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 from contenders import Contender, available, count_lines  # noqa: E402
 
-SCENARIOS = ("hot", "e2e", "train", "memory")
+SCENARIOS = ("hot", "e2e", "train", "memory", "read")
 
 HOT_LOOP = """
 def loop(log, n, lat, clock):
@@ -176,6 +176,32 @@ def scenario_train(contenders: list[Contender], reps: int, steps: int) -> dict[s
     return result
 
 
+def scenario_read(reps: int, count: int) -> dict[str, Any]:
+    """read_logs on a file of `count` records, next to a bare orjson.loads loop over its lines."""
+    import orjson
+
+    import dreamlake
+
+    samples: dict[str, list[dict[str, float]]] = {"bare orjson loop": [], "dreamlake.read_logs": []}
+    with tempfile.TemporaryDirectory() as tmp:
+        with dreamlake.Session(name="read", workspace="bench", local_path=tmp) as s:
+            for i in range(count):
+                s.log("Batch", "debug", {"loss": i * 1e-6, "lr": 0.001})
+        for _ in range(reps):
+            gc.collect()
+            t0 = time.perf_counter()
+            with open(s.log_file, "rb") as f:
+                bare = [orjson.loads(line) for line in f.read().split(b"\n")[:-1]]
+            t1 = time.perf_counter()
+            records = dreamlake.read_logs(s.path)
+            t2 = time.perf_counter()
+            assert len(bare) == len(records) == count
+            del bare, records
+            samples["bare orjson loop"].append({"seconds": t1 - t0})
+            samples["dreamlake.read_logs"].append({"seconds": t2 - t1})
+    return {name: _median_of(runs) for name, runs in samples.items()}
+
+
 def current_rss() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -212,6 +238,9 @@ def child(args: argparse.Namespace) -> None:
         (c,) = [c for c in contenders if c.name == args.contender]
         print(json.dumps(scenario_memory(c, args.memory_calls)))
         return
+    if args.scenario == "read":
+        print(json.dumps(scenario_read(args.reps, args.read_records)))
+        return
     if args.scenario == "hot":
         out = scenario_hot(contenders, args.reps, args.calls, args.peer_calls)
     elif args.scenario == "e2e":
@@ -223,7 +252,7 @@ def child(args: argparse.Namespace) -> None:
 
 def spawn(args: argparse.Namespace, scenario: str, contender: str | None = None) -> Any:
     cmd = [sys.executable, __file__, "--child", scenario]
-    for opt in ("reps", "calls", "e2e_calls", "peer_calls", "steps", "memory_calls"):
+    for opt in ("reps", "calls", "e2e_calls", "peer_calls", "steps", "memory_calls", "read_records"):
         cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     if contender:
         cmd += ["--contender", contender]
@@ -251,13 +280,14 @@ def main() -> None:
     parser.add_argument("--peer-calls", type=int, default=100_000, help="hot path and e2e calls for peers")
     parser.add_argument("--steps", type=int, default=5_000)
     parser.add_argument("--memory-calls", type=int, default=5_000_000)
+    parser.add_argument("--read-records", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small counts, 1 rep: a smoke run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--contender", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.reps, args.calls, args.e2e_calls, args.peer_calls = 1, 20_000, 20_000, 5_000
-        args.steps, args.memory_calls = 300, 200_000
+        args.steps, args.memory_calls, args.read_records = 300, 200_000, 20_000
     if args.child:
         args.scenario = args.child
         child(args)
@@ -329,6 +359,14 @@ def main() -> None:
             print(f"| {name} | {r['peak_mb']:.0f} MB | {r['seconds']:.1f} |")
             if name == "dreamlake":
                 checks.append((f"peak RSS < 200 MB above start ({r['peak_mb']:.0f} MB)", r["peak_mb"] < 200))
+        print()
+    if "read" in only:
+        read = spawn(args, "read")
+        floor = read["bare orjson loop"]["seconds"]
+        print(f"### Read-back: {args.read_records:,} records\n")
+        print("| reader | seconds | ratio |\n|---|---|---|")
+        for name, r in read.items():
+            print(f"| {name} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f}x |")
         print()
     print("### Targets\n")
     for text, ok in checks:

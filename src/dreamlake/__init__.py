@@ -1,7 +1,8 @@
 """dreamlake: structured experiment logging cheap enough for the hottest training loop."""
 
 from ._levels import LEVELS
+from ._reader import Records, iter_logs, read_logs
 from ._session import Session
 
-__all__ = ["LEVELS", "Session"]
+__all__ = ["LEVELS", "Records", "Session", "iter_logs", "read_logs"]
 __version__ = "0.1.0"

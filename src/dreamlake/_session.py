@@ -13,10 +13,8 @@ from typing import Any, Literal
 
 from ._encode import safe_str
 from ._levels import CANONICAL, normalize_level
+from ._reader import LOG_FILE, Records, read_logs
 from ._writer import WRITE_INTERVAL, Writer
-
-LOG_FILE = "logs.jsonl"
-
 
 class Session:
     """A named run whose records go to `{local_path}/{workspace}/{name}/logs.jsonl`.
@@ -95,6 +93,11 @@ class Session:
         """
         if self._file is not None:
             self._file.flush(timeout)
+
+    def read_logs(self, level: str | None = None) -> Records:
+        """Flush, then read this session's records back (see `dreamlake.read_logs`)."""
+        self.flush()
+        return read_logs(self.path, level)
 
     def __enter__(self) -> Session:
         return self.open()
