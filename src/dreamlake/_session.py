@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -12,6 +13,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from ._encode import safe_str
+from ._bridge import LoggingHandler
 from ._levels import CANONICAL, normalize_level
 from ._reader import LOG_FILE, Records, read_logs
 from ._writer import WRITE_INTERVAL, Writer
@@ -93,6 +95,14 @@ class Session:
         """
         if self._file is not None:
             self._file.flush(timeout)
+
+    def logging_handler(self, level: int = logging.NOTSET) -> LoggingHandler:
+        """A `logging.Handler` that sends stdlib log records into this session.
+
+        `logging.getLogger().addHandler(session.logging_handler())` brings in the
+        logs of every library; WARNING is stored as warn and CRITICAL as fatal.
+        """
+        return LoggingHandler(self, level)
 
     def read_logs(self, level: str | None = None) -> Records:
         """Flush, then read this session's records back (see `dreamlake.read_logs`)."""

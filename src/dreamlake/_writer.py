@@ -74,6 +74,8 @@ class Writer:
 
     def pressure(self) -> None:
         """The queue reached `wake_at`: wake the thread; if the queue is full, make room."""
+        if self._owner == threading.get_ident():
+            return  # logged from inside our own slice (a str() that logs): never wait on ourselves
         if self._exiting or (self._thread is None and not self._start_thread()):
             self._write_now()  # the process is ending: no thread to hand the work to
             return

@@ -1,0 +1,67 @@
+"""stdlib `logging` into a session: the records of the libraries a run uses."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+
+def level_name(levelno: int) -> str:
+    """Map a logging level number to ours: WARNING -> warn, CRITICAL -> fatal, between -> below."""
+    if levelno >= logging.CRITICAL:
+        return "fatal"
+    if levelno >= logging.ERROR:
+        return "error"
+    if levelno >= logging.WARNING:
+        return "warn"
+    if levelno >= logging.INFO:
+        return "info"
+    return "debug"
+
+
+class LoggingHandler(logging.Handler):
+    """A `logging.Handler` that logs each record into a dreamlake session.
+
+    The message is `record.getMessage()`; metadata holds the logger name, the
+    source location, the `extra` fields and, when there is one, the formatted
+    traceback. A record emitted while this handler is already emitting in the
+    same thread (a library logging from inside our own call) is dropped rather
+    than recursed into.
+    """
+
+    def __init__(self, session: Session, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.session = session
+        self._busy = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(self._busy, "active", False):
+            return
+        self._busy.active = True
+        try:
+            metadata: dict[str, Any] = {
+                key: value
+                for key, value in vars(record).items()
+                if key not in _STANDARD and not key.startswith("_")
+            }
+            metadata.update(
+                logger=record.name, source=f"{record.pathname}:{record.lineno}", function=record.funcName
+            )
+            if record.exc_info:
+                metadata["traceback"] = record.exc_text or logging.Formatter().formatException(
+                    record.exc_info
+                )
+            if record.stack_info:
+                metadata["stack"] = record.stack_info
+            self.session.log(record.getMessage(), level=level_name(record.levelno), metadata=metadata)
+        except Exception:
+            self.handleError(record)
+        finally:
+            self._busy.active = False
