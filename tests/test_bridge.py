@@ -108,6 +108,7 @@ def test_a_library_logging_from_inside_our_code_path_neither_loops_nor_deadlocks
     worker.start()
     worker.join(timeout=60)
     assert not worker.is_alive(), "logging from inside the writer deadlocked"
+    session.flush()  # the warnings logged while the worker's flush encoded its entries
     messages = [r["message"] for r in read_records(session.log_file)]
     assert messages.count("x") == total
     assert "str() was called" in messages

@@ -1,0 +1,7 @@
+"""`python -m dreamlake`: the same as the `dreamlake` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,211 @@
+"""The `dreamlake` command: read, watch and list logs, and run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import re
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._levels import LEVELS, normalize_level
+from ._reader import LOG_FILE, iter_logs, log_file_of
+from ._session import Session
+
+_COLORS = {"debug": "\033[2m", "info": "\033[32m", "warn": "\033[33m", "error": "\033[31m", "fatal": "\033[1;31m"}
+_RESET = "\033[0m"
+_RANK = {name: rank for rank, name in enumerate(LEVELS)}
+
+
+class UsageError(Exception):
+    """A mistake in what the user asked for: one line on stderr, exit status 2."""
+
+
+def format_record(record: dict[str, Any], color: bool = False) -> str:
+    """One human-readable line: time, level, message, metadata as key=value."""
+    level = str(record.get("level", "?"))
+    name = f"{level.upper():<5}"
+    if color and level in _COLORS:
+        name = f"{_COLORS[level]}{name}{_RESET}"
+    line = f"{record.get('timestamp', '?')}  {name}  {record.get('message', '')}"
+    metadata = record.get("metadata")
+    if isinstance(metadata, dict) and metadata:
+        line += "  " + " ".join(f"{key}={_text(value)}" for key, value in metadata.items())
+    return line
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def parse_since(text: str) -> str:
+    """A timestamp to compare records with: ISO 8601, or an age such as 90s, 10m, 2h, 1d."""
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
+    if match:
+        seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
+        moment = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+    else:
+        try:
+            moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        except ValueError:
+            msg = f"--since must be an ISO 8601 time or an age like 90s, 10m, 2h, 1d; got {text!r}"
+            raise UsageError(msg) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _select(
+    records: Iterable[dict[str, Any]], level: str | None, grep: str | None, since: str | None
+) -> Iterator[dict[str, Any]]:
+    floor = _RANK[level] if level else 0
+    for record in records:
+        if _RANK.get(record.get("level"), 0) < floor:  # type: ignore[arg-type]
+            continue
+        if since and str(record.get("timestamp", "")) < since:
+            continue
+        if grep and grep not in str(record.get("message", "")) and grep not in _text(record.get("metadata")):
+            continue
+        yield record
+
+
+def _follow(path: Path, interval: float = 0.2) -> Iterator[dict[str, Any]]:
+    """Records appended after the current end of the file, whole lines only, until interrupted."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        tail = b""
+        while True:
+            chunk = f.read()
+            if not chunk:
+                time.sleep(interval)
+                continue
+            lines = (tail + chunk).split(b"\n")
+            tail = lines.pop()
+            for line in lines:
+                try:
+                    record = orjson.loads(line)
+                except orjson.JSONDecodeError:
+                    continue
+                if isinstance(record, dict):
+                    yield record
+
+
+def cmd_logs(args: argparse.Namespace) -> None:
+    try:
+        path = log_file_of(args.path)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    level = _level(args.level)
+    since = parse_since(args.since) if args.since else None
+    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    out = sys.stdout
+    records: Iterable[dict[str, Any]] = iter_logs(path)
+    if args.follow:
+        records = _chain(records, _follow(path))
+    for record in _select(records, level, args.grep, since):
+        out.write(orjson.dumps(record).decode() if args.json else format_record(record, color))
+        out.write("\n")
+        if args.follow:
+            out.flush()
+
+
+def _chain(first: Iterable[dict[str, Any]], then: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    yield from first
+    yield from then
+
+
+def _level(text: str | None) -> str | None:
+    if text is None:
+        return None
+    try:
+        return normalize_level(text)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    root = Path(args.local_path)
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder of dreamlake sessions")
+    rows = []
+    for log_file in sorted(root.glob(f"*/*/{LOG_FILE}")):
+        counts = dict.fromkeys(LEVELS, 0)
+        total, last = 0, "-"
+        for record in iter_logs(log_file):
+            total += 1
+            counts[record.get("level", "info")] = counts.get(record.get("level", "info"), 0) + 1
+            last = str(record.get("timestamp", last))
+        session = log_file.parent
+        rows.append((f"{session.parent.name}/{session.name}", total, counts, last))
+    if not rows:
+        print(f"no sessions under {root}")
+        return
+    print(f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'FATAL':>6}  LAST RECORD")
+    for name, total, counts, last in rows:
+        print(f"{name:<32} {total:>8} {counts['warn']:>6} {counts['error']:>6} {counts['fatal']:>6}  {last}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """A short simulated training run, logged like the docs' training-loop pattern."""
+    epochs, batches = 3, 300
+    with Session(name="mnist-demo", workspace="demo") as session:
+        session.log("Training started", metadata={"model": "ResNet-50", "epochs": epochs})
+        for epoch in range(1, epochs + 1):
+            session.log(f"Epoch {epoch}/{epochs}")
+            losses = []
+            for batch in range(batches):
+                loss = math.exp(-(epoch * batches + batch) / 500) + random.random() * 0.05
+                losses.append(loss)
+                if batch % 100 == 0:
+                    session.log(f"Batch {batch}", level="debug", metadata={"batch_loss": loss})
+            mean = sum(losses) / len(losses)
+            session.log(f"Epoch {epoch} complete", metadata={"epoch": epoch, "train_loss": mean})
+            if mean > 0.3:
+                session.log("Loss still high", level="warn", metadata={"train_loss": mean})
+        session.log("Training complete")
+    print(f"Logged a demo training run to {session.log_file}\n")
+    print(f"$ dreamlake logs {session.path} --level info")
+    for record in _select(iter_logs(session.log_file), "info", None, None):
+        print(format_record(record, sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dreamlake", description="Read and watch dreamlake logs.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    logs = sub.add_parser("logs", help="print a session's records")
+    logs.add_argument("path", help="a session folder or its logs.jsonl")
+    logs.add_argument("--level", help="this level and the more severe ones")
+    logs.add_argument("--grep", help="only records whose message or metadata contain TEXT")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    logs.add_argument("--json", action="store_true", help="print the records as JSON Lines")
+    logs.add_argument("--since", help="ISO 8601 time, or an age: 90s, 10m, 2h, 1d")
+    logs.set_defaults(run=cmd_logs)
+    ls = sub.add_parser("ls", help="list workspaces and sessions")
+    ls.add_argument("local_path", nargs="?", default=".dreamlake")
+    ls.set_defaults(run=cmd_ls)
+    demo = sub.add_parser("demo", help="log a short simulated training run and show it")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except UsageError as exc:
+        print(f"dreamlake: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `dreamlake logs ... | head`
+        sys.stderr.close()
+        return 0
+    return 0
