@@ -1,8 +1,9 @@
 """dreamlake: structured experiment logging cheap enough for the hottest training loop."""
 
+from ._default import log
 from ._levels import LEVELS
 from ._reader import Records, iter_logs, read_logs
 from ._session import Session
 
-__all__ = ["LEVELS", "Records", "Session", "iter_logs", "read_logs"]
+__all__ = ["LEVELS", "Records", "Session", "iter_logs", "log", "read_logs"]
 __version__ = "0.1.0"

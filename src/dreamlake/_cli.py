@@ -16,34 +16,16 @@ from typing import Any
 
 import orjson
 
+from ._format import format_record, metadata_text, use_color
 from ._levels import LEVELS, normalize_level
 from ._reader import LOG_FILE, iter_logs, log_file_of
 from ._session import Session
 
-_COLORS = {"debug": "\033[2m", "info": "\033[32m", "warn": "\033[33m", "error": "\033[31m", "fatal": "\033[1;31m"}
-_RESET = "\033[0m"
 _RANK = {name: rank for rank, name in enumerate(LEVELS)}
 
 
 class UsageError(Exception):
     """A mistake in what the user asked for: one line on stderr, exit status 2."""
-
-
-def format_record(record: dict[str, Any], color: bool = False) -> str:
-    """One human-readable line: time, level, message, metadata as key=value."""
-    level = str(record.get("level", "?"))
-    name = f"{level.upper():<5}"
-    if color and level in _COLORS:
-        name = f"{_COLORS[level]}{name}{_RESET}"
-    line = f"{record.get('timestamp', '?')}  {name}  {record.get('message', '')}"
-    metadata = record.get("metadata")
-    if isinstance(metadata, dict) and metadata:
-        line += "  " + " ".join(f"{key}={_text(value)}" for key, value in metadata.items())
-    return line
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 def parse_since(text: str) -> str:
@@ -72,7 +54,7 @@ def _select(
             continue
         if since and str(record.get("timestamp", "")) < since:
             continue
-        if grep and grep not in str(record.get("message", "")) and grep not in _text(record.get("metadata")):
+        if grep and grep not in str(record.get("message", "")) and grep not in metadata_text(record.get("metadata")):
             continue
         yield record
 
@@ -105,7 +87,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
         raise UsageError(str(exc)) from None
     level = _level(args.level)
     since = parse_since(args.since) if args.since else None
-    color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    color = use_color(sys.stdout)
     out = sys.stdout
     records: Iterable[dict[str, Any]] = iter_logs(path)
     if args.follow:
@@ -174,7 +156,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"Logged a demo training run to {session.log_file}\n")
     print(f"$ dreamlake logs {session.path} --level info")
     for record in _select(iter_logs(session.log_file), "info", None, None):
-        print(format_record(record, sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+        print(format_record(record, use_color(sys.stdout)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
 from pathlib import Path
 from time import time_ns
 from types import TracebackType
@@ -14,6 +15,7 @@ from typing import Any, Literal
 
 from ._encode import safe_str
 from ._bridge import LoggingHandler
+from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._reader import LOG_FILE, Records, read_logs
 from ._writer import WRITE_INTERVAL, Writer
@@ -32,6 +34,7 @@ class Session:
         *,
         write_interval: float = WRITE_INTERVAL,
         when_full: Literal["wait", "drop"] = "wait",
+        echo: bool = False,
     ) -> None:
         self.name = _path_component("name", name)
         self.workspace = _path_component("workspace", workspace)
@@ -45,6 +48,7 @@ class Session:
         if when_full not in ("wait", "drop"):
             msg = f"when_full must be 'wait' or 'drop', got {when_full!r}"
             raise ValueError(msg)
+        self.echo = bool(echo)
         self._write_interval = float(write_interval)
         self._drop_when_full = when_full == "drop"
         self._file: Writer | None = None  # from open() until a close() that succeeded
@@ -73,7 +77,8 @@ class Session:
             self._file = Writer(self.log_file, self._write_interval, self._drop_when_full)
             # The hot path: an instance attribute shadowing the `log` method below,
             # which only runs while the session is not open.
-            self.__dict__["log"] = _bind_log(self._file)
+            self.__dict__["log"] = _bind_log(self._file, self.echo)
+            open_sessions.append(self)
         return self
 
     def close(self, timeout: float | None = None) -> None:
@@ -85,6 +90,8 @@ class Session:
         if self._file is not None:
             self.__dict__.pop("log", None)
             self._closed = True
+            if self in open_sessions:
+                open_sessions.remove(self)
             self._file.close(timeout)  # if this raises, a later close() tries again
             self._file = None
 
@@ -137,7 +144,11 @@ class Session:
         raise RuntimeError(msg)
 
 
-def _bind_log(writer: Writer) -> Callable[..., None]:
+open_sessions: list[Session] = []
+"""Open sessions, oldest first: the module-level `dreamlake.log` uses the last."""
+
+
+def _bind_log(writer: Writer, echo: bool = False) -> Callable[..., None]:
     """The hot path for one open session: check, stamp, copy, append. No lock, no I/O."""
     queue = writer.queue
     append = queue.append
@@ -165,7 +176,30 @@ def _bind_log(writer: Writer) -> Callable[..., None]:
             writer.pressure()
 
     log.__doc__ = Session.log.__doc__
-    return log
+    return _echoing(log) if echo else log
+
+
+def _echoing(log: Callable[..., None]) -> Callable[..., None]:
+    """The hot path, then the same record as a readable line on stderr: print() with a file."""
+
+    def echoing_log(
+        message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
+    ) -> None:
+        log(message, level, metadata)  # checks the arguments first: a bad call echoes nothing
+        record = {
+            "timestamp": _now(),
+            "level": normalize_level(level),
+            "message": message if isinstance(message, str) else safe_str(message),
+            "metadata": dict(metadata) if metadata is not None else None,
+        }
+        echo_record(record)
+
+    echoing_log.__doc__ = log.__doc__
+    return echoing_log
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _PLAIN = frozenset({float, int, str, bool, type(None)})

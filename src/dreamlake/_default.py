@@ -1,0 +1,35 @@
+"""`dreamlake.log`: log with no setup, the way one would print()."""
+
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ._session import Session, open_sessions
+
+_default: Session | None = None
+_lock = threading.Lock()
+
+
+def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
+    """Log to the most recently opened session that is still open.
+
+    With none open, the first call opens a default session under `.dreamlake/`,
+    named after the script and the time, that echoes every record to stderr:
+    `from dreamlake import log` then `log("x", metadata={"x": x})` replaces a print.
+    """
+    session = open_sessions[-1] if open_sessions else _default_session()
+    session.log(message, level, metadata)
+
+
+def _default_session() -> Session:
+    global _default
+    with _lock:
+        if _default is None or _default not in open_sessions:
+            script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
+            name = f"{script or 'python'}-{time.strftime('%Y%m%d-%H%M%S')}"
+            _default = Session(name=name, workspace="default", echo=True).open()
+            print(f"dreamlake: logging to {_default.log_file}", file=sys.stderr)
+        return _default
