@@ -25,7 +25,7 @@ for i in range({count}):
     s.log("x", metadata={{"i": i}})
 print("ready", flush=True)
 while True:
-    time.sleep(1)
+    time.sleep(1)  # ok: the child idles until it is signalled
 """
 
 
@@ -88,7 +88,7 @@ def test_hung_fsync_does_not_hold_the_process(child: Child) -> None:
     result = child.run(
         """
         import os as _os, time as _time
-        _os.fsync = lambda fd: _time.sleep(3600)
+        _os.fsync = lambda fd: _time.sleep(3600)  # ok: a disk that hangs
         s = session().open()
         s.log("x")
         t = _time.monotonic()
