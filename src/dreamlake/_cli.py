@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import random
@@ -17,12 +18,9 @@ from typing import Any
 import orjson
 
 from ._format import format_record, metadata_text, use_color
-from ._levels import LEVELS, normalize_level
+from ._levels import LEVELS, RANK, normalize_level
 from ._reader import LOG_FILE, iter_logs, log_file_of
 from ._session import Session
-
-_RANK = {name: rank for rank, name in enumerate(LEVELS)}
-
 
 class UsageError(Exception):
     """A mistake in what the user asked for: one line on stderr, exit status 2."""
@@ -48,9 +46,9 @@ def parse_since(text: str) -> str:
 def _select(
     records: Iterable[dict[str, Any]], level: str | None, grep: str | None, since: str | None
 ) -> Iterator[dict[str, Any]]:
-    floor = _RANK[level] if level else 0
+    floor = RANK[level] if level else 0
     for record in records:
-        if _RANK.get(record.get("level"), 0) < floor:  # type: ignore[arg-type]
+        if RANK.get(record.get("level"), 0) < floor:  # type: ignore[arg-type]
             continue
         if since and str(record.get("timestamp", "")) < since:
             continue
@@ -91,17 +89,12 @@ def cmd_logs(args: argparse.Namespace) -> None:
     out = sys.stdout
     records: Iterable[dict[str, Any]] = iter_logs(path)
     if args.follow:
-        records = _chain(records, _follow(path))
+        records = itertools.chain(records, _follow(path))
     for record in _select(records, level, args.grep, since):
         out.write(orjson.dumps(record).decode() if args.json else format_record(record, color))
         out.write("\n")
         if args.follow:
             out.flush()
-
-
-def _chain(first: Iterable[dict[str, Any]], then: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    yield from first
-    yield from then
 
 
 def _level(text: str | None) -> str | None:

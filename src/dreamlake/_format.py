@@ -34,11 +34,6 @@ def format_record(record: dict[str, Any], color: bool = False) -> str:
     return line
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value).decode()
-
-
-
 def metadata_text(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
 

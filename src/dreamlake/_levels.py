@@ -3,6 +3,9 @@
 LEVELS: tuple[str, ...] = ("debug", "info", "warn", "error", "fatal")
 """Canonical level names, least to most severe."""
 
+RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
+"""Severity of each canonical name, for "this level and above" filters."""
+
 # Exact spellings resolve with one dict lookup on the hot path; any other
 # capitalisation goes through `normalize_level`.
 CANONICAL: dict[object, str] = {name: name for name in LEVELS}

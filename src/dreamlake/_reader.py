@@ -7,10 +7,9 @@ from typing import Any
 
 import orjson
 
-from ._levels import LEVELS, normalize_level
+from ._levels import RANK, normalize_level
 
 LOG_FILE = "logs.jsonl"
-_RANK = {name: rank for rank, name in enumerate(LEVELS)}
 _CHUNK = 1 << 20
 
 
@@ -40,8 +39,8 @@ def iter_logs(
     `skipped` is given, its first item counts them. A last line without its
     newline is still being written, or was torn by a crash, and is not yielded.
     """
-    floor = _RANK[normalize_level(level)] if level is not None else 0
-    rank = _RANK
+    floor = RANK[normalize_level(level)] if level is not None else 0
+    rank = RANK
     loads = orjson.loads
     bad = 0
     with open(log_file_of(path), "rb") as f:
