@@ -41,8 +41,28 @@ def expected_json(value: Any) -> Any:
             return "Infinity" if value > 0 else "-Infinity"
         return value
     if isinstance(value, dict):
-        return {_text(k) if isinstance(k, str) else str(k): expected_json(v) for k, v in value.items()}
+        return dict(zip(expected_keys(value), map(expected_json, value.values())))
     return [expected_json(v) for v in value]
+
+
+def expected_keys(mapping: dict[Any, Any]) -> list[str]:
+    """str keys keep their text; any other key is str(key), plus " (type)" (then " 2", " 3"...)
+    where that text is taken, so no two keys collide and no value is lost."""
+    taken = {_text(k) for k in mapping if isinstance(k, str)}
+    names = []
+    for key in mapping:
+        if isinstance(key, str):
+            names.append(_text(key))
+            continue
+        name = str(key)
+        if name in taken:
+            name = f"{key} ({type(key).__name__})"
+        base, n = name, 2
+        while name in taken:
+            name, n = f"{base} {n}", n + 1
+        taken.add(name)
+        names.append(name)
+    return names
 
 
 def _text(value: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamlake import Session, _writer
+from dreamlake import Session, _batcher
 
 from .conftest import read_records
 
@@ -97,7 +97,7 @@ def test_a_library_logging_from_inside_our_code_path_neither_loops_nor_deadlocks
             bridged.warning("str() was called")
             return "chatty"
 
-    total = 2 * _writer.QUEUE_LIMIT
+    total = 2 * _batcher.QUEUE_LIMIT
 
     def work() -> None:
         for _ in range(total):

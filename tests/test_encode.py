@@ -1,7 +1,6 @@
-"""The encoder: its fast path agrees with checking every line for lost NaNs."""
+"""Encoding: the metadata snapshot taken at the call, and the lines the writer assembles."""
 
 import datetime as dt
-from collections import deque
 from typing import Any
 
 import orjson
@@ -9,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dreamlake._encode import Encoder
+from dreamlake._encode import Deferred, Encoder, careful, iso_timestamp, metadata_bytes, snapshot
 
 from . import strategies
+from .conftest import KEYS
 
 # Metadata built to fool a splitter that looks for record separators or `null`.
 TRICKY = [
@@ -26,60 +26,101 @@ TRICKY = [
 ]
 
 
-def encode(entries: list[tuple[int, str, str, Any]], first: int = 0) -> bytes:
-    return bytes(Encoder().encode(entries, first))
+def lines(entries: list[tuple[int, str, str, Any]], first: int = 0) -> list[dict[str, Any]]:
+    """Encode entries whose metadata is given as Python values, and parse the lines back."""
+    queued = [(ns, level, msg, None if md is None else snapshot(md)) for ns, level, msg, md in entries]
+    data = Encoder().lines(queued, first)
+    assert data == b"" or data.endswith(b"\n")
+    return [orjson.loads(line) for line in data.split(b"\n")[:-1]]
 
 
-def reference(entries: list[tuple[int, str, str, Any]], first: int = 0) -> bytes:
-    out, _ = Encoder()._lines(entries, first, check=True)
-    return bytes(out)
-
-
-@given(
-    st.lists(
-        st.tuples(
-            st.integers(min_value=0, max_value=4 * 10**18),
-            st.sampled_from(["debug", "info", "warn"]),
-            st.one_of(strategies.texts, st.sampled_from(['},{"timestamp":', "null", ""])),
-            st.one_of(st.sampled_from(TRICKY), strategies.metadata),
-        ),
-        max_size=12,
-    ),
-    st.integers(min_value=0, max_value=2**40),
-)
 @settings(max_examples=300, deadline=None)
-def test_batch_encoding_equals_checking_every_line(entries: list, first: int) -> None:
-    assert encode(entries, first) == reference(entries, first)
+@given(strategies.metadata)
+def test_snapshot_reads_back_as_the_contract_says(metadata: dict[Any, Any]) -> None:
+    assert strategies.expected_json(metadata) == orjson.loads(snapshot(metadata))  # type: ignore[arg-type]
+
+
+@settings(max_examples=300, deadline=None)
+@given(strategies.metadata)
+def test_fast_path_and_careful_path_agree(metadata: dict[Any, Any]) -> None:
+    assert orjson.loads(careful(metadata)) == orjson.loads(snapshot(metadata))  # type: ignore[arg-type]
+
+
+def test_none_values_keep_the_fast_encoding() -> None:
+    """A None next to finite numbers is not a NaN: the first encoding stands."""
+    assert orjson.dumps({"val_loss": None, "loss": 0.5}).decode() == snapshot({"val_loss": None, "loss": 0.5})
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=repr)
+@pytest.mark.parametrize("where", ["flat", "list", "nested"])
+def test_nonfinite_floats_are_found_wherever_they_are(value: float, where: str) -> None:
+    metadata = {"flat": {"x": value}, "list": {"x": [1, value]}, "nested": {"x": {"y": (None, value)}}}[where]
+    assert strategies.expected_json(metadata) == orjson.loads(snapshot(metadata))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("metadata", TRICKY, ids=repr)
-def test_each_tricky_batch_splits_into_whole_records(metadata: Any) -> None:
-    entries = [(1_700_000_000 * 10**9, "info", f"m{i}", metadata) for i in range(3)]
-    lines = encode(entries).split(b"\n")
-    assert lines[-1] == b""
-    records = [orjson.loads(line) for line in lines[:-1]]
-    assert [(r["message"], r["sequenceNumber"]) for r in records] == [
-        ("m0", 0),
-        ("m1", 1),
-        ("m2", 2),
-    ]
+def test_each_tricky_entry_splits_into_whole_records(metadata: Any) -> None:
+    records = lines([(1_700_000_000 * 10**9, "info", f"m{i}", metadata) for i in range(3)], first=7)
+    assert [(r["message"], r["sequenceNumber"]) for r in records] == [("m0", 7), ("m1", 8), ("m2", 9)]
+    for record in records:
+        assert list(record) == KEYS
+        assert record["metadata"] == strategies.expected_json(metadata)
+
+
+def test_message_with_lone_surrogate_is_kept_visible() -> None:
+    (record,) = lines([(0, "warn", "a\ud800b", None)])
+    assert record["message"] == "a\\ud800b"
 
 
 def test_empty_batch_is_empty() -> None:
-    assert encode([]) == b""
+    assert Encoder().lines([], 0) == b""
 
 
-@given(st.lists(st.integers(min_value=0, max_value=2**63 // 1000), min_size=1, max_size=20))
+@given(st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=20))
 def test_timestamp_truncates_to_the_microsecond_in_utc(stamps: list[int]) -> None:
     encoder = Encoder()  # one encoder for the whole list, so its cache is exercised
     for ns in stamps:
         expected = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ns // 1000)
-        assert encoder.timestamp(ns) == expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        text = expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert text == encoder.timestamp(ns).decode()
+        assert text == iso_timestamp(ns), "the echo shows the file's timestamp"
 
 
 def test_timestamp_cache_survives_going_back_in_time() -> None:
     """The wall clock can step backwards (NTP); the cache must not reuse a stale prefix."""
     encoder = Encoder()
-    assert encoder.timestamp(1_700_000_001_500_000_000) == "2023-11-14T22:13:21.500000Z"
-    assert encoder.timestamp(1_700_000_000_250_000_000) == "2023-11-14T22:13:20.250000Z"
-    assert encoder.timestamp(1_700_000_000_250_500_999) == "2023-11-14T22:13:20.250500Z"
+    assert encoder.timestamp(1_700_000_001_500_000_000) == b"2023-11-14T22:13:21.500000Z"
+    assert encoder.timestamp(1_700_000_000_250_000_000) == b"2023-11-14T22:13:20.250000Z"
+    assert encoder.timestamp(1_700_000_000_250_500_999) == b"2023-11-14T22:13:20.250500Z"
+
+
+def test_snapshot_refuses_what_is_not_a_mapping() -> None:
+    with pytest.raises(TypeError, match="metadata must be a mapping .* got list"):
+        snapshot([1, 2])
+
+
+class FakeTensor:
+    def __init__(self, values: list[float]) -> None:
+        self.values = values
+
+    def detach(self) -> "FakeTensor":
+        return self
+
+    def clone(self) -> "FakeTensor":
+        return FakeTensor(list(self.values))
+
+    def tolist(self) -> list[float]:
+        return self.values
+
+
+def test_tensors_are_copied_now_and_converted_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    torch = types.ModuleType("torch")
+    torch.Tensor = FakeTensor  # type: ignore[attr-defined]
+    monkeypatch.setitem(__import__("sys").modules, "torch", torch)
+    tensor = FakeTensor([1.0, float("nan")])
+    queued = snapshot({"t": tensor, "n": 1})
+    tensor.values[0] = 99.0
+    assert isinstance(queued, Deferred)
+    assert {"t": [1.0, "NaN"], "n": 1} == orjson.loads(metadata_bytes(queued))

@@ -40,7 +40,7 @@ def test_default_local_path_is_dot_dreamlake(tmp_path: Path, monkeypatch: pytest
     with Session(name="n", workspace="w") as s:
         s.log("x")
     assert (tmp_path / ".dreamlake" / "w" / "n" / "logs.jsonl").is_file()
-    assert s.log_file == Path(".dreamlake/w/n/logs.jsonl")
+    assert s.log_file == tmp_path / ".dreamlake" / "w" / "n" / "logs.jsonl"
 
 
 def test_construction_touches_no_file(tmp_path: Path) -> None:
@@ -210,7 +210,7 @@ def test_exception_in_with_block_propagates_and_entries_are_on_disk(tmp_path: Pa
 
 def test_repr_names_the_session(tmp_path: Path) -> None:
     s = Session(name="n", workspace="w", local_path="x")
-    assert repr(s) == "Session(name='n', workspace='w', local_path='x')"
+    assert repr(s) == f"Session(name='n', workspace='w', local_path='{Path('x').absolute()}')"
 
 
 def test_file_permissions_follow_umask(tmp_path: Path) -> None:

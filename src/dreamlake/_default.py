@@ -1,5 +1,6 @@
 """`dreamlake.log`: log with no setup, the way one would print()."""
 
+import os
 import sys
 import threading
 import time
@@ -31,5 +32,6 @@ def _default_session() -> Session:
             script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "python"
             name = f"{script or 'python'}-{time.strftime('%Y%m%d-%H%M%S')}"
             _default = Session(name=name, workspace="default", echo=True).open()
-            print(f"dreamlake: logging to {_default.log_file}", file=sys.stderr)
+            where = os.path.relpath(_default.log_file)  # as the user would type it
+            print(f"dreamlake: logging to {where}", file=sys.stderr)
         return _default

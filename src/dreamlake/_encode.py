@@ -1,14 +1,26 @@
-"""Turning queued entries into JSON Lines.
+"""Values to JSON: the metadata snapshot taken at the call, and the lines the writer assembles.
 
-The fast path is one `orjson.dumps` per record. A record takes the careful path
-only when orjson rejects it (huge ints, lone surrogates, cycles, non-str keys)
-or when its output holds a `null` that may stand for a NaN or an infinity,
-which orjson writes as `null` and we write as a string a user can see.
+`snapshot()` runs in the caller: one `orjson.dumps` of the metadata, which is also a
+deep copy, so a value changed after `log()` returns never reaches the record. It is
+queued as a str: orjson's bytes are allocated large and then shrunk, and keeping
+thousands of them alive makes the C heap grow and shrink (a page fault every few
+calls); the decoded copy is small and comes from Python's own allocator. Only
+what orjson cannot write faithfully takes the careful path: non-str keys, integers
+beyond 64 bits, lone surrogates, cycles, unknown types, and NaN or infinities (orjson
+writes those as `null`; we write a string a user can see). Tensors are copied on
+their device at the call and turned into numbers by the writer thread, so the
+caller never waits for the device.
+
+`encode_lines()` runs in the writer: it wraps already-encoded metadata into records.
 """
 
+from __future__ import annotations
+
 import math
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import fields, is_dataclass
 from datetime import date, datetime
 from datetime import time as dt_time
 from enum import Enum
@@ -16,110 +28,85 @@ from typing import Any
 
 import orjson
 
-Entry = tuple[int, str, str, dict[Any, Any] | None]
-"""What `Session.log` queues: (time.time_ns(), level, message, metadata copy)."""
-
-_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _MAX_DEPTH = 200  # orjson refuses to nest deeper than 254 levels
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the range orjson writes as numbers
-_MS_TEXT = [f".{i:03d}" for i in range(1000)]
-_US_TEXT = [f"{i:03d}Z" for i in range(1000)]
+_ESCAPING = (KeyboardInterrupt, SystemExit)  # never swallowed: the user wants out
 
 
-class Encoder:
-    """Encodes batches of entries; keeps a small clock cache, so one per writer."""
+class Deferred:
+    """Metadata holding tensor copies: encoded by the writer thread, not the caller."""
 
-    __slots__ = ("_ms_start", "_ms_prefix", "_sec", "_sec_prefix")
+    __slots__ = ("value",)
 
-    def __init__(self) -> None:
-        self._ms_start = self._sec = -(2**63)
-        self._sec_prefix = self._ms_prefix = ""
-
-    def timestamp(self, ns: int) -> str:
-        """ISO 8601 UTC with microseconds and a trailing Z, e.g. 2025-10-25T10:30:00.000123Z."""
-        offset = ns - self._ms_start  # small-int arithmetic while within the cached millisecond
-        if not 0 <= offset < 1_000_000:
-            self._enter_millisecond(ns)
-            offset = ns - self._ms_start
-        return self._ms_prefix + _US_TEXT[offset // 1000]
-
-    def _enter_millisecond(self, ns: int) -> None:
-        ms = ns // 1_000_000
-        self._ms_start = ms * 1_000_000
-        sec, frac = divmod(ms, 1000)
-        if sec != self._sec:
-            self._sec = sec
-            self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        self._ms_prefix = self._sec_prefix + _MS_TEXT[frac]
-
-    def encode(self, entries: list[Entry], first_sequence: int) -> bytearray:
-        """Return the JSON Lines for `entries`, numbered from `first_sequence`.
-
-        One `orjson.dumps` per record, so no record dict outlives its line (a
-        list of them would be promoted by the garbage collector and make its
-        full passes longer). If the batch holds more `null`s than records
-        without metadata, some may be NaNs or infinities: it is encoded again
-        with a check per line.
-        """
-        out, no_metadata = self._lines(entries, first_sequence, check=False)
-        if out.count(b"null") != no_metadata:
-            out, _ = self._lines(entries, first_sequence, check=True)
-        return out
-
-    def _lines(self, entries: list[Entry], first: int, check: bool) -> tuple[bytearray, int]:
-        out = bytearray()
-        no_metadata = 0
-        stamp = self.timestamp
-        for seq, (ns, level, message, metadata) in enumerate(entries, first):
-            record = {
-                "timestamp": stamp(ns),
-                "level": level,
-                "message": message,
-                "metadata": metadata,
-                "sequenceNumber": seq,
-            }
-            try:
-                line = orjson.dumps(record, default=_default, option=_OPTIONS)
-            except TypeError:  # orjson.JSONEncodeError
-                line = encode_careful(record)
-            else:
-                if metadata is None:
-                    no_metadata += 1
-                elif check and b"null" in line:
-                    line = encode_careful(record)
-            out += line
-        return out, no_metadata
+    def __init__(self, value: Any) -> None:
+        self.value = value
 
 
-def _default(obj: Any) -> Any:
-    """orjson's hook for types it does not know: containers become lists, the rest text."""
-    if isinstance(obj, (set, frozenset)):
-        return list(obj)
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    tolist = getattr(obj, "tolist", None)  # numpy arrays orjson declines, array-likes
-    if callable(tolist):
-        return tolist()
-    return str(obj)
+class _Tensor:
+    __slots__ = ("copy",)
+
+    def __init__(self, copy: Any) -> None:
+        self.copy = copy
 
 
-def encode_careful(record: dict[str, Any]) -> bytes:
-    """Encode a record orjson alone cannot write faithfully. Never raises."""
+Metadata = str | Deferred | None
+Entry = tuple[int, str, str, Metadata]
+"""What `Session.log` queues: (time.time_ns(), level, message, encoded metadata)."""
+
+
+# -- in the caller ----------------------------------------------------------------------
+
+
+def snapshot(metadata: object) -> str | Deferred:
+    """The metadata as JSON text (or a Deferred holding tensor copies), as it is now."""
+    if not isinstance(metadata, Mapping):
+        msg = f"metadata must be a mapping (such as a dict) or None, got {type(metadata).__name__}"
+        raise TypeError(msg)
+    if not isinstance(metadata, dict):
+        metadata = dict(metadata)
     try:
-        return orjson.dumps(_clean(record, set(), 0), option=_OPTIONS)
-    except Exception as exc:  # a bug in _clean must not cost the entry
-        fallback = {
-            **record,
-            "message": safe_str(record["message"]),
-            "metadata": {"unserializable": safe_str(record["metadata"]), "error": safe_str(exc)},
-        }
-        return orjson.dumps(fallback, option=_OPTIONS)
+        data = orjson.dumps(metadata, None, _NUMPY).decode()
+    except TypeError:  # orjson.JSONEncodeError: a value it cannot write as it is
+        return careful(metadata)
+    return checked(metadata, data)
 
 
-def _clean(value: Any, active: set[int], depth: int) -> Any:
-    """Rebuild `value` from JSON-safe parts; `active` holds the containers being visited."""
+def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
+    """`data`, unless one of its `null`s stands for a NaN or an infinity."""
+    if "null" in data and _has_nonfinite(metadata, 0):
+        return careful(metadata)
+    return data
+
+
+def careful(metadata: Mapping[Any, Any]) -> str | Deferred:
+    """Rebuild the metadata from JSON-safe parts, value by value. Never raises (but Ctrl-C)."""
+    tensors: list[int] = []
+    value = _clean(metadata, set(), 0, tensors)
+    if tensors:
+        return Deferred(value)
+    return orjson.dumps(value).decode()
+
+
+def _has_nonfinite(value: Any, depth: int) -> bool:
+    """Whether orjson wrote a NaN or an infinity in `value` as null (or might have)."""
+    cls = value.__class__
+    if cls is float:
+        return bool(value - value != 0.0)  # NaN for NaN and the infinities, 0.0 for the rest
+    if cls is dict or cls is list or cls is tuple:
+        if depth >= _MAX_DEPTH:
+            return True
+        items = value.values() if cls is dict else value
+        return any(_has_nonfinite(item, depth + 1) for item in items)
+    if value is None or cls is str or cls is int or cls is bool:
+        return False
+    return True  # numpy, subclasses, dataclasses: let the careful path look
+
+
+def _clean(value: Any, active: set[int], depth: int, tensors: list[int]) -> Any:
+    """`value` as plain JSON parts; `active` holds the containers being visited."""
     if isinstance(value, str):
-        return _clean_str(value)
+        return clean_str(value)
     if value is None or isinstance(value, bool):
         return value
     if isinstance(value, int):
@@ -129,9 +116,9 @@ def _clean(value: Any, active: set[int], depth: int) -> Any:
             return float(value)
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     if isinstance(value, (datetime, date, dt_time)):
-        return value
+        return _guarded(value.isoformat, value)
     if isinstance(value, Enum):
-        return _clean(value.value, active, depth)
+        return _clean(value.value, active, depth + 1, tensors)
     is_mapping = isinstance(value, Mapping)
     if is_mapping or isinstance(value, (list, tuple, set, frozenset)):
         if id(value) in active:
@@ -142,34 +129,153 @@ def _clean(value: Any, active: set[int], depth: int) -> Any:
         try:
             if is_mapping:
                 return {
-                    _clean_str(k) if isinstance(k, str) else safe_str(k): _clean(v, active, depth + 1)
-                    for k, v in value.items()
+                    key: _clean(item, active, depth + 1, tensors)
+                    for key, item in zip(_keys(value), value.values())
                 }
-            return [_clean(v, active, depth + 1) for v in value]
+            return [_clean(item, active, depth + 1, tensors) for item in value]
+        except _ESCAPING:
+            raise
+        except BaseException:  # a container that fails while we iterate it
+            return safe_str(value)
         finally:
             active.discard(id(value))
-    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, tensors
+    if _is_tensor(value):
+        copy = _guarded(lambda: value.detach().clone(), None)  # on its device: no sync here
+        if copy is None:
+            return safe_str(value)
+        tensors.append(1)
+        return _Tensor(copy)
+    if is_dataclass(value) and not isinstance(value, type):
+        fields_ = {f.name: getattr(value, f.name, None) for f in fields(value)}
+        return _clean(fields_, active, depth + 1, tensors)
+    tolist = getattr(value, "tolist", None)  # numpy scalars and arrays, array-likes
     if callable(tolist):
-        try:
-            return _clean(tolist(), active, depth + 1)
-        except Exception:
-            pass
-    return safe_str(value)
+        listed = _guarded(tolist, None)
+        if listed is not None:
+            return _clean(listed, active, depth + 1, tensors)
+    try:
+        return orjson.Fragment(orjson.dumps(value, None, _NUMPY))  # UUID and other native types
+    except TypeError:
+        return safe_str(value)
 
 
-def _clean_str(text: str) -> str:
+def _is_tensor(value: object) -> bool:
+    """A real torch.Tensor (only once torch is imported): not anything with a detach()."""
+    tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+    return isinstance(tensor, type) and isinstance(value, tensor)
+
+
+def _keys(mapping: Mapping[Any, Any]) -> list[str]:
+    """The keys as distinct strings: str keys keep their names, others get theirs plus a type."""
+    taken = {clean_str(key) for key in mapping if isinstance(key, str)}
+    keys = []
+    for key in mapping:
+        if isinstance(key, str):
+            keys.append(clean_str(key))
+            continue
+        name = text = safe_str(key)
+        if name in taken:
+            name = text = f"{text} ({type(key).__name__})"
+        n = 2
+        while name in taken:
+            name = f"{text} {n}"
+            n += 1
+        taken.add(name)
+        keys.append(name)
+    return keys
+
+
+def _guarded(call: Callable[[], Any], fallback: object) -> Any:
+    """`call()`, or the text of `fallback` if it raises anything but Ctrl-C or exit."""
+    try:
+        return call()
+    except _ESCAPING:
+        raise
+    except BaseException:
+        return None if fallback is None else safe_str(fallback)
+
+
+def clean_str(text: str) -> str:
+    """`text` as a plain str that UTF-8 can hold: lone surrogates kept visible as \\udXXX."""
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:  # lone surrogates: keep them visible as \udXXX
+    except UnicodeEncodeError:
         return text.encode("utf-8", "backslashreplace").decode("utf-8")
     return str(text)
 
 
 def safe_str(obj: object) -> str:
-    """`str(obj)`, or failing that `repr(obj)`, or a placeholder naming the type."""
+    """`str(obj)`, or failing that `repr(obj)`, or a placeholder naming the type. Never raises
+    (but Ctrl-C), whatever `__str__` throws."""
     for convert in (str, repr):
         try:
-            return _clean_str(convert(obj))
-        except Exception:
+            return clean_str(convert(obj))
+        except _ESCAPING:
+            raise
+        except BaseException:
             pass
     return f"<unprintable {type(obj).__qualname__} object>"
+
+
+# -- in the writer ------------------------------------------------------------------------
+
+
+def metadata_bytes(metadata: Metadata) -> bytes:
+    """The JSON of a queued entry's metadata; tensors become numbers here. Never raises."""
+    if metadata is None:
+        return b"null"
+    if isinstance(metadata, str):
+        return metadata.encode()
+    try:
+        return orjson.dumps(metadata.value, _tensor_values)
+    except BaseException as exc:  # noqa: BLE001 - the writer thread must survive any value
+        return orjson.dumps({"unserializable": safe_str(metadata), "error": safe_str(exc)})
+
+
+def _tensor_values(obj: Any) -> Any:
+    if isinstance(obj, _Tensor):
+        listed = _guarded(obj.copy.tolist, None)
+        return _clean(listed, set(), 0, []) if listed is not None else safe_str(obj.copy)
+    return safe_str(obj)
+
+
+def iso_timestamp(ns: int) -> str:
+    """ISO 8601 UTC with microseconds and a trailing Z, e.g. 2025-10-25T10:30:00.000123Z."""
+    sec, frac = divmod(ns // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:06d}Z"
+
+
+_LEVEL_BYTES = {name: name.encode() for name in ("debug", "info", "warn", "error", "fatal")}
+_RECORD = b'{"timestamp":"%b","level":"%b","message":%b,"metadata":%b,"sequenceNumber":%d}\n'
+
+
+class Encoder:
+    """Turns queued entries into JSON Lines; caches the formatted second, so one per writer."""
+
+    __slots__ = ("_sec", "_prefix")
+
+    def __init__(self) -> None:
+        self._sec = -1
+        self._prefix = b""
+
+    def timestamp(self, ns: int) -> bytes:
+        us = ns // 1000
+        sec, frac = divmod(us, 1_000_000)
+        if sec != self._sec:
+            self._sec = sec
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)).encode()
+        return self._prefix + b"%06dZ" % frac
+
+    def lines(self, entries: list[Entry], first: int) -> bytes:
+        """The records of `entries` as JSON Lines, numbered from `first`."""
+        out = []
+        stamp = self.timestamp
+        dumps = orjson.dumps
+        for sequence, (ns, level, message, metadata) in enumerate(entries, first):
+            try:
+                text = dumps(message)
+            except TypeError:  # lone surrogates
+                text = dumps(clean_str(message))
+            meta = metadata.encode() if metadata.__class__ is str else metadata_bytes(metadata)
+            out.append(_RECORD % (stamp(ns), _LEVEL_BYTES[level], text, meta, sequence))
+        return b"".join(out)

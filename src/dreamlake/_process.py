@@ -1,14 +1,16 @@
 """Process-wide events every open session must survive: exit, SIGTERM, fork.
 
-Nothing here runs at import. The first writer installs the hooks:
-- `atexit`: write what is queued, within `EXIT_TIMEOUT` seconds, and keep
-  writing at once whatever is logged later (from other exit handlers);
-- SIGTERM, when its handler is the default or a Python function: flush, then
-  call that function, or end the process as SIGTERM would have;
-- `os.register_at_fork`: no slice is half written when the process is copied;
-  the child drops the parent's queue (the parent writes it) and reopens the file;
-- children started by `multiprocessing` leave through `os._exit`, skipping
-  atexit: they flush from multiprocessing's own exit hook.
+Nothing here runs at import. The first session opened installs the hooks, which
+call the writer through the small `Hooks` protocol:
+- `atexit` (and multiprocessing's exit hook, since its children leave through
+  `os._exit`): write and fsync everything, within `EXIT_TIMEOUT` seconds; entries
+  logged later, by other exit handlers, are written at once;
+- SIGTERM, when its handler is the default or a Python function: write and fsync
+  everything, then call that function, or end the process as SIGTERM would have.
+  Handlers can only be set from the main thread: a session first opened in another
+  thread asks the main thread to install it at its next Python instruction;
+- `os.register_at_fork`: the writer thread stops before the fork (so the child is
+  copied from a single-threaded process) and starts again after it.
 """
 
 from __future__ import annotations
@@ -19,52 +21,69 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from ._writer import Writer
+EXIT_TIMEOUT = 5.0  # seconds the exit and SIGTERM flushes wait for a slow disk
 
-EXIT_TIMEOUT = 5.0  # seconds the exit and SIGTERM flushes wait for a slow disk, per session
 
-_live: set[Writer] = set()
-_installed = False
-exiting = False  # our exit hook has run: writers opened now write each entry at once
+class Hooks(Protocol):
+    def flush_all(self, timeout: float) -> None: ...
+    def exit_all(self, timeout: float) -> None: ...
+    def before_fork(self) -> None: ...
+    def after_fork(self, child: bool) -> None: ...
+
+
+_hooks: Hooks | None = None
 _previous_sigterm: Any = signal.SIG_DFL
+_sigterm_installed = False
+_pending_call: Any = None  # keeps the ctypes callback alive until the main thread runs it
 
 
-def track(writer: Writer) -> None:
-    _live.add(writer)
-    _install()
+def install(hooks: Hooks) -> None:
+    """Install the process hooks once; in the main thread, or asked of it."""
+    global _hooks
+    if _hooks is None:
+        _hooks = hooks
+        atexit.register(_at_exit)
+        os.register_at_fork(
+            before=_before_fork,
+            after_in_parent=lambda: hooks.after_fork(child=False),
+            after_in_child=lambda: hooks.after_fork(child=True),
+        )
     _watch_this_multiprocessing_child()
+    if not _sigterm_installed:
+        if threading.current_thread() is threading.main_thread():
+            _install_sigterm()
+        else:
+            _ask_main_thread(_install_sigterm)
 
 
-def untrack(writer: Writer) -> None:
-    _live.discard(writer)
-
-
-def _install() -> None:
-    global _installed
-    if _installed:
-        return
-    _installed = True
-    atexit.register(_at_exit)
-    os.register_at_fork(
-        before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
-    )
-    _install_sigterm()
+def _before_fork() -> None:
+    _watch_multiprocessing_children()
+    if _hooks is not None:
+        _hooks.before_fork()
 
 
 def _at_exit() -> None:
-    global exiting
-    exiting = True
-    for writer in list(_live):
-        writer.exit_flush(EXIT_TIMEOUT)
+    if _hooks is not None:
+        _quietly("at exit", _hooks.exit_all)
+
+
+def _quietly(when: str, call: Any) -> None:
+    try:
+        call(EXIT_TIMEOUT)
+    except Exception as exc:  # noqa: BLE001 - an exit path must not raise
+        try:
+            print(f"dreamlake: {when}: {exc}", file=sys.stderr)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def _install_sigterm() -> None:
-    global _previous_sigterm
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread
+    global _previous_sigterm, _sigterm_installed
+    if _sigterm_installed:
+        return
+    _sigterm_installed = True
     previous = signal.getsignal(signal.SIGTERM)
     if previous is signal.SIG_IGN or previous is None:
         return  # ignored on purpose, or set outside Python: leave it alone
@@ -73,11 +92,8 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    for writer in list(_live):
-        try:
-            writer.flush(EXIT_TIMEOUT)
-        except Exception as exc:
-            print(f"dreamlake: on SIGTERM: {exc}", file=sys.stderr)
+    if _hooks is not None:
+        _quietly("on SIGTERM", _hooks.flush_all)
     if callable(_previous_sigterm):
         _previous_sigterm(signum, frame)
         return
@@ -85,20 +101,25 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # end as SIGTERM would have
 
 
-def _before_fork() -> None:
-    _watch_multiprocessing_children()
-    for writer in list(_live):
-        writer.before_fork()
+def _ask_main_thread(call: Any) -> None:
+    """Run `call` in the main thread at its next Python instruction (Py_AddPendingCall)."""
+    global _pending_call
+    try:
+        import ctypes
 
+        def run(_: object) -> int:
+            try:
+                call()
+            except Exception:  # noqa: BLE001 - nothing to report to from here
+                pass
+            return 0
 
-def _after_fork_in_parent() -> None:
-    for writer in list(_live):
-        writer.after_fork_in_parent()
-
-
-def _after_fork_in_child() -> None:
-    for writer in list(_live):
-        writer.after_fork_in_child()
+        _pending_call = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(run)
+        add = ctypes.pythonapi.Py_AddPendingCall
+        add.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        add(ctypes.cast(_pending_call, ctypes.c_void_p), None)
+    except Exception:  # noqa: BLE001 - no ctypes here: the session simply has no SIGTERM hook
+        pass
 
 
 _finalized_pid = 0
@@ -127,9 +148,8 @@ _watching = False
 def _watch_multiprocessing_children() -> None:
     global _watching
     util = sys.modules.get("multiprocessing.util")
-    if util is None or _watching:
-        return
-    _watching = True
-    # Runs in each child multiprocessing starts, after it has cleared the
-    # finalizers inherited from the parent; its exit runs finalizers, not atexit.
-    util.register_after_fork(_token, lambda _: util.Finalize(None, _at_exit, exitpriority=100))
+    if util is not None and not _watching:
+        _watching = True
+        # Runs in each child multiprocessing starts, after it has cleared the
+        # finalizers inherited from the parent; its exit runs finalizers, not atexit.
+        util.register_after_fork(_token, lambda _: util.Finalize(None, _at_exit, exitpriority=100))

@@ -5,20 +5,22 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sys
+import threading
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from time import time_ns
 from types import TracebackType
 from typing import Any, Literal
 
-from ._encode import safe_str
+import orjson
+
+from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
+from ._encode import Entry, Metadata, careful, checked, clean_str, iso_timestamp, metadata_bytes, safe_str, snapshot
 from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._reader import LOG_FILE, Records, read_logs
-from ._writer import WRITE_INTERVAL, Writer
+
 
 class Session:
     """A named run whose records go to `{local_path}/{workspace}/{name}/logs.jsonl`.
@@ -41,18 +43,21 @@ class Session:
         if not isinstance(local_path, (str, os.PathLike)):
             msg = f"local_path must be a str or os.PathLike, got {type(local_path).__name__}"
             raise TypeError(msg)
-        self.local_path = Path(local_path)
+        self.local_path = Path(os.path.abspath(local_path))  # fixed now: a later chdir changes nothing
         if type(write_interval) not in (int, float) or not 0 < write_interval < math.inf:
             msg = f"write_interval must be a positive number of seconds, got {write_interval!r}"
             raise ValueError(msg)
         if when_full not in ("wait", "drop"):
             msg = f"when_full must be 'wait' or 'drop', got {when_full!r}"
             raise ValueError(msg)
-        self.echo = bool(echo)
-        self._write_interval = float(write_interval)
-        self._drop_when_full = when_full == "drop"
-        self._file: Writer | None = None  # from open() until a close() that succeeded
-        self._closed = False
+        self._echo = bool(echo)
+        self._lifecycle = threading.RLock()
+        self._channel = Channel(str(self.log_file), repr(self), float(write_interval), when_full == "drop")
+        self._emit = _bind_log(self._channel, self._echo)
+        if type(self).log is Session.log:
+            # The hot path: an instance attribute shadowing the `log` method, one call
+            # less. A subclass that overrides log() keeps its override.
+            self.__dict__["log"] = self._emit
 
     def __repr__(self) -> str:
         return (
@@ -70,38 +75,37 @@ class Session:
         """The JSON Lines file the records are appended to."""
         return self.path / LOG_FILE
 
+    @property
+    def echo(self) -> bool:
+        """Whether each record is also printed to stderr as a readable line."""
+        return self._echo
+
     def open(self) -> Session:
-        """Create the folders and start the writer; re-opening appends. Returns the session."""
-        if self._file is None:
-            self.path.mkdir(parents=True, exist_ok=True)
-            self._file = Writer(self.log_file, self._write_interval, self._drop_when_full)
-            # The hot path: an instance attribute shadowing the `log` method below,
-            # which only runs while the session is not open.
-            self.__dict__["log"] = _bind_log(self._file, self.echo)
-            open_sessions.append(self)
+        """Create the folders and the file, ready to log; re-opening appends. Returns the session."""
+        with self._lifecycle:
+            if self._channel.state not in (State.OPEN, State.EXITING):
+                self._channel.open()
+                open_sessions.append(self)
         return self
 
     def close(self, timeout: float | None = None) -> None:
-        """Flush, fsync and close the file. Idempotent; raises if the file cannot be written.
+        """Write, fsync and close the file. Idempotent; raises OSError if the file cannot be written.
 
-        With a `timeout` (seconds), raise TimeoutError instead of waiting longer
-        for a slow disk; a later close() tries again.
+        With a `timeout` (seconds) for the whole call, raise TimeoutError instead
+        of waiting longer for a slow disk. After either error the entries are kept:
+        a later close() (or open()) goes on from there.
         """
-        if self._file is not None:
-            self.__dict__.pop("log", None)
-            self._closed = True
+        with self._lifecycle:
             if self in open_sessions:
                 open_sessions.remove(self)
-            self._file.close(timeout)  # if this raises, a later close() tries again
-            self._file = None
+            self._channel.close(timeout)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every entry logged before the call, from any thread, is on disk.
 
         With a `timeout` (seconds), raise TimeoutError instead of waiting longer.
         """
-        if self._file is not None:
-            self._file.flush(timeout)
+        self._channel.flush(timeout)
 
     def logging_handler(self, level: int = logging.NOTSET) -> LoggingHandler:
         """A `logging.Handler` that sends stdlib log records into this session.
@@ -130,30 +134,26 @@ class Session:
     def log(
         self, message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
     ) -> None:
-        """Queue one record; returns at once. The writer thread encodes and writes it.
+        """Queue one record; returns at once. The writer thread writes it.
 
         `message` is stored as text, `level` is one of debug, info, warn, error,
-        fatal, and `metadata` (a mapping) is copied now, so later changes to it do
-        not reach the record. (An open session replaces this method with the
-        function `_bind_log` makes; what runs here is the not-open case.)
+        fatal, and `metadata` (a mapping) is copied now, deeply, so later changes to
+        it do not reach the record. Raises RuntimeError if the session is not open.
         """
-        if self._closed:
-            msg = f"{self!r} is closed: log() after close() is not recorded; open() it again to go on"
-        else:
-            msg = f"{self!r} is not open: use `with Session(...) as session:` or call .open() first"
-        raise RuntimeError(msg)
+        self._emit(message, level, metadata)
 
 
 open_sessions: list[Session] = []
 """Open sessions, oldest first: the module-level `dreamlake.log` uses the last."""
 
 
-def _bind_log(writer: Writer, echo: bool = False) -> Callable[..., None]:
-    """The hot path for one open session: check, stamp, copy, append. No lock, no I/O."""
-    queue = writer.queue
+def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
+    """The hot path of one session: check, stamp, snapshot, append. No lock, no I/O."""
+    queue = channel.queue
     append = queue.append
     canonical = CANONICAL
-    modules = sys.modules
+    dumps = orjson.dumps
+    numpy = orjson.OPT_SERIALIZE_NUMPY
 
     def log(
         message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
@@ -164,65 +164,44 @@ def _bind_log(writer: Writer, echo: bool = False) -> Callable[..., None]:
             level = normalize_level(level)
         if message.__class__ is not str:
             message = safe_str(message)
-        if metadata is not None:
-            if metadata.__class__ is dict:
-                metadata = metadata.copy()
+        data: Metadata
+        if metadata is None:
+            data = None
+        elif metadata.__class__ is dict:
+            try:
+                data = dumps(metadata, None, numpy).decode()  # see _encode: why text
+            except TypeError:  # a value orjson cannot write as it is
+                data = careful(metadata)
             else:
-                metadata = _copy_mapping(metadata)
-            if "torch" in modules:
-                _detach_tensors(metadata)
-        append((time_ns(), level, message, metadata))
-        if len(queue) >= writer.wake_at:
-            writer.pressure()
+                if "null" in data:  # a None, or a NaN that orjson wrote as null
+                    data = checked(metadata, data)
+        else:
+            data = snapshot(metadata)
+        entry = (time_ns(), level, message, data)
+        append(entry)
+        # The mark is 0 unless the session is open: then pressure() raises (see _batcher).
+        if len(queue) >= channel.mark:
+            channel.pressure(entry)
+        if echo:
+            _echo(entry)
 
     log.__doc__ = Session.log.__doc__
-    return _echoing(log) if echo else log
+    return log
 
 
-def _echoing(log: Callable[..., None]) -> Callable[..., None]:
-    """The hot path, then the same record as a readable line on stderr: print() with a file."""
-
-    def echoing_log(
-        message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
-    ) -> None:
-        log(message, level, metadata)  # checks the arguments first: a bad call echoes nothing
+def _echo(entry: Entry) -> None:
+    """The record as the file will hold it, as a readable line on stderr. Never raises."""
+    ns, level, message, metadata = entry
+    try:
         record = {
-            "timestamp": _now(),
-            "level": normalize_level(level),
-            "message": message if isinstance(message, str) else safe_str(message),
-            "metadata": dict(metadata) if metadata is not None else None,
+            "timestamp": iso_timestamp(ns),
+            "level": level,
+            "message": clean_str(message),
+            "metadata": None if metadata is None else orjson.loads(metadata_bytes(metadata)),
         }
         echo_record(record)
-
-    echoing_log.__doc__ = log.__doc__
-    return echoing_log
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-_PLAIN = frozenset({float, int, str, bool, type(None)})
-
-
-def _detach_tensors(metadata: dict[Any, Any]) -> None:
-    """Swap tensors for detached views, so a queued entry never keeps an autograd graph alive.
-
-    Converting them to numbers is left to the writer: `.item()` here would wait
-    for the GPU. Only runs once torch is imported.
-    """
-    for key, value in metadata.items():
-        if value.__class__ not in _PLAIN:
-            detach = getattr(value, "detach", None)
-            if callable(detach):
-                metadata[key] = detach()
-
-
-def _copy_mapping(metadata: object) -> dict[Any, Any]:
-    if isinstance(metadata, Mapping):
-        return dict(metadata)
-    msg = f"metadata must be a mapping (such as a dict) or None, got {type(metadata).__name__}"
-    raise TypeError(msg)
+    except Exception:  # noqa: BLE001 - stderr closed or busy: the record is in the file anyway
+        pass
 
 
 def _path_component(what: str, value: object) -> str:

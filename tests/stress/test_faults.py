@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dreamlake import Session, _writer
+from dreamlake import Session, _batcher
 
 from .. import strategies
 from .conftest import Child, assert_numbered_in_file_order
@@ -70,7 +70,7 @@ def test_drop_policy_drops_new_entries_and_says_how_many(
         gate.wait(30)
         return real_write(fd, data)
 
-    total = 3 * _writer.QUEUE_LIMIT
+    total = 3 * _batcher.QUEUE_LIMIT
     with Session(name="n", workspace="w", local_path=tmp_path, when_full="drop") as s:
         monkeypatch.setattr(os, "write", stuck_write)
         done = threading.Event()

@@ -28,6 +28,9 @@ class FakeTensor:
     def detach(self) -> "FakeTensor":
         return FakeTensor(self.values)
 
+    def clone(self) -> "FakeTensor":
+        return FakeTensor(list(self.values))
+
     def cpu(self) -> "FakeTensor":
         return self
 
@@ -41,9 +44,11 @@ class FakeTensor:
 
 @pytest.fixture
 def torch_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Detaching only runs once torch is imported; pretend it is."""
+    """Tensors are recognised once torch is imported; pretend it is, with FakeTensor its Tensor."""
     if "torch" not in sys.modules:
-        monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+        torch = types.ModuleType("torch")
+        torch.Tensor = FakeTensor  # type: ignore[attr-defined]
+        monkeypatch.setitem(sys.modules, "torch", torch)
 
 
 def test_tensor_is_detached_at_the_call(tmp_path: Path, torch_loaded: None) -> None:

@@ -1,4 +1,4 @@
-"""The writer: flush means on disk, many threads lose nothing, I/O errors keep entries."""
+"""The writer thread: flush means on disk, many threads lose nothing, I/O errors keep entries."""
 
 import errno
 import os
@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from dreamlake import Session
-from dreamlake import _process, _writer
+from dreamlake import _batcher
 
 from .conftest import read_records, wait_until
 
@@ -105,11 +105,10 @@ def failing_write(path_fd: Callable[[], int], err: int) -> Callable[[int, Any], 
 def test_write_errors_surface_on_flush_and_keep_entries(
     session: Session, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], err: int
 ) -> None:
-    writer = session._file
-    assert writer is not None
+    sink = session._channel.sink
     session.log("landed")
     session.flush()
-    monkeypatch.setattr(os, "write", failing_write(lambda: writer._fd, err))
+    monkeypatch.setattr(os, "write", failing_write(lambda: sink._fd, err))
     for i in range(10):
         session.log(f"kept {i}")
     with pytest.raises(OSError) as info:
@@ -135,7 +134,6 @@ def test_fsync_error_surfaces_on_close_and_close_can_be_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     s = Session(name="n", workspace="w", local_path=tmp_path).open()
-    writer = s._file
     s.log("x")
 
     def broken_fsync(fd: int) -> None:
@@ -149,7 +147,7 @@ def test_fsync_error_surfaces_on_close_and_close_can_be_retried(
     with pytest.raises(RuntimeError, match="closed"):
         s.log("y")
     assert [r["message"] for r in read_records(s.log_file)] == ["x"]
-    assert writer not in _process._live
+    assert s._channel not in _batcher._worker.channels
 
 
 def test_partial_os_write_is_completed(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -211,51 +209,55 @@ def test_import_starts_no_thread_and_writes_nothing(
 
 
 def test_queue_stays_bounded_in_a_tight_loop(session: Session) -> None:
-    """However fast the caller, the queue never holds more than QUEUE_LIMIT entries."""
-    writer = session._file
-    assert writer is not None
+    """However fast the caller, the queue never holds more than QUEUE_LIMIT entries (+1 in flight)."""
+    queue = session._channel.queue
     longest = 0
-    total = 6 * _writer.QUEUE_LIMIT
+    total = 6 * _batcher.QUEUE_LIMIT
     for i in range(total):
         session.log("tight", metadata={"i": i})
-        longest = max(longest, len(writer.queue))
+        longest = max(longest, len(queue))
     session.flush()
-    assert longest <= _writer.QUEUE_LIMIT
+    assert longest <= _batcher.QUEUE_LIMIT + 1
     got = read_records(session.log_file)
     assert [r["metadata"]["i"] for r in got] == list(range(total))
 
 
-def test_full_queue_is_written_by_the_caller_when_the_thread_is_gone(session: Session) -> None:
-    """With no writer thread to wait for (after a fork, at shutdown), log() makes room itself."""
-    writer = session._file
-    assert writer is not None
-    writer._stopping = True
-    writer._wake.set()
-    writer._thread.join(timeout=10)
-    assert not writer._thread.is_alive()
-    total = 3 * _writer.QUEUE_LIMIT
-
-    def burst() -> None:
-        for i in range(total):
-            session.log("x", metadata={"i": i})
-
-    worker = threading.Thread(target=burst)
-    worker.start()
-    worker.join(timeout=60)
-    assert not worker.is_alive(), "log() hung on a full queue"
-    assert len(writer.queue) < _writer.QUEUE_LIMIT
+def test_a_writer_thread_that_stopped_is_started_again(session: Session) -> None:
+    """Checked lazily, the way a full queue or a flush finds it: nothing waits for a dead thread."""
+    worker = _batcher._worker
+    thread = worker._writer.thread
+    assert thread is not None
+    worker._writer.join(10)  # as if it had died
+    assert not thread.is_alive()
+    worker._writer.resume()
+    total = 3 * _batcher.QUEUE_LIMIT
+    burst = threading.Thread(target=lambda: [session.log("x", metadata={"i": i}) for i in range(total)])
+    burst.start()
+    burst.join(timeout=60)
+    assert not burst.is_alive(), "log() hung on a full queue"
     session.flush()
     assert [r["metadata"]["i"] for r in read_records(session.log_file)] == list(range(total))
+    assert worker._writer.thread is not thread
 
 
-def test_queue_past_wake_mark_wakes_the_writer_before_its_interval(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_queue_past_wake_mark_wakes_the_writer_before_its_interval(tmp_path: Path) -> None:
     """A burst of WAKE_AT entries is written without waiting for the interval or a flush."""
-    monkeypatch.setattr(_writer, "WRITE_INTERVAL", 3600.0)
-    with Session(name="n", workspace="w", local_path=tmp_path) as s:
-        writer = s._file
-        assert writer is not None
-        for i in range(_writer.WAKE_AT):
+    with Session(name="n", workspace="w", local_path=tmp_path, write_interval=3600) as s:
+        for i in range(_batcher.WAKE_AT):
             s.log("x")
         assert wait_until(lambda: s.log_file.stat().st_size > 0), "the writer was not woken"
+
+
+def test_one_writer_thread_serves_many_sessions(tmp_path: Path) -> None:
+    """Threads stay bounded however many sessions are open, and go away with the last one."""
+    before = threading.active_count()
+    sessions = [Session(name=f"s{i}", workspace="w", local_path=tmp_path).open() for i in range(50)]
+    for i in range(3):
+        for s in sessions:
+            s.log("x", metadata={"i": i})
+    assert threading.active_count() <= before + 2
+    for s in sessions:
+        s.close()
+    for s in sessions:
+        assert [r["metadata"]["i"] for r in read_records(s.log_file)] == [0, 1, 2]
+    assert wait_until(lambda: threading.active_count() == before), "threads outlive the sessions"

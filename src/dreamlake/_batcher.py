@@ -1,0 +1,577 @@
+"""The background writer: one daemon thread per process drains the queue of every open session.
+
+Callers take no lock and do no I/O. `log()` appends an entry to its session's
+`Channel.queue` (a deque: append is atomic), then compares the queue's length with
+`Channel.mark`, and only at the mark calls `Channel.pressure()`. The mark is where
+the state shows: `WAKE_AT` while open, `QUEUE_LIMIT` while the worker is writing
+that channel, and 0 whenever the channel is not simply open (not yet open, closing,
+closed, the process exiting, a forked child whose worker has not started), so
+every call then reaches `pressure()` and sees why. Once a channel is registered,
+only the worker thread changes its mark and state, so no caller can undo a change.
+
+A caller that must wait (flush, close, a full queue) waits on a one-shot latch (a
+`threading.Lock` that the worker releases), never on a lock that the worker or
+another caller holds. A signal handler or a finalizer that logs or flushes in the
+middle of its own thread's log() or flush() cannot deadlock, and Ctrl-C in flush()
+leaves nothing locked. The worker is the only thread that writes, so a batch is
+written exactly once whatever interrupts the caller.
+"""
+
+from __future__ import annotations
+
+import enum
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+from . import _process
+from ._encode import Encoder, Entry
+from ._sink import Sink
+
+WRITE_INTERVAL = 0.1  # default seconds between the worker's rounds when nobody wakes it
+WAKE_AT = 1024  # queued entries that wake the worker before its round is due
+QUEUE_LIMIT = 8192  # entries queued per session; then log() waits for room (or drops)
+SLICE = 128  # entries per write: the GIL is handed back between slices
+LONG_SLICE = 1024  # entries per write while callers wait (flush, close, a full queue)
+ROOM = QUEUE_LIMIT // 2  # a caller waiting for room is let go once the queue is this short
+STALL_TIMEOUT = 5.0  # seconds a full queue waits for a writer that makes no progress
+EXIT_TIMEOUT = 5.0  # seconds the exit and SIGTERM flushes wait for a slow disk
+FORK_TIMEOUT = 1.0  # seconds a fork waits for the worker to stop (a hung write)
+
+
+class State(enum.Enum):
+    NEW = "not open"
+    OPEN = "open"
+    EXITING = "exiting"  # after the exit flush: every entry is written at once
+    CLOSED = "closed"  # by the worker, before its last drain; registered until that succeeds
+
+
+class Channel:
+    """One session's queue and file, and what its log() needs to know."""
+
+    __slots__ = (
+        "queue", "mark", "state", "sink", "pending", "drops", "error", "stalled", "waiters",
+        "registered", "interval", "drop_when_full", "name", "reported",
+    )  # fmt: skip
+
+    def __init__(self, path: str, name: str, interval: float, drop_when_full: bool) -> None:
+        self.queue: deque[Entry] = deque()
+        self.mark = 0
+        self.state = State.NEW
+        self.sink = Sink(path)
+        self.pending: list[Entry] = []  # taken from the queue, not yet written
+        self.drops: deque[None] = deque()  # one item per dropped entry (append is atomic)
+        self.error: OSError | None = None  # the last write failed with this
+        self.stalled = False  # a full queue waited STALL_TIMEOUT for no progress
+        self.waiters: deque[threading.Lock] = deque()  # latches of callers waiting for room
+        self.registered = False  # the worker knows this channel
+        self.interval = interval
+        self.drop_when_full = drop_when_full
+        self.name = name  # the session's repr, for messages
+        self.reported: object = None  # the fault last reported on stderr
+
+    # -- the session's calls -------------------------------------------------------------
+
+    def open(self) -> None:
+        if self.registered:  # a close() failed and the entries are kept: the worker resumes
+            _worker.call(_Kind.REOPEN, self, None)
+            return
+        self.sink.open()
+        self.error, self.stalled = None, False
+        self.state = State.EXITING if _worker.exiting else State.OPEN
+        self.mark = 0 if _worker.exiting else WAKE_AT
+        self.registered = True
+        _worker.register(self)
+
+    def flush(self, timeout: float | None) -> None:
+        if self.registered:
+            _worker.call(_Kind.FLUSH, self, timeout)
+
+    def close(self, timeout: float | None) -> None:
+        if self.registered:
+            _worker.call(_Kind.CLOSE, self, timeout)
+
+    # -- log() at the mark ----------------------------------------------------------------
+
+    def pressure(self, entry: Entry) -> None:
+        """The queue reached the mark: wake the worker, make room, or say why log() cannot."""
+        state = self.state
+        if state is State.OPEN:
+            _worker.wake()
+            if len(self.queue) > QUEUE_LIMIT:
+                self._make_room()
+        elif state is State.EXITING:
+            try:  # the process is ending: nothing will come back for it later
+                _worker.call(_Kind.WRITE, self, EXIT_TIMEOUT)
+            except OSError as exc:
+                _report(f"at exit: {exc}")
+        else:
+            try:
+                self.queue.remove(entry)
+            except ValueError:
+                return  # the closing writer took it: it is in the file when close() returns
+            msg = (
+                f"{self.name} is closed: log() after close() is not recorded; open() it again to go on"
+                if state is not State.NEW
+                else f"{self.name} is not open: use `with Session(...) as session:` or call .open() first"
+            )
+            raise RuntimeError(msg)
+
+    def _make_room(self) -> None:
+        """Wait while the worker makes progress; drop (counted) when it cannot."""
+        if _worker.is_current():
+            return  # a value converted by the worker logged: it cannot wait for itself
+        deadline = time.monotonic() + STALL_TIMEOUT
+        while len(self.queue) > QUEUE_LIMIT:
+            if self.drop_when_full or self.error is not None or self.stalled:
+                self._drop()
+                return
+            latch = _latch()
+            self.waiters.append(latch)
+            _worker.wake()
+            if latch.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                deadline = time.monotonic() + STALL_TIMEOUT
+            else:
+                self.stalled = True
+                _report(
+                    f"writing {self.sink.path} made no progress for {STALL_TIMEOUT:g} s; "
+                    f"new entries are dropped, and counted in a warn record, until it does"
+                )
+
+    def _drop(self) -> None:
+        if len(self.queue) > QUEUE_LIMIT:
+            self.queue.pop()  # the newest: those before it keep their place
+            self.drops.append(None)
+
+    # -- the worker's side ----------------------------------------------------------------
+
+    def take_drops(self) -> Entry | None:
+        """A warn entry counting the entries dropped since the last one, if any."""
+        count = 0
+        while self.drops:
+            self.drops.popleft()
+            count += 1
+        if not count:
+            return None
+        reason = "when_full='drop'" if self.drop_when_full else "the file could not be written"
+        message = f"dreamlake dropped {count} entries: the queue was full ({reason})"
+        return (time.time_ns(), "warn", message, f'{{"dropped":{count}}}')
+
+    def release_waiters(self) -> None:
+        while self.waiters:
+            self.waiters.popleft().release()
+
+    def kept_error(self) -> OSError:
+        exc = self.error or OSError("unknown error")
+        kept = len(self.queue) + len(self.pending)
+        msg = (
+            f"{exc.strerror or exc}. {kept} entries are kept in memory; "
+            f"fix the cause and call flush() or close() again"
+        )
+        return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
+
+    def after_fork_in_child(self) -> None:
+        """The parent writes what it had queued; the child starts clean, with its own handle."""
+        self.queue.clear()
+        self.pending = []
+        self.drops.clear()
+        self.waiters.clear()
+        self.error, self.stalled, self.reported = None, False, None
+        self.sink.reopen()
+        self.mark = 0  # the first log() starts the child's worker, which sets the mark
+        if self.state is State.CLOSED:  # a failed close: the parent keeps those entries
+            self.registered = False
+
+
+class _Kind(enum.Enum):
+    FLUSH = "flush"  # write, then fsync
+    WRITE = "write"  # write only
+    CLOSE = "close"  # write, fsync, close the file
+    REOPEN = "open"  # after a close() that failed or timed out
+    EXIT = "exit flush"  # write and fsync everything; from now on each entry is written at once
+
+
+class _Request:
+    """What a caller asked for, and the latch it waits on."""
+
+    __slots__ = ("kind", "channel", "done", "error", "channels")
+
+    def __init__(self, kind: _Kind, channel: Channel | None) -> None:
+        self.kind = kind
+        self.channel = channel
+        self.done = _latch()
+        self.error: BaseException | None = None
+        self.channels: list[Channel] = []  # written, to fsync (and close) in the syncer
+
+    def finish(self, error: BaseException | None = None) -> None:
+        self.error = self.error or error
+        self.done.release()
+
+
+def _latch() -> threading.Lock:
+    """A one-shot latch: acquire() waits until someone calls release()."""
+    latch = threading.Lock()
+    latch.acquire()
+    return latch
+
+
+class _Loop:
+    """A named daemon thread that runs `step` whenever woken, or every `interval()` seconds."""
+
+    def __init__(
+        self, name: str, step: Callable[[], None], interval: Callable[[], float], idle: Callable[[], bool]
+    ) -> None:
+        self._name, self._step, self._interval, self._idle = name, step, interval, idle
+        self.thread: threading.Thread | None = None
+        self.ident = 0
+        self.stop = False
+        self._wake = _latch()  # released = "a step is wanted"
+        self._control = threading.Lock()  # starting and stopping the thread
+        self._owner = 0  # thread holding _control: a signal handler in it must not wait
+
+    def alive(self) -> bool:
+        thread = self.thread
+        return thread is not None and thread.is_alive()
+
+    def wake(self) -> None:
+        wake = self._wake
+        if wake.locked():
+            try:
+                wake.release()
+            except RuntimeError:  # another caller released it first
+                pass
+
+    def start(self) -> bool:
+        """Start the thread unless it runs; False if none can run (interpreter shutdown)."""
+        me = threading.get_ident()
+        if self._owner == me or not self._control.acquire(timeout=FORK_TIMEOUT):
+            return self.alive()
+        self._owner = me
+        try:
+            if self.alive():
+                return True
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                return False
+            self.thread = thread
+            return True
+        finally:
+            self._owner = 0
+            self._control.release()
+
+    def join(self, timeout: float) -> None:
+        """Ask the thread to stop after its current step, and wait for it up to `timeout`."""
+        thread = self.thread
+        if thread is not None and thread is not threading.current_thread():
+            self.stop = True
+            self.wake()
+            thread.join(timeout)
+
+    def resume(self) -> None:
+        """After a fork in the parent: go on (a thread still stuck in a step simply continues)."""
+        with self._control:
+            self.stop = False
+
+    def _run(self) -> None:
+        self.ident = threading.get_ident()
+        try:
+            while True:
+                self._wake.acquire(timeout=self._interval())
+                try:
+                    self._step()
+                except BaseException as exc:  # noqa: BLE001 - the writer must outlive any fault
+                    _report(f"{self._name}: {exc!r} (will retry)")
+                with self._control:
+                    if self.stop or self._idle():
+                        self.thread = None
+                        return
+        finally:
+            self.ident = 0
+
+
+class Worker:
+    """The process's writer: one thread writes, another fsyncs, both started lazily.
+
+    fsync has a thread of its own so that the writer keeps draining queues while a
+    disk is slow to sync, and a flush() or close() can stop waiting for a hung one.
+    """
+
+    def __init__(self) -> None:
+        self.channels: list[Channel] = []  # registered and not being closed
+        self.exiting = False
+        self._requests: deque[_Request] = deque()  # for the writer, in order
+        self._syncs: deque[_Request] = deque()  # for the syncer, in order
+        self._encoder = Encoder()
+        self._init_threads()
+
+    def _init_threads(self) -> None:
+        self._writer = _Loop("dreamlake writer", self._round, self._interval, self._idle)
+        self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle)
+        self._forking = False
+        self._inline = threading.Lock()  # held by a caller doing a round itself
+
+    # -- callers --------------------------------------------------------------------------
+
+    def register(self, channel: Channel) -> None:
+        self.channels.append(channel)
+        _process.install(self)
+        self._start()
+
+    def wake(self) -> None:
+        if not self._writer.alive():  # first use, after a fork, or it died
+            self._start()
+        self._writer.wake()
+
+    def is_current(self) -> bool:
+        return threading.get_ident() in (self._writer.ident, self._syncer.ident)
+
+    def call(self, kind: _Kind, channel: Channel | None, timeout: float | None) -> None:
+        """Have the writer do `kind` and wait for it, up to `timeout` seconds for the whole call."""
+        if self.is_current():
+            return  # a value being converted by the writer flushed: it cannot wait for itself
+        request = _Request(kind, channel)
+        self._requests.append(request)
+        if self._start():
+            self._writer.wake()
+        else:
+            self._run_inline()  # no thread can run (interpreter shutdown): do it here
+        if not request.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            what = channel.sink.path if channel is not None else "the open sessions' files"
+            msg = (
+                f"dreamlake: {kind.value} of {what} did not finish within {timeout:g} s; "
+                f"it goes on in the background"
+            )
+            raise TimeoutError(msg)
+        if request.error is not None:
+            raise request.error
+
+    def flush_all(self, timeout: float) -> None:
+        self.call(_Kind.FLUSH, None, timeout)
+
+    def exit_all(self, timeout: float) -> None:
+        self.exiting = True
+        self.call(_Kind.EXIT, None, timeout)
+
+    # -- forks ----------------------------------------------------------------------------
+
+    def before_fork(self) -> None:
+        """Stop the threads (bounded), so the child is copied from a single-threaded process."""
+        self._forking = True
+        deadline = time.monotonic() + FORK_TIMEOUT
+        self._writer.join(FORK_TIMEOUT)
+        self._syncer.join(max(0.0, deadline - time.monotonic()))
+
+    def after_fork(self, child: bool) -> None:
+        if child:  # the parent's callers wait for the parent's threads
+            self._requests.clear()
+            self._syncs.clear()
+            self._init_threads()
+            self.exiting = False
+            for channel in self.channels:
+                channel.after_fork_in_child()
+            self.channels = [ch for ch in self.channels if ch.registered]
+            return
+        self._forking = False
+        self._writer.resume()
+        self._syncer.resume()
+        self._start()
+
+    # -- the threads ----------------------------------------------------------------------
+
+    def _start(self) -> bool:
+        """Make sure both threads run while there is work; False if the writer cannot."""
+        if self._forking or self._idle():
+            return self._writer.alive()
+        self._syncer.start()  # now, although needed later: at interpreter exit none can start
+        return self._writer.start()
+
+    def _idle(self) -> bool:
+        return not (self.channels or self._requests or self._syncs)
+
+    def _interval(self) -> float:
+        return min((ch.interval for ch in self.channels), default=WRITE_INTERVAL)
+
+    def _run_inline(self) -> None:
+        """The threads' work in the caller's thread, for when no thread can be started."""
+        if not self._inline.acquire(blocking=False):
+            return  # re-entered from a signal handler: the outer round picks this up
+        try:
+            self._round()
+            self._sync_round()
+        finally:
+            self._inline.release()
+
+    def _round(self) -> None:
+        """Serve the requests made so far, after writing what was queued before them."""
+        requests = []
+        while self._requests:
+            requests.append(self._requests.popleft())
+        try:
+            for channel in list(self.channels):
+                if self._writer.stop and not self._inline.locked():
+                    self._requests.extendleft(reversed(requests))  # a fork waits: after it
+                    requests = []
+                    return
+                self._drain(channel, len(channel.queue), stoppable=True)
+                if channel.state is State.CLOSED and not (channel.queue or channel.pending):
+                    self._hand_over_close(channel, None)  # a close() that had failed can finish
+        finally:
+            for request in requests:
+                try:
+                    self._serve(request)
+                except BaseException as exc:  # noqa: BLE001 - hand any failure to the caller
+                    request.finish(exc)
+
+    def _drain(self, channel: Channel, budget: int, stoppable: bool = False) -> bool:
+        """Write what `channel` holds (its kept batch, then `budget` entries); False on failure."""
+        if channel.state is State.OPEN:
+            channel.mark = QUEUE_LIMIT  # we are on it: log() need not wake us
+        queue = channel.queue
+        rest = False
+        try:
+            while not (stoppable and self._writer.stop):
+                batch = channel.pending
+                if not batch:
+                    notice = channel.take_drops()
+                    # Short slices hand the GIL back often; when the callers wait
+                    # for us anyway, long ones cost fewer system calls.
+                    size = SLICE if stoppable and not channel.waiters else LONG_SLICE
+                    count = min(len(queue), size, budget)
+                    if notice is not None:
+                        batch.append(notice)
+                    elif count <= 0:
+                        break
+                    budget -= count
+                    take, append = queue.popleft, batch.append
+                    try:
+                        for _ in range(count):
+                            append(take())
+                    except IndexError:  # a refused log() took its entry back meanwhile
+                        pass
+                    if not batch:
+                        break
+                try:
+                    channel.sink.write(batch, self._encoder.lines)
+                except OSError as exc:
+                    channel.error = exc
+                    if channel.reported != exc.errno:
+                        channel.reported = exc.errno
+                        _report(f"{exc} ({len(queue) + len(batch)} entries kept; will retry)")
+                    return False
+                channel.error, channel.stalled, channel.reported = None, False, None
+                if channel.waiters and len(queue) <= ROOM:
+                    # The caller outruns the disk: let it fill half the queue while we
+                    # rest, rather than both fighting for the GIL entry by entry.
+                    channel.release_waiters()
+                    rest = stoppable
+                    if rest:
+                        break
+        finally:
+            channel.release_waiters()
+            if channel.state is State.OPEN:
+                channel.mark = QUEUE_LIMIT if rest else WAKE_AT
+        return True
+
+    def _serve(self, request: _Request) -> None:
+        kind, channel = request.kind, request.channel
+        if kind is _Kind.REOPEN and channel is not None:
+            if channel in self.channels:  # its close failed: the file is still open
+                channel.state = State.EXITING if self.exiting else State.OPEN
+                channel.mark = 0 if self.exiting else WAKE_AT
+                request.finish()
+            else:  # its close is with the syncer: reopen after it
+                self._to_syncer(request)
+            return
+        if channel is not None and channel not in self.channels:
+            request.finish()  # closed already, or being closed
+            return
+        channels = [channel] if channel is not None else list(self.channels)
+        if kind is _Kind.CLOSE:
+            channel.state, channel.mark = State.CLOSED, 0  # type: ignore[union-attr]
+        elif kind is _Kind.EXIT:
+            for ch in channels:
+                if ch.state is State.OPEN:
+                    ch.state, ch.mark = State.EXITING, 0
+        errors = []
+        for ch in channels:
+            while ch.queue or ch.pending or ch.drops:  # everything, also what came meanwhile
+                if not self._drain(ch, len(ch.queue)):
+                    errors.append(ch.kept_error())
+                    break
+            else:
+                request.channels.append(ch)
+        if errors:
+            request.error = errors[0]
+        if kind is _Kind.WRITE:
+            request.finish()
+        elif kind is _Kind.CLOSE and not errors:
+            self._hand_over_close(channel, request)  # type: ignore[arg-type]
+        else:
+            self._to_syncer(request)
+
+    def _hand_over_close(self, channel: Channel, request: _Request | None) -> None:
+        """Stop writing `channel`; the syncer fsyncs and closes its file."""
+        self.channels.remove(channel)
+        if request is None:
+            request = _Request(_Kind.CLOSE, channel)
+            request.channels.append(channel)
+        self._to_syncer(request)
+
+    def _to_syncer(self, request: _Request) -> None:
+        self._syncs.append(request)
+        if self._syncer.start():  # under its lock: it cannot be deciding to stop meanwhile
+            self._syncer.wake()
+        else:
+            self._sync_round()
+
+    def _sync_round(self) -> None:
+        while self._syncs:
+            request = self._syncs.popleft()
+            try:
+                self._sync(request)
+            except BaseException as exc:  # noqa: BLE001 - hand any failure to the caller
+                request.finish(exc)
+            else:
+                request.finish()
+
+    def _sync(self, request: _Request) -> None:
+        kind, channel = request.kind, request.channel
+        if kind is _Kind.REOPEN and channel is not None:
+            if not channel.sink.is_open:
+                channel.sink.open()
+            channel.state = State.EXITING if self.exiting else State.OPEN
+            channel.mark = 0 if self.exiting else WAKE_AT
+            channel.registered = True
+            self.channels.append(channel)
+            self.wake()
+            return
+        errors = []
+        for ch in request.channels:
+            try:
+                ch.sink.fsync()
+            except OSError as exc:
+                errors.append(exc)
+                if kind is _Kind.CLOSE:  # keep it: the writer retries, a later close() ends it
+                    ch.error = exc
+                    self.channels.append(ch)
+                continue
+            if kind is _Kind.CLOSE:
+                ch.sink.close()
+                ch.registered = False
+        if errors:
+            raise errors[0]
+
+
+def _report(text: str) -> None:
+    """One line on stderr; never raises (stderr may be closed, or busy in this thread)."""
+    try:
+        print(f"dreamlake: {text}", file=sys.stderr)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+_worker = Worker()

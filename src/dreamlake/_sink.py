@@ -1,0 +1,207 @@
+"""One JSON Lines file, appended to in whole batches: synchronous, no threads.
+
+Every batch is one `os.write` under an exclusive `flock`, numbered after the last
+valid record in the file, so several processes (and several sessions on one path)
+can share it. The numbering is predicted and the lines encoded before the lock is
+taken; only when another writer appended in between are they encoded again. A batch
+is all or nothing: a write that fails, or is interrupted, is truncated away and the
+batch stays with the caller to retry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import orjson
+
+_CHUNK = 1 << 16  # bytes read at a time when looking back for the last record
+_FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+class Sink:
+    """An append-only log file at an absolute path."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.writes = 0  # batches written; fsync() is needed while `synced` is behind
+        self.synced = 0  # the value `writes` had when the last fsync began
+        self._fd = -1
+        self._size = -1  # file size after our last write; -1: unknown, look before writing
+        self._next = 0  # sequence number of our next record, valid while _size holds
+        self._newline = False  # the file ends mid-line: start our batch on a new one
+        self._new_folder = False  # fsync the folder too, so the new file's name is durable
+
+    def open(self) -> None:
+        """Open (creating folders and file) and find where numbering resumes, without the lock.
+
+        A file torn by a crash may end in a long partial line: it is read once,
+        here, rather than under the lock that other processes wait on.
+        """
+        self.close()
+        folder = os.path.dirname(self.path)
+        self._new_folder = not os.path.exists(self.path)
+        os.makedirs(folder, exist_ok=True)
+        self._fd = os.open(self.path, _FLAGS, 0o644)
+        size = os.fstat(self._fd).st_size
+        self._next = _next_sequence(self._fd, size, 0) or 0
+        self._newline = size > 0 and os.pread(self._fd, 1, size - 1) != b"\n"
+        self._size = size
+
+    def reopen(self) -> None:
+        """A fresh handle on the same path (after a fork: the inherited one shares the lock)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+        self._size = -1
+        self.writes = self.synced = 0
+
+    @property
+    def is_open(self) -> bool:
+        return self._fd >= 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd = -1
+        self._size = -1
+
+    def write(self, batch: list[Any], encode: Callable[[list[Any], int], bytes]) -> None:
+        """Append `encode(batch, first_sequence)` whole, then empty `batch`; raise OSError naming the file.
+
+        If anything interrupts the write, what was written is truncated away and
+        `batch` is left as it was: retrying writes each record exactly once.
+        """
+        try:
+            if self._fd < 0:
+                self._open_quietly()
+            predicted = self._next
+            data = encode(batch, predicted) if self._size >= 0 else b""
+            fd = self._lock()
+        except OSError as exc:
+            raise self.error(exc) from exc
+        start = -1
+        try:
+            start = os.fstat(fd).st_size
+            if start != self._size:  # first write, or another writer appended since
+                found = _next_sequence(fd, start, max(self._size, 0))
+                if found is not None or self._size < 0:
+                    self._next = found or 0
+                self._newline = start > 0 and os.pread(fd, 1, start - 1) != b"\n"
+                if self._next != predicted or not data:
+                    data = encode(batch, self._next)
+            if self._newline:
+                data = b"\n" + data
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            self._size = start + len(data)
+            self._next += len(batch)
+            self._newline = False
+            self.writes += 1
+            batch.clear()
+        except BaseException as exc:
+            if start >= 0 and batch:  # not committed: leave no part of it in the file
+                try:
+                    os.ftruncate(fd, start)
+                except OSError:
+                    self._size = -1
+            if isinstance(exc, OSError):
+                raise self.error(exc) from exc
+            raise
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def fsync(self) -> None:
+        """Make what was written durable; raise OSError naming the file.
+
+        May run in another thread than write(): what that writes meanwhile stays
+        counted as not yet synced.
+        """
+        target = self.writes
+        if self.synced >= target or self._fd < 0:
+            return
+        try:
+            os.fsync(self._fd)
+            if self._new_folder:
+                folder = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(folder)
+                finally:
+                    os.close(folder)
+                self._new_folder = False
+        except OSError as exc:
+            raise self.error(exc) from exc
+        self.synced = target
+
+    def error(self, exc: OSError) -> OSError:
+        """`exc`, reworded to name the file."""
+        if exc.strerror and self.path in exc.strerror:
+            return exc
+        msg = f"dreamlake could not write {self.path}: {exc.strerror or exc}"
+        return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
+
+    def _open_quietly(self) -> None:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        self._fd = os.open(self.path, _FLAGS, 0o644)
+        self._size = -1
+
+    def _lock(self) -> int:
+        """Take the file lock; a file deleted under us is replaced by a new one first."""
+        fd = self._fd
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.fstat(fd).st_nlink == 0:  # deleted: write a new file, not into the void
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+            self._fd = -1
+            self._open_quietly()
+            self._new_folder = True
+            fd = self._fd
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+
+def _next_sequence(fd: int, end: int, floor: int) -> int | None:
+    """The number after the last valid record among lines that end past `floor`, if any."""
+    for line in _lines_backward(fd, end, floor):
+        if line[:1] == b"{" and line[-1:] == b"}":
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            sequence = record.get("sequenceNumber") if isinstance(record, dict) else None
+            if type(sequence) is int:
+                return sequence + 1
+    return None
+
+
+def _lines_backward(fd: int, end: int, floor: int) -> Iterator[bytes]:
+    """Whole lines of the file's first `end` bytes, last first, stopping at `floor`.
+
+    Each byte is read once and each line joined once, so a long torn line costs
+    time in proportion to its length. Bytes after the last newline are a line
+    still being written (or torn) and are not yielded.
+    """
+    pieces: list[bytes] = []  # the current line's bytes, last piece first
+    line_end = -1  # offset of the newline that ends the current line; -1 before the first
+    pos = end
+    while pos > 0 and (line_end < 0 or line_end >= floor):
+        start = max(0, pos - _CHUNK)
+        block = os.pread(fd, pos - start, start)
+        high = len(block)
+        while (newline := block.rfind(b"\n", 0, high)) >= 0:
+            if line_end >= 0:
+                pieces.append(block[newline + 1 : high])
+                yield b"".join(reversed(pieces))
+            pieces = []
+            line_end = start + newline
+            if line_end < floor:
+                return
+            high = newline
+        if line_end >= 0:
+            pieces.append(block[:high])
+        pos = start
+    if line_end >= floor and line_end >= 0:
+        yield b"".join(reversed(pieces))
