@@ -125,6 +125,41 @@ def test_parse_since_accepts_iso_and_ages() -> None:
     assert parse_since("10m") < parse_since("1m")
 
 
+def test_follow_prints_a_half_written_record_once_and_follows_a_replaced_file(tmp_path: Path) -> None:
+    """--follow completes a line that was half-written at its start, then reads a new file from its start."""
+
+    def line(message: str) -> bytes:
+        return orjson.dumps({"timestamp": "t", "level": "info", "message": message, "metadata": None}) + b"\n"
+
+    log_file = tmp_path / "logs.jsonl"
+    half = line("half-written")
+    log_file.write_bytes(line("first") + half[:12])
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "dreamlake", "logs", str(log_file), "--follow", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(30, follower.kill)  # a record never printed fails the test instead of hanging it
+    watchdog.start()
+    with follower:
+        try:
+            out = follower.stdout
+            assert out is not None
+            assert orjson.loads(out.readline())["message"] == "first"
+            with open(log_file, "ab") as f:
+                f.write(half[12:] + line("second"))
+            assert [orjson.loads(out.readline())["message"] for _ in range(2)] == ["half-written", "second"]
+            log_file.unlink()
+            log_file.write_bytes(line("in the new file"))
+            assert orjson.loads(out.readline())["message"] == "in the new file"
+            follower.send_signal(signal.SIGINT)
+            assert follower.wait(timeout=30) == 130
+        finally:
+            watchdog.cancel()
+            follower.kill()
+
+
 HOSTILE = {
     "timestamp": "2025-01-01T00:00:00Z\x1b[2J",
     "level": "error\x07",
