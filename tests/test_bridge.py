@@ -122,3 +122,30 @@ def test_logging_into_a_closed_session_reports_without_raising(
     record = logging.LogRecord("lib", logging.ERROR, __file__, 1, "late", (), None)
     handler.handle(record)  # must not raise: logging reports handler errors on stderr
     assert "closed" in capsys.readouterr().err
+
+
+def test_a_closed_sessions_handler_says_so_once_without_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After close, records are dropped with one line on stderr per handler, not a traceback each."""
+    with Session(name="n", workspace="w", local_path=tmp_path) as s:
+        handler = s.logging_handler()
+        other = s.logging_handler()
+    for message in ["late 1", "late 2", "late 3"]:
+        handler.handle(logging.LogRecord("lib", logging.ERROR, __file__, 1, message, (), None))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Logging error" not in err
+    assert len(err.splitlines()) == 1
+    assert "closed" in err and repr(s) in err
+    other.handle(logging.LogRecord("lib", logging.INFO, __file__, 1, "late", (), None))
+    assert len(capsys.readouterr().err.splitlines()) == 1, "once per handler"
+
+
+def test_other_errors_are_still_reported_by_logging(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record that cannot be formatted still goes through logging's handleError, every time."""
+    handler = session.logging_handler()
+    for shards in ["three", "four"]:
+        handler.handle(logging.LogRecord("lib", logging.WARNING, __file__, 1, "%d shards", (shards,), None))
+    assert capsys.readouterr().err.count("--- Logging error ---") == 2

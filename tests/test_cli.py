@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import unicodedata
 from pathlib import Path
 
 import orjson
@@ -122,3 +123,61 @@ def test_parse_since_accepts_iso_and_ages() -> None:
     assert parse_since("2025-10-25T10:30:00Z") == "2025-10-25T10:30:00.000000Z"
     assert parse_since("2025-10-25T12:30:00+02:00") == "2025-10-25T10:30:00.000000Z"
     assert parse_since("10m") < parse_since("1m")
+
+
+def test_follow_prints_a_half_written_record_once_and_follows_a_replaced_file(tmp_path: Path) -> None:
+    """--follow completes a line that was half-written at its start, then reads a new file from its start."""
+
+    def line(message: str) -> bytes:
+        return orjson.dumps({"timestamp": "t", "level": "info", "message": message, "metadata": None}) + b"\n"
+
+    log_file = tmp_path / "logs.jsonl"
+    half = line("half-written")
+    log_file.write_bytes(line("first") + half[:12])
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "dreamlake", "logs", str(log_file), "--follow", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(30, follower.kill)  # a record never printed fails the test instead of hanging it
+    watchdog.start()
+    with follower:
+        try:
+            out = follower.stdout
+            assert out is not None
+            assert orjson.loads(out.readline())["message"] == "first"
+            with open(log_file, "ab") as f:
+                f.write(half[12:] + line("second"))
+            assert [orjson.loads(out.readline())["message"] for _ in range(2)] == ["half-written", "second"]
+            log_file.unlink()
+            log_file.write_bytes(line("in the new file"))
+            assert orjson.loads(out.readline())["message"] == "in the new file"
+            follower.send_signal(signal.SIGINT)
+            assert follower.wait(timeout=30) == 130
+        finally:
+            watchdog.cancel()
+            follower.kill()
+
+
+HOSTILE = {
+    "timestamp": "2025-01-01T00:00:00Z\x1b[2J",
+    "level": "error\x07",
+    "message": "owned\x1b]0;title\x07\x1b[2J\rline\nbreak\x9b31m\x7f\ttab",
+    "metadata": {"k\x1b[1m": "v\x1b[31m", "nested": ["\x85", "\x1b"]},
+    "sequenceNumber": 0,
+}
+
+
+def test_logs_escapes_control_characters_but_json_keeps_the_record(tmp_path: Path) -> None:
+    """Readable output shows control characters from a hostile file as escapes; --json prints it exactly."""
+    log_file = tmp_path / "logs.jsonl"
+    log_file.write_bytes(orjson.dumps(HOSTILE) + b"\n")
+    readable = cli("logs", str(log_file), cwd=tmp_path)
+    assert readable.returncode == 0, readable.stderr
+    assert readable.stdout.count("\n") == 1
+    assert not [ch for ch in readable.stdout[:-1] if unicodedata.category(ch) == "Cc" and ch != "\t"]
+    assert "owned\\x1b]0;title\\x07\\x1b[2J\\rline\\nbreak\\x9b31m\\x7f\ttab" in readable.stdout
+    assert "k\\x1b[1m=v\\x1b[31m" in readable.stdout
+    as_json = cli("logs", str(log_file), "--json", cwd=tmp_path)
+    assert [orjson.loads(line) for line in as_json.stdout.split("\n")[:-1]] == [HOSTILE]

@@ -1,7 +1,10 @@
 """Reading back: file order, level filter, corrupt and torn lines skipped and counted."""
 
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from dreamlake import Session, iter_logs, read_logs
@@ -70,3 +73,101 @@ def test_bad_level_is_a_clear_error(tmp_path: Path) -> None:
     s = fill(tmp_path)
     with pytest.raises(ValueError, match="level must be one of"):
         read_logs(s.path, level="loud")
+
+
+def line(message: str) -> bytes:
+    """One record as the writer would put it in the file."""
+    record = {"timestamp": "t", "level": "info", "message": message, "metadata": None, "sequenceNumber": 0}
+    return orjson.dumps(record) + b"\n"
+
+
+class IdlePolls:
+    """`stop` for follow_logs: gives up after `limit` idle polls, so a lost record fails, not hangs."""
+
+    def __init__(self, limit: int = 2000) -> None:
+        self.limit = limit
+        self.count = 0
+
+    def __call__(self) -> bool:
+        self.count += 1
+        return self.count > self.limit
+
+
+def follow(path: Path, stop: IdlePolls) -> Iterator[str]:
+    """The messages follow_logs yields, polling every 5 ms."""
+    return (r["message"] for r in _reader.follow_logs(path, interval=0.005, stop=stop))
+
+
+def test_follow_yields_a_record_half_written_when_it_started_once_complete(tmp_path: Path) -> None:
+    """A line still being written at the start is yielded once, when its newline arrives."""
+    path = tmp_path / "logs.jsonl"
+    half = line("c")
+    path.write_bytes(line("a") + line("b") + half[:10])
+    stop = IdlePolls()
+    messages = follow(path, stop)
+    assert [next(messages), next(messages)] == ["a", "b"]
+    with open(path, "ab") as f:
+        f.write(half[10:])
+    assert next(messages) == "c"
+    with open(path, "ab") as f:
+        f.write(line("d") + b"not json\n" + line("e"))
+    assert [next(messages), next(messages)] == ["d", "e"]
+    stop.limit = 0
+    assert list(messages) == [], "every record exactly once"
+
+
+def test_follow_reads_a_replaced_file_from_its_start(tmp_path: Path) -> None:
+    """When the file is replaced (new inode), what the old one got last, then the new one from its start."""
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(line("old"))
+    stop = IdlePolls()
+    messages = follow(path, stop)
+    assert next(messages) == "old"
+    with open(path, "ab") as old:
+        path.unlink()  # the session folder deleted under a writer that still holds the file
+        old.write(line("old, late"))
+    path.write_bytes(line("new 1") + line("new 2"))
+    assert [next(messages), next(messages), next(messages)] == ["old, late", "new 1", "new 2"]
+    with open(path, "ab") as f:
+        f.write(line("new 3"))
+    assert next(messages) == "new 3"
+    stop.limit = 0
+    assert list(messages) == []
+
+
+def test_follow_reads_a_truncated_file_from_its_start(tmp_path: Path) -> None:
+    """A file that shrank below what was read is read again from its start."""
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(line("a") + line("b") + line("c"))
+    stop = IdlePolls()
+    messages = follow(path, stop)
+    assert [next(messages), next(messages), next(messages)] == ["a", "b", "c"]
+    with open(path, "r+b") as f:
+        f.truncate(0)
+        f.write(line("x"))
+    assert next(messages) == "x"
+    stop.limit = 0
+    assert list(messages) == []
+
+
+def test_follow_waits_while_the_log_file_is_gone(tmp_path: Path) -> None:
+    """A log file deleted with its folder is picked up when the session writes a new one."""
+    with Session(name="n", workspace="w", local_path=tmp_path) as s:
+        s.log("first")
+    polls = IdlePolls()
+    gone: list[int] = []
+
+    def stop() -> bool:
+        """Count the polls that find no file; on the third, a writer starts a new one."""
+        if not s.log_file.exists():
+            gone.append(polls.count)
+            if len(gone) == 3:
+                with Session(name="n", workspace="w", local_path=tmp_path) as again:
+                    again.log("again")
+        return polls()
+
+    messages = (r["message"] for r in _reader.follow_logs(s.path, interval=0.005, stop=stop))
+    assert next(messages) == "first"
+    shutil.rmtree(s.path)
+    assert next(messages) == "again"
+    assert len(gone) == 3

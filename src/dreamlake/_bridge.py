@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -33,13 +34,15 @@ class LoggingHandler(logging.Handler):
     source location, the `extra` fields and, when there is one, the formatted
     traceback. A record emitted while this handler is already emitting in the
     same thread (a library logging from inside our own call) is dropped rather
-    than recursed into.
+    than recursed into. Once the session is closed, records are dropped and
+    one line on stderr says so, rather than a traceback for every record.
     """
 
     def __init__(self, session: Session, level: int = logging.NOTSET) -> None:
         super().__init__(level)
         self.session = session
         self._busy = threading.local()
+        self._said_closed = False
 
     def emit(self, record: logging.LogRecord) -> None:
         if getattr(self._busy, "active", False):
@@ -61,7 +64,27 @@ class LoggingHandler(logging.Handler):
             if record.stack_info:
                 metadata["stack"] = record.stack_info
             self.session.log(record.getMessage(), level=level_name(record.levelno), metadata=metadata)
+        except RuntimeError:
+            if self.session._file is not None:  # not the "session is not open" error
+                self.handleError(record)
+            elif not self._said_closed:
+                self._said_closed = True
+                self._say_closed()
         except Exception:
             self.handleError(record)
         finally:
             self._busy.active = False
+
+    def _say_closed(self) -> None:
+        """One line on stderr: this handler's records go nowhere until the session is open again."""
+        state = "closed" if self.session._closed else "not open"
+        msg = (
+            f"dreamlake: logging handler: {self.session!r} is {state}; records are dropped "
+            "(open() the session again, or remove the handler)"
+        )
+        stream = sys.stderr
+        if stream is not None:  # None under pythonw
+            try:
+                stream.write(msg + "\n")
+            except (OSError, ValueError):  # stderr closed: nowhere left to say it
+                pass

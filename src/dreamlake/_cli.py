@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import itertools
 import math
-import os
 import random
 import re
 import sys
-import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -19,7 +16,7 @@ import orjson
 
 from ._format import format_record, metadata_text, use_color
 from ._levels import LEVELS, RANK, normalize_level
-from ._reader import LOG_FILE, iter_logs, log_file_of
+from ._reader import LOG_FILE, follow_logs, iter_logs, log_file_of
 from ._session import Session
 
 class UsageError(Exception):
@@ -57,27 +54,6 @@ def _select(
         yield record
 
 
-def _follow(path: Path, interval: float = 0.2) -> Iterator[dict[str, Any]]:
-    """Records appended after the current end of the file, whole lines only, until interrupted."""
-    with open(path, "rb") as f:
-        f.seek(0, os.SEEK_END)
-        tail = b""
-        while True:
-            chunk = f.read()
-            if not chunk:
-                time.sleep(interval)
-                continue
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
-            for line in lines:
-                try:
-                    record = orjson.loads(line)
-                except orjson.JSONDecodeError:
-                    continue
-                if isinstance(record, dict):
-                    yield record
-
-
 def cmd_logs(args: argparse.Namespace) -> None:
     try:
         path = log_file_of(args.path)
@@ -87,9 +63,7 @@ def cmd_logs(args: argparse.Namespace) -> None:
     since = parse_since(args.since) if args.since else None
     color = use_color(sys.stdout)
     out = sys.stdout
-    records: Iterable[dict[str, Any]] = iter_logs(path)
-    if args.follow:
-        records = itertools.chain(records, _follow(path))
+    records = follow_logs(path) if args.follow else iter_logs(path)
     for record in _select(records, level, args.grep, since):
         out.write(orjson.dumps(record).decode() if args.json else format_record(record, color))
         out.write("\n")

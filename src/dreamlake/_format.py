@@ -15,6 +15,20 @@ _COLORS = {
 }
 _RESET = "\033[0m"
 
+# Characters a terminal may obey as commands, shown as escapes instead: C0
+# controls but TAB, DEL, and C1 controls. A logged "\x1b]0;title\x07" or
+# "\x1b[2J" is then printed as text, and a record is always one line.
+_VISIBLE: dict[int, str] = {
+    code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if code != 0x09
+}
+_VISIBLE.update({0x0A: "\\n", 0x0D: "\\r"})
+
+
+def visible(text: str) -> str:
+    """`text` with every control character but TAB written as an escape (`\\x1b`, `\\n`)."""
+    # isprintable() is False for every control character and fast in C; most text passes it.
+    return text if text.isprintable() else text.translate(_VISIBLE)
+
 
 def use_color(stream: TextIO) -> bool:
     """Colour for a terminal, unless NO_COLOR is set."""
@@ -22,22 +36,28 @@ def use_color(stream: TextIO) -> bool:
 
 
 def format_record(record: dict[str, Any], color: bool = False) -> str:
-    """One human-readable line: time, level, message, metadata as key=value."""
+    """One human-readable line: time, level, message, metadata as key=value.
+
+    Every field may come from a hostile file, so control characters in any of
+    them are shown as escapes; the level colour is the only one we emit.
+    """
     level = str(record.get("level", "?"))
-    name = f"{level.upper():<5}"
+    name = f"{visible(level.upper()):<5}"
     if color and level in _COLORS:
         name = f"{_COLORS[level]}{name}{_RESET}"
-    line = f"{record.get('timestamp', '?')}  {name}  {record.get('message', '')}"
+    text = str(record.get("message", ""))
     metadata = record.get("metadata")
     if isinstance(metadata, dict) and metadata:
-        line += "  " + " ".join(f"{key}={metadata_text(value)}" for key, value in metadata.items())
-    return line
+        text += "  " + " ".join(f"{key}={metadata_text(value)}" for key, value in metadata.items())
+    return f"{visible(str(record.get('timestamp', '?')))}  {name}  {visible(text)}"
 
 
 def metadata_text(value: Any) -> str:
+    """A metadata value as text: a string as it is, anything else as compact JSON."""
     return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
 
 
 def echo(record: dict[str, Any], stream: TextIO | None = None) -> None:
+    """Write `record` as a readable line to `stream` (stderr by default), coloured on a terminal."""
     stream = stream or sys.stderr
     stream.write(format_record(record, use_color(stream)) + "\n")

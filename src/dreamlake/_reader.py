@@ -1,9 +1,10 @@
 """Reading records back: whole lines only, corrupt ones skipped and counted."""
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -30,6 +31,42 @@ def log_file_of(path: str | os.PathLike[str]) -> Path:
     return path
 
 
+class WholeLines:
+    """The complete lines of a binary file, read in chunks; a last line without its newline waits.
+
+    Each pass (`for line in lines`) reads on to the current end of the file, so
+    iterating again after more was written continues where the last pass
+    stopped, and completes the line that was partial then (finish a pass
+    before starting the next). `tail` holds the partial last line.
+    """
+
+    def __init__(self, file: BinaryIO) -> None:
+        self.file = file
+        self.tail = b""
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.file.read
+        while chunk := read(_CHUNK):
+            lines = (self.tail + chunk).split(b"\n")
+            self.tail = lines.pop()
+            yield from lines
+
+
+def _records(lines: Iterable[bytes], floor: int, bad: list[int]) -> Iterator[dict[str, Any]]:
+    """The records among `lines` whose level ranks at least `floor`; `bad[0]` counts non-records."""
+    rank = RANK
+    loads = orjson.loads
+    for line in lines:
+        try:
+            record = loads(line)
+            keep = rank.get(record["level"], 0) >= floor
+        except (orjson.JSONDecodeError, TypeError, KeyError):
+            bad[0] += 1
+            continue
+        if keep:
+            yield record
+
+
 def iter_logs(
     path: str | os.PathLike[str], level: str | None = None, skipped: list[int] | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -40,27 +77,71 @@ def iter_logs(
     newline is still being written, or was torn by a crash, and is not yielded.
     """
     floor = RANK[normalize_level(level)] if level is not None else 0
-    rank = RANK
-    loads = orjson.loads
-    bad = 0
+    bad = [0]
     with open(log_file_of(path), "rb") as f:
-        tail = b""
-        while chunk := f.read(_CHUNK):
-            lines = (tail + chunk).split(b"\n")
-            tail = lines.pop()
-            for line in lines:
-                try:
-                    record = loads(line)
-                    keep = rank.get(record["level"], 0) >= floor
-                except (orjson.JSONDecodeError, TypeError, KeyError):
-                    bad += 1
-                    continue
-                if keep:
-                    yield record
-    if tail:
-        bad += 1
+        lines = WholeLines(f)
+        yield from _records(lines, floor, bad)
+    if lines.tail:
+        bad[0] += 1
     if skipped is not None:
-        skipped[:] = [bad]
+        skipped[:] = bad
+
+
+def follow_logs(
+    path: str | os.PathLike[str], interval: float = 0.2, stop: Callable[[], bool] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield every record of the log, then each new one once its line is complete: `tail -F`.
+
+    Whole lines only, so a record half-written at any moment is yielded once,
+    when its newline arrives. When there is nothing new, poll every `interval`
+    seconds; each idle poll checks the path: a different file there (the
+    writer starts a new one when the session folder was deleted) is read from
+    its start, after what the old file got last, and so is a file that shrank
+    below what was read (truncated). Ends when `stop()`, asked on each idle
+    poll, returns True; without `stop`, runs until interrupted.
+    """
+    path = log_file_of(path)
+    bad = [0]  # lines that are not records are skipped, as in iter_logs
+    f = open(path, "rb")
+    try:
+        lines, following = WholeLines(f), _identity(f)
+        while True:
+            yield from _records(lines, 0, bad)
+            now = _stat(path)
+            if now is not None and (now.st_dev, now.st_ino) != following:
+                yield from _records(lines, 0, bad)  # written to the old file before it was replaced
+                try:
+                    new = open(path, "rb")
+                except FileNotFoundError:  # gone again: poll on
+                    pass
+                else:
+                    f.close()
+                    f = new
+                    lines, following = WholeLines(f), _identity(f)
+                    continue
+            elif now is not None and now.st_size < f.tell():
+                f.seek(0)
+                lines = WholeLines(f)
+                continue
+            if stop is not None and stop():
+                return
+            time.sleep(interval)
+    finally:
+        f.close()
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """The file at `path` now, or None while there is none (its folder deleted, not yet re-created)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _identity(f: BinaryIO) -> tuple[int, int]:
+    """Device and inode of an open file: which file it is, whatever its name now."""
+    st = os.fstat(f.fileno())
+    return st.st_dev, st.st_ino
 
 
 def read_logs(path: str | os.PathLike[str], level: str | None = None) -> Records:
