@@ -64,20 +64,20 @@ class LoggingHandler(logging.Handler):
             if record.stack_info:
                 metadata["stack"] = record.stack_info
             self.session.log(record.getMessage(), level=level_name(record.levelno), metadata=metadata)
-        except RuntimeError:
-            if self.session._file is not None:  # not the "session is not open" error
+        except RuntimeError as exc:
+            if self.session.is_open:  # not the "session is not open" error
                 self.handleError(record)
             elif not self._said_closed:
                 self._said_closed = True
-                self._say_closed()
+                self._say_closed(exc)
         except Exception:
             self.handleError(record)
         finally:
             self._busy.active = False
 
-    def _say_closed(self) -> None:
+    def _say_closed(self, exc: RuntimeError) -> None:
         """One line on stderr: this handler's records go nowhere until the session is open again."""
-        state = "closed" if self.session._closed else "not open"
+        state = "closed" if "is closed" in str(exc) else "not open"
         msg = (
             f"dreamlake: logging handler: {self.session!r} is {state}; records are dropped "
             "(open() the session again, or remove the handler)"

@@ -76,6 +76,11 @@ class Session:
         return self.path / LOG_FILE
 
     @property
+    def is_open(self) -> bool:
+        """Whether log() records (between open() and close())."""
+        return self._channel.state in (State.OPEN, State.EXITING)
+
+    @property
     def echo(self) -> bool:
         """Whether each record is also printed to stderr as a readable line."""
         return self._echo
@@ -83,7 +88,7 @@ class Session:
     def open(self) -> Session:
         """Create the folders and the file, ready to log; re-opening appends. Returns the session."""
         with self._lifecycle:
-            if self._channel.state not in (State.OPEN, State.EXITING):
+            if not self.is_open:
                 self._channel.open()
                 open_sessions.append(self)
         return self
