@@ -10,10 +10,13 @@ No writer thread runs, so this is the caller's own cost.
 
 import statistics
 import time
+import types
 from array import array
 from collections import deque
 from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from dreamlake._levels import CANONICAL, normalize_level
 
@@ -28,15 +31,18 @@ STEPS = [
     ("check message", """
     if message.__class__ is not str:
         message = str(message)"""),
-    ("copy metadata", """
+    ("encode metadata (a deep snapshot)", """
     if metadata is not None:
-        metadata = metadata.copy() if metadata.__class__ is dict else dict(metadata)"""),
+        metadata = dumps(metadata, None, NUMPY).decode()"""),
+    ("look for a NaN written as null", """
+    if "null" in metadata:
+        pass"""),
     ("read clock", """
     now = time_ns()"""),
     ("enqueue", """
     append((now, level, message, metadata))"""),
-    ("check bound", """
-    if len(queue) >= WAKE_AT:
+    ("check the mark", """
+    if len(queue) >= channel.mark:
         pass"""),
 ]
 
@@ -49,7 +55,9 @@ def build(steps: int, queue: deque[Any]) -> Callable[..., None]:
         "time_ns": time.time_ns,
         "queue": queue,
         "append": queue.append,
-        "WAKE_AT": 1 << 30,
+        "channel": types.SimpleNamespace(mark=1 << 30),
+        "dumps": orjson.dumps,
+        "NUMPY": orjson.OPT_SERIALIZE_NUMPY,
     }
     exec(f"def log(message, level='info', metadata=None):{body}", namespace)
     return namespace["log"]

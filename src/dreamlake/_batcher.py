@@ -337,7 +337,7 @@ class Worker:
         self._requests.append(request)
         if self._start():
             self._writer.wake()
-        else:
+        elif not self._forking:
             self._run_inline()  # no thread can run (interpreter shutdown): do it here
         if not request.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             what = channel.sink.path if channel is not None else "the open sessions' files"
@@ -384,7 +384,7 @@ class Worker:
 
     def _start(self) -> bool:
         """Make sure both threads run while there is work; False if the writer cannot."""
-        if self._forking or self._idle():
+        if self._forking or self._inline.locked() or self._idle():
             return self._writer.alive()
         self._syncer.start()  # now, although needed later: at interpreter exit none can start
         return self._writer.start()
@@ -397,13 +397,16 @@ class Worker:
 
     def _run_inline(self) -> None:
         """The threads' work in the caller's thread, for when no thread can be started."""
-        if not self._inline.acquire(blocking=False):
-            return  # re-entered from a signal handler: the outer round picks this up
-        try:
-            self._round()
-            self._sync_round()
-        finally:
-            self._inline.release()
+        while self._requests or self._syncs:  # also those other callers add meanwhile
+            if not self._inline.acquire(blocking=False):
+                return  # another caller (or this one, under a signal handler) is at it
+            try:
+                if self._writer.alive():
+                    return
+                self._round()
+                self._sync_round()
+            finally:
+                self._inline.release()
 
     def _round(self) -> None:
         """Serve the requests made so far, after writing what was queued before them."""
