@@ -23,27 +23,48 @@ from dreamlake._levels import CANONICAL, normalize_level
 CALLS, RUNS = 300_000, 9
 STEPS = [
     ("no-op call", "pass"),
-    ("check level", """
+    (
+        "check level",
+        """
     try:
         level = CANONICAL[level]
     except (KeyError, TypeError):
-        level = normalize_level(level)"""),
-    ("check message", """
+        level = normalize_level(level)""",
+    ),
+    (
+        "check message",
+        """
     if message.__class__ is not str:
-        message = str(message)"""),
-    ("encode metadata (a deep snapshot)", """
+        message = str(message)""",
+    ),
+    (
+        "encode metadata (a deep snapshot)",
+        """
     if metadata is not None:
-        metadata = dumps(metadata, None, NUMPY).decode()"""),
-    ("look for a NaN written as null", """
+        metadata = dumps(metadata, None, NUMPY).decode()""",
+    ),
+    (
+        "look for a NaN written as null",
+        """
     if "null" in metadata:
-        pass"""),
-    ("read clock", """
-    now = time_ns()"""),
-    ("enqueue", """
-    append((now, level, message, metadata))"""),
-    ("check the mark", """
+        pass""",
+    ),
+    (
+        "read clock",
+        """
+    now = time_ns()""",
+    ),
+    (
+        "enqueue",
+        """
+    append((now, level, message, metadata))""",
+    ),
+    (
+        "check the mark",
+        """
     if len(queue) >= channel.mark:
-        pass"""),
+        pass""",
+    ),
 ]
 
 
@@ -85,7 +106,7 @@ def main() -> None:
             runs[i].append(median_call(log, queue))
     print("| step added | p50 per call | added by the step |\n|---|---|---|")
     previous = None
-    for (name, _), samples in zip(STEPS, runs):
+    for (name, _), samples in zip(STEPS, runs, strict=True):
         p50 = statistics.median(samples)
         print(f"| {name} | {p50:.0f} ns | {'' if previous is None else f'{p50 - previous:+.0f} ns'} |")
         previous = p50

@@ -195,9 +195,7 @@ CONTENDERS = [
     Contender("dreamlake", 'log("Batch", "debug", md)', setup_dreamlake, peer=False),
     Contender("sync orjson writer", 'log("Batch", "debug", md)', setup_sync_orjson, peer=False),
     Contender("stdlib FileHandler+JSON", 'log.debug("Batch", extra={"metadata": md})', setup_stdlib),
-    Contender(
-        "stdlib QueueHandler", 'log.debug("Batch", extra={"metadata": md})', setup_stdlib_queue
-    ),
+    Contender("stdlib QueueHandler", 'log.debug("Batch", extra={"metadata": md})', setup_stdlib_queue),
     Contender("loguru serialize", 'log.debug("Batch", **md)', setup_loguru),
     Contender("loguru serialize+enqueue", 'log.debug("Batch", **md)', setup_loguru_enqueue),
     Contender("structlog orjson", 'log.debug("Batch", **md)', setup_structlog),
@@ -229,5 +227,3 @@ def count_lines(folder: Path) -> int:
             orjson.loads(line)
             total += 1
     return total
-
-

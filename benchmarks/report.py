@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from contenders import Contender, available, count_lines  # noqa: E402
+from contenders import Contender, available, count_lines
 
 SCENARIOS = ("hot", "e2e", "train", "memory", "read")
 
@@ -304,13 +304,17 @@ def main() -> None:
     if "hot" in only:
         hot = spawn(args, "hot")
         floor = hot["no-op call"]["p50"]
-        print(f"### Hot path: {args.calls:,} calls ({args.peer_calls:,} for peers), "
-              "perf_counter_ns around each\n")
+        print(
+            f"### Hot path: {args.calls:,} calls ({args.peer_calls:,} for peers), "
+            "perf_counter_ns around each\n"
+        )
         print("| contender | p50 | p99 | p99.9 | max | p50 / no-op |\n|---|---|---|---|---|---|")
         for name in names:
             r = hot[name]
-            print(f"| {name} | {ns(r['p50'])} | {ns(r['p99'])} | {ns(r['p99.9'])} | {ns(r['max'])} "
-                  f"| {r['p50'] / floor:.1f}x |")
+            print(
+                f"| {name} | {ns(r['p50'])} | {ns(r['p99'])} | {ns(r['p99.9'])} | {ns(r['max'])} "
+                f"| {r['p50'] / floor:.1f}x |"
+            )
         d = hot["dreamlake"]
         checks += [
             (f"hot p50 <= 3x no-op ({d['p50'] / floor:.2f}x)", d["p50"] <= 3 * floor),
@@ -324,16 +328,19 @@ def main() -> None:
     if "e2e" in only:
         e2e = spawn(args, "e2e")
         floor = e2e["sync orjson writer"]
-        print(f"### End to end: {args.e2e_calls:,} calls ({args.peer_calls:,} for peers), "
-              "then flush + fsync\n")
+        print(
+            f"### End to end: {args.e2e_calls:,} calls ({args.peer_calls:,} for peers), then flush + fsync\n"
+        )
         print("| contender | wall / entry | CPU / entry | wall / sync orjson | CPU / sync orjson |")
         print("|---|---|---|---|---|")
         for name in names:
             if name == "no-op call":
                 continue
             r = e2e[name]
-            print(f"| {name} | {ns(r['wall'])} | {ns(r['cpu'])} | {r['wall'] / floor['wall']:.2f}x "
-                  f"| {r['cpu'] / floor['cpu']:.2f}x |")
+            print(
+                f"| {name} | {ns(r['wall'])} | {ns(r['cpu'])} | {r['wall'] / floor['wall']:.2f}x "
+                f"| {r['cpu'] / floor['cpu']:.2f}x |"
+            )
         ratio = e2e["dreamlake"]["wall"] / floor["wall"]
         checks.append((f"end to end <= 1.3x sync orjson ({ratio:.2f}x)", ratio <= 1.3))
         print()
@@ -345,7 +352,9 @@ def main() -> None:
             r = train[name]
             print(f"| {name} | {r['1/step']:.2f}% | {r['10/step']:.2f}% |")
         d = train["dreamlake"]["1/step"]
-        peers = [train[n]["1/step"] for n in names if n not in ("no-op call", "dreamlake", "sync orjson writer")]
+        peers = [
+            train[n]["1/step"] for n in names if n not in ("no-op call", "dreamlake", "sync orjson writer")
+        ]
         checks.append((f"training overhead < 0.5% at 1 log/step ({d:.2f}%)", d < 0.5))
         if peers:
             best = min(peers)

@@ -27,9 +27,7 @@ def test_noop_call(benchmark: Any) -> None:
 
 @pytest.mark.benchmark(group="hot path: one call")
 def test_session_log(benchmark: Any, session: Session) -> None:
-    benchmark.pedantic(
-        session.log, args=("Batch", "debug", METADATA), rounds=200, iterations=1000
-    )
+    benchmark.pedantic(session.log, args=("Batch", "debug", METADATA), rounds=200, iterations=1000)
     session.flush()
     assert read_records_count(session.log_file) >= 200 * 1000
 

@@ -70,7 +70,7 @@ class LoggingHandler(logging.Handler):
             elif not self._said_closed:
                 self._said_closed = True
                 self._say_closed(exc)
-        except Exception:
+        except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
             self.handleError(record)
         finally:
             self._busy.active = False

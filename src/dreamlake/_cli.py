@@ -19,6 +19,7 @@ from ._levels import LEVELS, RANK, normalize_level
 from ._reader import LOG_FILE, follow_logs, iter_logs, log_file_of
 from ._session import Session
 
+
 class UsageError(Exception):
     """A mistake in what the user asked for: one line on stderr, exit status 2."""
 
@@ -49,7 +50,11 @@ def _select(
             continue
         if since and str(record.get("timestamp", "")) < since:
             continue
-        if grep and grep not in str(record.get("message", "")) and grep not in metadata_text(record.get("metadata")):
+        if (
+            grep
+            and grep not in str(record.get("message", ""))
+            and grep not in metadata_text(record.get("metadata"))
+        ):
             continue
         yield record
 

@@ -130,12 +130,12 @@ def _clean(value: Any, active: set[int], depth: int, tensors: list[int]) -> Any:
             if is_mapping:
                 return {
                     key: _clean(item, active, depth + 1, tensors)
-                    for key, item in zip(_keys(value), value.values())
+                    for key, item in zip(_keys(value), value.values(), strict=True)
                 }
             return [_clean(item, active, depth + 1, tensors) for item in value]
         except _ESCAPING:
             raise
-        except BaseException:  # a container that fails while we iterate it
+        except BaseException:  # noqa: BLE001 - a container that fails while we iterate it
             return safe_str(value)
         finally:
             active.discard(id(value))
@@ -191,7 +191,7 @@ def _guarded(call: Callable[[], Any], fallback: object) -> Any:
         return call()
     except _ESCAPING:
         raise
-    except BaseException:
+    except BaseException:  # noqa: BLE001 - a value may throw anything; it is written as text
         return None if fallback is None else safe_str(fallback)
 
 
@@ -212,7 +212,7 @@ def safe_str(obj: object) -> str:
             return clean_str(convert(obj))
         except _ESCAPING:
             raise
-        except BaseException:
+        except BaseException:  # noqa: BLE001 - asyncio.CancelledError and the like, too
             pass
     return f"<unprintable {type(obj).__qualname__} object>"
 

@@ -16,7 +16,17 @@ import orjson
 
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
-from ._encode import Entry, Metadata, careful, checked, clean_str, iso_timestamp, metadata_bytes, safe_str, snapshot
+from ._encode import (
+    Entry,
+    Metadata,
+    careful,
+    checked,
+    clean_str,
+    iso_timestamp,
+    metadata_bytes,
+    safe_str,
+    snapshot,
+)
 from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._reader import LOG_FILE, Records, read_logs
@@ -61,8 +71,7 @@ class Session:
 
     def __repr__(self) -> str:
         return (
-            f"Session(name={self.name!r}, workspace={self.workspace!r}, "
-            f"local_path={str(self.local_path)!r})"
+            f"Session(name={self.name!r}, workspace={self.workspace!r}, local_path={str(self.local_path)!r})"
         )
 
     @property
@@ -136,9 +145,7 @@ class Session:
     ) -> None:
         self.close()
 
-    def log(
-        self, message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
-    ) -> None:
+    def log(self, message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
         """Queue one record; returns at once. The writer thread writes it.
 
         `message` is stored as text, `level` is one of debug, info, warn, error,
@@ -160,9 +167,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
     dumps = orjson.dumps
     numpy = orjson.OPT_SERIALIZE_NUMPY
 
-    def log(
-        message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None
-    ) -> None:
+    def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
         try:
             level = canonical[level]
         except (KeyError, TypeError):
