@@ -3,11 +3,12 @@
 Callers take no lock and do no I/O. `log()` appends an entry to its session's
 `Channel.queue` (a deque: append is atomic), then compares the queue's length with
 `Channel.mark`, and only at the mark calls `Channel.pressure()`. The mark is where
-the state shows: `WAKE_AT` while open, `QUEUE_LIMIT` while the worker is writing
-that channel, and 0 whenever the channel is not simply open (not yet open, closing,
-closed, the process exiting, a forked child whose worker has not started), so
-every call then reaches `pressure()` and sees why. Once a channel is registered,
-only the worker thread changes its mark and state, so no caller can undo a change.
+the state shows: `WAKE_AT` while open, `QUEUE_LIMIT` once the worker has been woken
+(or is writing that channel), and 0 whenever the channel is not simply open (not yet
+open, closed, the process exiting, a forked child whose worker has not started), so
+every call then reaches `pressure()` and sees why. Once a channel is registered, only
+the worker changes its state, always before its mark; a caller that raises the mark
+checks the state after writing it, so a 0 the worker wrote is never lost.
 
 A caller that must wait (flush, close, a full queue) waits on a one-shot latch (a
 `threading.Lock` that the worker releases), never on a lock that the worker or
@@ -35,7 +36,7 @@ WAKE_AT = 1024  # queued entries that wake the worker before its round is due
 QUEUE_LIMIT = 8192  # entries queued per session; then log() waits for room (or drops)
 SLICE = 128  # entries per write: the GIL is handed back between slices
 LONG_SLICE = 1024  # entries per write while callers wait (flush, close, a full queue)
-ROOM = QUEUE_LIMIT // 2  # a caller waiting for room is let go once the queue is this short
+ROOM = QUEUE_LIMIT * 3 // 4  # a caller waiting for room is let go once the queue is this short
 STALL_TIMEOUT = 5.0  # seconds a full queue waits for a writer that makes no progress
 EXIT_TIMEOUT = 5.0  # seconds the exit and SIGTERM flushes wait for a slow disk
 FORK_TIMEOUT = 1.0  # seconds a fork waits for the worker to stop (a hung write)
@@ -100,6 +101,11 @@ class Channel:
         state = self.state
         if state is State.OPEN:
             _worker.wake()
+            # The worker is on its way: until it is, only a full queue matters. Write,
+            # then check: if the worker changed the state meanwhile, its 0 must stand.
+            self.mark = QUEUE_LIMIT
+            if self.state is not State.OPEN:
+                self.mark = 0
             if len(self.queue) > QUEUE_LIMIT:
                 self._make_room()
         elif state is State.EXITING:
@@ -322,7 +328,7 @@ class Worker:
         self._start()
 
     def wake(self) -> None:
-        if not self._writer.alive():  # first use, after a fork, or it died
+        if self._writer.thread is None:  # first use, after a fork or a stop (call() checks more)
             self._start()
         self._writer.wake()
 

@@ -1,10 +1,11 @@
 """Values to JSON: the metadata snapshot taken at the call, and the lines the writer assembles.
 
-`snapshot()` runs in the caller: one `orjson.dumps` of the metadata, which is also a
-deep copy, so a value changed after `log()` returns never reaches the record. It is
-queued as a str: orjson's bytes are allocated large and then shrunk, and keeping
-thousands of them alive makes the C heap grow and shrink (a page fault every few
-calls); the decoded copy is small and comes from Python's own allocator. Only
+In the caller, metadata is snapshotted so that a value changed after `log()` returns
+never reaches the record. The common case, a flat dict of str, int, float, bool and
+None, needs only a shallow copy (those values cannot change); anything else goes
+through `snapshot()`: one `orjson.dumps`, which is also a deep copy, queued as a str
+(orjson's bytes are allocated large, then shrunk: thousands of them alive make the
+C heap grow and shrink; the decoded copy comes from Python's own allocator). Only
 what orjson cannot write faithfully takes the careful path: non-str keys, integers
 beyond 64 bits, lone surrogates, cycles, unknown types, and NaN or infinities (orjson
 writes those as `null`; we write a string a user can see). Tensors are copied on
@@ -50,9 +51,13 @@ class _Tensor:
         self.copy = copy
 
 
-Metadata = str | Deferred | None
+PLAIN = frozenset({str, int, float, bool, type(None)})
+"""Immutable value types: a flat dict of these is snapshotted by a shallow copy."""
+
+Metadata = dict[Any, Any] | str | Deferred | None
 Entry = tuple[int, str, str, Metadata]
-"""What `Session.log` queues: (time.time_ns(), level, message, encoded metadata)."""
+"""What `Session.log` queues: (time.time_ns(), level, message, metadata snapshot): a flat
+dict of PLAIN values, JSON text, tensors to convert, or None."""
 
 
 # -- in the caller ----------------------------------------------------------------------
@@ -226,6 +231,14 @@ def metadata_bytes(metadata: Metadata) -> bytes:
         return b"null"
     if isinstance(metadata, str):
         return metadata.encode()
+    if isinstance(metadata, dict):
+        try:
+            data = orjson.dumps(metadata)
+        except TypeError:  # a non-str key, an int beyond 64 bits, a lone surrogate
+            return careful(metadata).encode()  # type: ignore[union-attr]
+        if data.find(b"null") >= 0 and _has_nonfinite(metadata, 0):
+            return careful(metadata).encode()  # type: ignore[union-attr]
+        return data
     try:
         return orjson.dumps(metadata.value, _tensor_values)
     except BaseException as exc:  # noqa: BLE001 - the writer thread must survive any value
@@ -276,6 +289,6 @@ class Encoder:
                 text = dumps(message)
             except TypeError:  # lone surrogates
                 text = dumps(clean_str(message))
-            meta = metadata.encode() if metadata.__class__ is str else metadata_bytes(metadata)
+            meta = metadata_bytes(metadata)
             out.append(_RECORD % (stamp(ns), _LEVEL_BYTES[level], text, meta, sequence))
         return b"".join(out)

@@ -17,10 +17,9 @@ import orjson
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
 from ._encode import (
+    PLAIN,
     Entry,
     Metadata,
-    careful,
-    checked,
     clean_str,
     iso_timestamp,
     metadata_bytes,
@@ -164,8 +163,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
     queue = channel.queue
     append = queue.append
     canonical = CANONICAL
-    dumps = orjson.dumps
-    numpy = orjson.OPT_SERIALIZE_NUMPY
+    plain = PLAIN
 
     def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
         try:
@@ -178,13 +176,12 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
         if metadata is None:
             data = None
         elif metadata.__class__ is dict:
-            try:
-                data = dumps(metadata, None, numpy).decode()  # see _encode: why text
-            except TypeError:  # a value orjson cannot write as it is
-                data = careful(metadata)
+            for value in metadata.values():
+                if value.__class__ not in plain:  # may change later: encode it now
+                    data = snapshot(metadata)
+                    break
             else:
-                if "null" in data:  # a None, or a NaN that orjson wrote as null
-                    data = checked(metadata, data)
+                data = metadata.copy()  # values that cannot change: a shallow copy will do
         else:
             data = snapshot(metadata)
         entry = (time_ns(), level, message, data)
