@@ -223,21 +223,21 @@ def test_queue_stays_bounded_in_a_tight_loop(session: Session) -> None:
 
 
 def test_a_writer_thread_that_stopped_is_started_again(session: Session) -> None:
-    """Checked lazily, the way a full queue or a flush finds it: nothing waits for a dead thread."""
-    worker = _batcher._worker
-    thread = worker._writer.thread
-    assert thread is not None
-    worker._writer.join(10)  # as if it had died
-    assert not thread.is_alive()
-    worker._writer.resume()
+    """Checked lazily, the way a full queue or a flush finds it: nothing waits for a gone thread."""
+    writer = _batcher._worker._writer
+    session.log("x", metadata={"i": -1})
+    session.flush()
+    writer.join(10)  # as if it had died
+    assert not writer.running.locked()
+    writer.stop = False
     total = 3 * _batcher.QUEUE_LIMIT
     burst = threading.Thread(target=lambda: [session.log("x", metadata={"i": i}) for i in range(total)])
     burst.start()
     burst.join(timeout=60)
     assert not burst.is_alive(), "log() hung on a full queue"
     session.flush()
-    assert [r["metadata"]["i"] for r in read_records(session.log_file)] == list(range(total))
-    assert worker._writer.thread is not thread
+    assert [r["metadata"]["i"] for r in read_records(session.log_file)] == list(range(-1, total))
+    assert writer.running.locked(), "a writer runs again"
 
 
 def test_queue_past_wake_mark_wakes_the_writer_before_its_interval(tmp_path: Path) -> None:

@@ -224,22 +224,23 @@ def _latch() -> threading.Lock:
 
 
 class _Loop:
-    """A named daemon thread that runs `step` whenever woken, or every `interval()` seconds."""
+    """A named daemon thread that runs `step` whenever woken, or every `interval()` seconds.
+
+    Callers take no lock to start it: they start a thread whenever no thread holds
+    `running`, and a thread that finds `running` held leaves at once. Only the loop's
+    own threads (and a caller doing a round itself when no thread can start) hold
+    `running`; no signal handler runs in those threads, so it is never left held.
+    """
 
     def __init__(
         self, name: str, step: Callable[[], None], interval: Callable[[], float], idle: Callable[[], bool]
     ) -> None:
         self._name, self._step, self._interval, self._idle = name, step, interval, idle
-        self.thread: threading.Thread | None = None
-        self.ident = 0
+        self.running = threading.Lock()  # held while a thread (or an inline round) runs steps
+        self.ident = 0  # the thread holding `running`
         self.stop = False
+        self._threads: list[threading.Thread] = []  # started ones, to join before a fork
         self._wake = _latch()  # released = "a step is wanted"
-        self._control = threading.Lock()  # starting and stopping the thread
-        self._owner = 0  # thread holding _control: a signal handler in it must not wait
-
-    def alive(self) -> bool:
-        thread = self.thread
-        return thread is not None and thread.is_alive()
 
     def wake(self) -> None:
         wake = self._wake
@@ -250,39 +251,30 @@ class _Loop:
                 pass
 
     def start(self) -> bool:
-        """Start the thread unless it runs; False if none can run (interpreter shutdown)."""
-        me = threading.get_ident()
-        if self._owner == me or not self._control.acquire(timeout=FORK_TIMEOUT):
-            return self.alive()
-        self._owner = me
-        try:
-            if self.alive():
-                return True
-            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            try:
-                thread.start()
-            except RuntimeError:  # "can't create new thread at interpreter shutdown"
-                return False
-            self.thread = thread
+        """Start a thread unless one runs; False if none can (interpreter shutdown)."""
+        if self.running.locked():
             return True
-        finally:
-            self._owner = 0
-            self._control.release()
+        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # "can't create new thread at interpreter shutdown"
+            return False
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        return True
 
     def join(self, timeout: float) -> None:
-        """Ask the thread to stop after its current step, and wait for it up to `timeout`."""
-        thread = self.thread
-        if thread is not None and thread is not threading.current_thread():
-            self.stop = True
-            self.wake()
-            thread.join(timeout)
-
-    def resume(self) -> None:
-        """After a fork in the parent: go on (a thread still stuck in a step simply continues)."""
-        with self._control:
-            self.stop = False
+        """Ask the threads to stop after their current step, and wait for them up to `timeout`."""
+        self.stop = True
+        self.wake()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _run(self) -> None:
+        if not self.running.acquire(blocking=False):
+            return  # another thread of this loop runs
+        held = True
         self.ident = threading.get_ident()
         try:
             while True:
@@ -291,12 +283,17 @@ class _Loop:
                     self._step()
                 except BaseException as exc:  # noqa: BLE001 - the writer must outlive any fault
                     _report(f"{self._name}: {exc!r} (will retry)")
-                with self._control:
-                    if self.stop or self._idle():
-                        self.thread = None
+                if self.stop or self._idle():
+                    held, self.ident = False, 0
+                    self.running.release()
+                    # Work may have come between the look and the release: look again.
+                    if self.stop or self._idle() or not self.running.acquire(blocking=False):
                         return
+                    held, self.ident = True, threading.get_ident()
         finally:
-            self.ident = 0
+            if held:
+                self.ident = 0
+                self.running.release()
 
 
 class Worker:
@@ -318,7 +315,6 @@ class Worker:
         self._writer = _Loop("dreamlake writer", self._round, self._interval, self._idle)
         self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle)
         self._forking = False
-        self._inline = threading.Lock()  # held by a caller doing a round itself
 
     # -- callers --------------------------------------------------------------------------
 
@@ -328,7 +324,7 @@ class Worker:
         self._start()
 
     def wake(self) -> None:
-        if self._writer.thread is None:  # first use, after a fork or a stop (call() checks more)
+        if not self._writer.running.locked():  # first use, after a fork, or it left
             self._start()
         self._writer.wake()
 
@@ -365,7 +361,10 @@ class Worker:
     # -- forks ----------------------------------------------------------------------------
 
     def before_fork(self) -> None:
-        """Stop the threads (bounded), so the child is copied from a single-threaded process."""
+        """Stop the threads (bounded), so the child is copied from a single-threaded process.
+
+        The writer finishes its round first: what was queued before the fork is written.
+        """
         self._forking = True
         deadline = time.monotonic() + FORK_TIMEOUT
         self._writer.join(FORK_TIMEOUT)
@@ -382,16 +381,22 @@ class Worker:
             self.channels = [ch for ch in self.channels if ch.registered]
             return
         self._forking = False
-        self._writer.resume()
-        self._syncer.resume()
-        self._start()
+        self._writer.stop = self._syncer.stop = False  # one still in a hung write goes on
+        if not self._writer.running.locked():
+            # Start again lazily, at the next log() (the mark reaches pressure()): a
+            # thread started here would make Python 3.13 warn about this very fork.
+            for channel in self.channels:
+                if channel.state is State.OPEN:
+                    channel.mark = 0
+            if self._requests:
+                self._start()
 
     # -- the threads ----------------------------------------------------------------------
 
     def _start(self) -> bool:
         """Make sure both threads run while there is work; False if the writer cannot."""
-        if self._forking or self._inline.locked() or self._idle():
-            return self._writer.alive()
+        if self._forking or self._idle():
+            return self._writer.running.locked()
         self._syncer.start()  # now, although needed later: at interpreter exit none can start
         return self._writer.start()
 
@@ -403,29 +408,26 @@ class Worker:
 
     def _run_inline(self) -> None:
         """The threads' work in the caller's thread, for when no thread can be started."""
+        writer = self._writer
         while self._requests or self._syncs:  # also those other callers add meanwhile
-            if not self._inline.acquire(blocking=False):
-                return  # another caller (or this one, under a signal handler) is at it
+            if not writer.running.acquire(blocking=False):
+                return  # a thread, or another caller (or this one, under a signal handler)
+            writer.ident = threading.get_ident()
             try:
-                if self._writer.alive():
-                    return
-                self._round()
+                self._round(inline=True)
                 self._sync_round()
             finally:
-                self._inline.release()
+                writer.ident = 0
+                writer.running.release()
 
-    def _round(self) -> None:
+    def _round(self, inline: bool = False) -> None:
         """Serve the requests made so far, after writing what was queued before them."""
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())
         try:
             for channel in list(self.channels):
-                if self._writer.stop and not self._inline.locked():
-                    self._requests.extendleft(reversed(requests))  # a fork waits: after it
-                    requests = []
-                    return
-                self._drain(channel, len(channel.queue), stoppable=True)
+                self._drain(channel, len(channel.queue), in_round=not inline)
                 if channel.state is State.CLOSED and not (channel.queue or channel.pending):
                     self._hand_over_close(channel, None)  # a close() that had failed can finish
         finally:
@@ -435,20 +437,20 @@ class Worker:
                 except BaseException as exc:  # noqa: BLE001 - hand any failure to the caller
                     request.finish(exc)
 
-    def _drain(self, channel: Channel, budget: int, stoppable: bool = False) -> bool:
+    def _drain(self, channel: Channel, budget: int, in_round: bool = False) -> bool:
         """Write what `channel` holds (its kept batch, then `budget` entries); False on failure."""
         if channel.state is State.OPEN:
             channel.mark = QUEUE_LIMIT  # we are on it: log() need not wake us
         queue = channel.queue
         rest = False
         try:
-            while not (stoppable and self._writer.stop):
+            while True:
                 batch = channel.pending
                 if not batch:
                     notice = channel.take_drops()
                     # Short slices hand the GIL back often; when the callers wait
                     # for us anyway, long ones cost fewer system calls.
-                    size = SLICE if stoppable and not channel.waiters else LONG_SLICE
+                    size = SLICE if in_round and not channel.waiters else LONG_SLICE
                     count = min(len(queue), size, budget)
                     if notice is not None:
                         batch.append(notice)
@@ -476,7 +478,7 @@ class Worker:
                     # The caller outruns the disk: let it fill half the queue while we
                     # rest, rather than both fighting for the GIL entry by entry.
                     channel.release_waiters()
-                    rest = stoppable
+                    rest = in_round
                     if rest:
                         break
         finally:

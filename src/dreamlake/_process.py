@@ -24,6 +24,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 EXIT_TIMEOUT = 5.0  # seconds the exit and SIGTERM flushes wait for a slow disk
+MAIN_THREAD_WAIT = 0.5  # seconds open() in another thread waits for the main thread to set the hook
 
 
 class Hooks(Protocol):
@@ -55,7 +56,7 @@ def install(hooks: Hooks) -> None:
         if threading.current_thread() is threading.main_thread():
             _install_sigterm()
         else:
-            _ask_main_thread(_install_sigterm)
+            _ask_main_thread(_install_sigterm, MAIN_THREAD_WAIT)
 
 
 def _before_fork() -> None:
@@ -101,9 +102,12 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # end as SIGTERM would have
 
 
-def _ask_main_thread(call: Any) -> None:
-    """Run `call` in the main thread at its next Python instruction (Py_AddPendingCall)."""
+def _ask_main_thread(call: Any, wait: float) -> None:
+    """Run `call` in the main thread at its next Python instruction (Py_AddPendingCall),
+    and wait up to `wait` seconds for it: a main thread blocked in C (a join without a
+    timeout) runs it only once it wakes."""
     global _pending_call
+    done = threading.Event()
     try:
         import ctypes
 
@@ -112,6 +116,7 @@ def _ask_main_thread(call: Any) -> None:
                 call()
             except Exception:  # noqa: BLE001 - nothing to report to from here
                 pass
+            done.set()
             return 0
 
         _pending_call = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(run)
@@ -119,7 +124,8 @@ def _ask_main_thread(call: Any) -> None:
         add.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
         add(ctypes.cast(_pending_call, ctypes.c_void_p), None)
     except Exception:  # noqa: BLE001 - no ctypes here: the session simply has no SIGTERM hook
-        pass
+        return
+    done.wait(wait)
 
 
 _finalized_pid = 0
