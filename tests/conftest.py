@@ -1,7 +1,7 @@
 import subprocess
-import threading
 import sys
 import textwrap
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

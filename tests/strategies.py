@@ -41,7 +41,7 @@ def expected_json(value: Any) -> Any:
             return "Infinity" if value > 0 else "-Infinity"
         return value
     if isinstance(value, dict):
-        return dict(zip(expected_keys(value), map(expected_json, value.values())))
+        return dict(zip(expected_keys(value), map(expected_json, value.values()), strict=True))
     return [expected_json(v) for v in value]
 
 

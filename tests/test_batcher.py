@@ -3,14 +3,14 @@
 import errno
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 import pytest
 
-from dreamlake import Session
-from dreamlake import _batcher
+from dreamlake import Session, _batcher
 
 from .conftest import read_records, wait_until
 
@@ -62,9 +62,7 @@ def test_eight_threads_lose_nothing_and_keep_their_order(session: Session) -> No
     got = read_records(session.log_file)
     assert [r["sequenceNumber"] for r in got] == list(range(threads * per_thread))
     for t in range(threads):
-        assert [r["metadata"]["i"] for r in got if r["metadata"]["t"] == t] == list(
-            range(per_thread)
-        )
+        assert [r["metadata"]["i"] for r in got if r["metadata"]["t"] == t] == list(range(per_thread))
 
 
 def test_flush_from_several_threads_while_logging(session: Session) -> None:
@@ -124,9 +122,7 @@ def test_write_errors_surface_on_flush_and_keep_entries(
     monkeypatch.undo()  # the fault clears
     session.flush()
     got = read_records(session.log_file)
-    assert [r["message"] for r in got] == ["landed"] + [f"kept {i}" for i in range(10)] + [
-        "while failing"
-    ]
+    assert [r["message"] for r in got] == ["landed"] + [f"kept {i}" for i in range(10)] + ["while failing"]
     assert [r["sequenceNumber"] for r in got] == list(range(12))
 
 
@@ -140,7 +136,7 @@ def test_fsync_error_surfaces_on_close_and_close_can_be_retried(
         raise OSError(errno.EIO, "Input/output error")
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match="could not write .*logs.jsonl"):
+    with pytest.raises(OSError, match=r"could not write .*logs\.jsonl"):
         s.close()
     monkeypatch.undo()
     s.close()
@@ -194,9 +190,7 @@ def test_session_never_closed_is_flushed_at_exit(
     assert [r["metadata"]["i"] for r in got] == list(range(20000))
 
 
-def test_import_starts_no_thread_and_writes_nothing(
-    run_python: Callable[..., Any], tmp_path: Path
-) -> None:
+def test_import_starts_no_thread_and_writes_nothing(run_python: Callable[..., Any], tmp_path: Path) -> None:
     result = run_python(
         """
         import threading, atexit
@@ -243,7 +237,7 @@ def test_a_writer_thread_that_stopped_is_started_again(session: Session) -> None
 def test_queue_past_wake_mark_wakes_the_writer_before_its_interval(tmp_path: Path) -> None:
     """A burst of WAKE_AT entries is written without waiting for the interval or a flush."""
     with Session(name="n", workspace="w", local_path=tmp_path, write_interval=3600) as s:
-        for i in range(_batcher.WAKE_AT):
+        for _ in range(_batcher.WAKE_AT):
             s.log("x")
         assert wait_until(lambda: s.log_file.stat().st_size > 0), "the writer was not woken"
 

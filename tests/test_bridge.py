@@ -35,9 +35,7 @@ def bridged(session: Session) -> Iterator[logging.Logger]:
         (5, "debug"),
     ],
 )
-def test_levels_are_mapped(
-    session: Session, bridged: logging.Logger, levelno: int, stored: str
-) -> None:
+def test_levels_are_mapped(session: Session, bridged: logging.Logger, levelno: int, stored: str) -> None:
     bridged.log(levelno, "m")
     session.flush()
     assert read_records(session.log_file)[0]["level"] == stored

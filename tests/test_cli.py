@@ -18,7 +18,12 @@ from dreamlake._cli import format_record, main, parse_since
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     return subprocess.run(
-        [sys.executable, "-m", "dreamlake", *args], cwd=cwd, capture_output=True, text=True, timeout=60, env=env
+        [sys.executable, "-m", "dreamlake", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
 
 
@@ -58,7 +63,12 @@ def test_logs_since(logged: Session, tmp_path: Path, capsys: pytest.CaptureFixtu
 
 @pytest.mark.parametrize(
     "args",
-    [["logs", "missing"], ["logs", ".", "--level", "loud"], ["logs", ".", "--since", "yesterday"], ["ls", "nowhere"]],
+    [
+        ["logs", "missing"],
+        ["logs", ".", "--level", "loud"],
+        ["logs", ".", "--since", "yesterday"],
+        ["ls", "nowhere"],
+    ],
 )
 def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str]) -> None:
     (tmp_path / "logs.jsonl").write_text("")
@@ -97,9 +107,13 @@ def test_follow_prints_records_another_process_writes(logged: Session, tmp_path:
             assert orjson.loads(follower.stdout.readline())["message"] == "start"  # type: ignore[union-attr]
             follower.stdout.readline(), follower.stdout.readline()  # type: ignore[union-attr]
             writer = subprocess.run(
-                [sys.executable, "-c", "from dreamlake import Session\n"
-                 f"with Session('run', 'ws', local_path={str(tmp_path / '.dreamlake')!r}) as s:\n"
-                 "    s.log('from another process')"],
+                [
+                    sys.executable,
+                    "-c",
+                    "from dreamlake import Session\n"
+                    f"with Session('run', 'ws', local_path={str(tmp_path / '.dreamlake')!r}) as s:\n"
+                    "    s.log('from another process')",
+                ],
                 timeout=60,
             )
             assert writer.returncode == 0
@@ -140,7 +154,9 @@ def test_follow_prints_a_half_written_record_once_and_follows_a_replaced_file(tm
         stderr=subprocess.PIPE,
         text=True,
     )
-    watchdog = threading.Timer(30, follower.kill)  # a record never printed fails the test instead of hanging it
+    watchdog = threading.Timer(
+        30, follower.kill
+    )  # a record never printed fails the test instead of hanging it
     watchdog.start()
     with follower:
         try:

@@ -12,9 +12,7 @@ from dreamlake import Session
 from .conftest import read_records
 
 
-def test_echo_prints_readable_records_to_stderr(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_echo_prints_readable_records_to_stderr(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with Session(name="n", workspace="w", local_path=tmp_path, echo=True) as s:
         s.log("loss went up", level="WARNING", metadata={"loss": 0.9})
         with pytest.raises(ValueError):
@@ -37,9 +35,7 @@ def test_module_log_goes_to_the_innermost_open_session(tmp_path: Path) -> None:
             dreamlake.log("to inner", level="warn", metadata={"k": 1})
         dreamlake.log("to outer again")
     assert [r["message"] for r in read_records(outer.log_file)] == ["to outer", "to outer again"]
-    assert [(r["message"], r["metadata"]) for r in read_records(inner.log_file)] == [
-        ("to inner", {"k": 1})
-    ]
+    assert [(r["message"], r["metadata"]) for r in read_records(inner.log_file)] == [("to inner", {"k": 1})]
 
 
 def test_module_log_without_a_session_opens_a_default_one(tmp_path: Path) -> None:

@@ -95,7 +95,7 @@ def test_timestamp_cache_survives_going_back_in_time() -> None:
 
 
 def test_snapshot_refuses_what_is_not_a_mapping() -> None:
-    with pytest.raises(TypeError, match="metadata must be a mapping .* got list"):
+    with pytest.raises(TypeError, match=r"metadata must be a mapping .* got list"):
         snapshot([1, 2])
 
 

@@ -26,8 +26,18 @@ def test_no_code_point_reaches_the_terminal_as_a_control_character() -> None:
 
 @pytest.mark.parametrize(
     ("char", "shown"),
-    [("\x00", "\\x00"), ("\x07", "\\x07"), ("\x08", "\\x08"), ("\x1b", "\\x1b"), ("\n", "\\n"),
-     ("\r", "\\r"), ("\x7f", "\\x7f"), ("\x85", "\\x85"), ("\x9b", "\\x9b"), ("\x9f", "\\x9f")],
+    [
+        ("\x00", "\\x00"),
+        ("\x07", "\\x07"),
+        ("\x08", "\\x08"),
+        ("\x1b", "\\x1b"),
+        ("\n", "\\n"),
+        ("\r", "\\r"),
+        ("\x7f", "\\x7f"),
+        ("\x85", "\\x85"),
+        ("\x9b", "\\x9b"),
+        ("\x9f", "\\x9f"),
+    ],
 )
 def test_control_characters_are_escaped_in_every_field(char: str, shown: str) -> None:
     """Message, metadata keys and values, timestamp and level show the character as an escape."""

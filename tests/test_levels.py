@@ -1,7 +1,5 @@
 """Levels: canonical names, any case, aliases, and a clear refusal of anything else."""
 
-from pathlib import Path
-
 import pytest
 
 from dreamlake import LEVELS, Session
@@ -33,7 +31,7 @@ def test_default_level_is_info(session: Session) -> None:
 def test_unknown_level_raises_value_error_and_writes_nothing(session: Session, bad: object) -> None:
     """The error names the valid levels; the neighbours of the bad call still land."""
     session.log("before")
-    with pytest.raises(ValueError, match="debug.*info.*warn.*error.*fatal") as info:
+    with pytest.raises(ValueError, match=r"debug.*info.*warn.*error.*fatal") as info:
         session.log("bad", level=bad)  # type: ignore[arg-type]
     assert repr(bad) in str(info.value)
     session.log("after")

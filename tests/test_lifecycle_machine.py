@@ -62,7 +62,9 @@ class SessionLifecycle(RuleBasedStateMachine):
             self.written = len(self.logged)
         self.assert_file_holds_everything_logged()
 
-    @rule(level=levels, message=strategies.texts, metadata=st.none() | strategies.metadata, cached=st.booleans())
+    @rule(
+        level=levels, message=strategies.texts, metadata=st.none() | strategies.metadata, cached=st.booleans()
+    )
     def log(self, level: str, message: str, metadata: Any, cached: bool) -> None:
         log = self.cached_log if cached and self.cached_log is not None else self.session.log
         if not self.is_open:

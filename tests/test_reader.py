@@ -7,8 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dreamlake import Session, iter_logs, read_logs
-from dreamlake import _reader
+from dreamlake import Session, _reader, iter_logs, read_logs
 
 
 def fill(tmp_path: Path) -> Session:

@@ -46,9 +46,7 @@ def test_log_levels() -> None:
         session.log("Gradient exploded", level="error")
         session.log("Out of memory - aborting", level="fatal")
 
-    assert [r["level"] for r in records("test", "demo")] == [
-        "debug", "info", "warn", "error", "fatal"
-    ]
+    assert [r["level"] for r in records("test", "demo")] == ["debug", "info", "warn", "error", "fatal"]
 
 
 def test_structured_logging_with_metadata() -> None:
@@ -65,8 +63,11 @@ def test_structured_logging_with_metadata() -> None:
         )
 
     assert summary("test", "demo") == [
-        ("info", "Epoch completed",
-         {"epoch": 5, "train_loss": 0.234, "val_loss": 0.456, "learning_rate": 0.001}),
+        (
+            "info",
+            "Epoch completed",
+            {"epoch": 5, "train_loss": 0.234, "val_loss": 0.456, "learning_rate": 0.001},
+        ),
         ("info", "System status", {"gpu_memory": "8GB", "cpu_percent": 45.2, "disk_space": "50GB"}),
     ]
 
@@ -144,15 +145,18 @@ def test_error_logging_propagates_and_keeps_the_record() -> None:
                 session.log("Operation succeeded", level="info")
             except Exception as e:
                 session.log(
-                    f"Operation failed: {str(e)}",
+                    f"Operation failed: {e!s}",
                     level="error",
                     metadata={"error_type": type(e).__name__, "error_message": str(e)},
                 )
                 raise
 
     assert summary("test", "demo") == [
-        ("error", "Operation failed: 'checkpoint.pt'",
-         {"error_type": "KeyError", "error_message": "'checkpoint.pt'"}),
+        (
+            "error",
+            "Operation failed: 'checkpoint.pt'",
+            {"error_type": "KeyError", "error_message": "'checkpoint.pt'"},
+        ),
     ]
 
 
@@ -275,8 +279,7 @@ def test_error_tracking_pattern(failing: list[int]) -> None:
 
     got = summary("prod", "production")
     expected = [
-        ("error", f"Failed to process item {i}", {"item": i, "error": f"bad item {i}"})
-        for i in failing
+        ("error", f"Failed to process item {i}", {"item": i, "error": f"bad item {i}"}) for i in failing
     ]
     if failing:
         expected.append(("warn", "Processing complete with 2 errors", {"total_errors": 2}))

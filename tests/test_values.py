@@ -85,7 +85,9 @@ def test_value_changed_in_place_after_log_is_written_as_at_the_call(
 
 
 @pytest.mark.parametrize("raised", ["asyncio.CancelledError()", "Boom()"])
-def test_str_raising_a_base_exception_does_not_break_the_session(run_python: RunPython, tmp_path: Path, raised: str) -> None:
+def test_str_raising_a_base_exception_does_not_break_the_session(
+    run_python: RunPython, tmp_path: Path, raised: str
+) -> None:
     """log() does not raise; the entry is written with the value as text; later calls all work."""
     result = run_python(
         f"""
@@ -141,7 +143,9 @@ s = Session(name="n", workspace="w", local_path="data", write_interval=3600).ope
 """
 
 
-def test_text_file_in_metadata_is_not_detached_and_is_written_as_text(run_python: RunPython, tmp_path: Path) -> None:
+def test_text_file_in_metadata_is_not_detached_and_is_written_as_text(
+    run_python: RunPython, tmp_path: Path
+) -> None:
     """With torch imported, a file object passed as a value stays usable and is written as its str()."""
     result = run_python(
         FAKE_TORCH
@@ -166,7 +170,9 @@ print(json.dumps({"usable": usable, "text": text}))
     assert {"f": out["text"]} == child_records(tmp_path)[0]["metadata"]
 
 
-def test_socket_in_metadata_is_not_detached_and_is_written_as_text(run_python: RunPython, tmp_path: Path) -> None:
+def test_socket_in_metadata_is_not_detached_and_is_written_as_text(
+    run_python: RunPython, tmp_path: Path
+) -> None:
     """With torch imported, a socket passed as a value stays open and is written as its str()."""
     result = run_python(
         FAKE_TORCH
@@ -190,7 +196,9 @@ print(json.dumps({"usable": usable, "text": text}))
     assert {"sock": out["text"]} == child_records(tmp_path)[0]["metadata"]
 
 
-def test_tensor_changed_in_place_after_log_is_written_as_at_the_call(run_python: RunPython, tmp_path: Path) -> None:
+def test_tensor_changed_in_place_after_log_is_written_as_at_the_call(
+    run_python: RunPython, tmp_path: Path
+) -> None:
     """A tensor updated in place (an optimizer step) after log() reads back with its value at the call."""
     result = run_python(
         FAKE_TORCH
@@ -246,7 +254,9 @@ def test_nan_next_to_an_unserializable_value_leaves_the_other_values_untouched(
 # -- echo ---------------------------------------------------------------------------------------------
 
 
-def test_echo_of_an_integer_beyond_64_bits_does_not_raise(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_echo_of_an_integer_beyond_64_bits_does_not_raise(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """echo=True: 2**70 in metadata neither makes log() raise nor goes missing."""
     with Session(name="n", workspace="w", local_path=tmp_path, echo=True) as s:
         s.log("big", metadata={"n": 2**70})
@@ -264,7 +274,9 @@ def test_echo_writes_nan_as_nan(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "null" not in line
 
 
-def test_echoed_line_carries_the_timestamp_of_its_record(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_echoed_line_carries_the_timestamp_of_its_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """echo=True: each echoed line shows exactly the timestamp string of the record in the file."""
     with Session(name="n", workspace="w", local_path=tmp_path, echo=True) as s:
         for i in range(20):
@@ -272,4 +284,4 @@ def test_echoed_line_carries_the_timestamp_of_its_record(tmp_path: Path, capsys:
     lines = capsys.readouterr().err.splitlines()
     stamps = [r["timestamp"] for r in read_records(s.log_file)]
     assert 20 == len(lines)
-    assert [True] * 20 == [stamp in line for stamp, line in zip(stamps, lines)]
+    assert [True] * 20 == [stamp in line for stamp, line in zip(stamps, lines, strict=True)]

@@ -4,8 +4,8 @@ import contextlib
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson

@@ -38,15 +38,25 @@ def test_full_disk_with_a_full_queue_never_blocks_log_and_accounts_for_every_ent
     )
     assert 0 == result.returncode, result.stderr[-3000:]
     out = json.loads(result.stdout)
-    assert out["elapsed"] < 30, f"logging 30,000 entries took {out['elapsed']:.1f}s: log() blocked on the full disk"
-    assert out["flush_error"] is not None and "logs.jsonl" in out["flush_error"], "flush() must raise OSError naming the file"
+    assert out["elapsed"] < 30, (
+        f"logging 30,000 entries took {out['elapsed']:.1f}s: log() blocked on the full disk"
+    )
+    assert out["flush_error"] is not None and "logs.jsonl" in out["flush_error"], (
+        "flush() must raise OSError naming the file"
+    )
     before_end_of_loop = result.stderr.split("loop done")[0]
     assert "logs.jsonl" in before_end_of_loop, "the fault is reported on stderr while the loop runs"
     reports = [line for line in result.stderr.splitlines() if "logs.jsonl" in line]
-    assert 1 <= len(reports) <= 3, f"the fault is reported once or a few times, not per entry: {len(reports)} lines"
+    assert 1 <= len(reports) <= 3, (
+        f"the fault is reported once or a few times, not per entry: {len(reports)} lines"
+    )
     records = child.records()
     data = [r["metadata"]["i"] for r in records if r["message"] == "x"]
-    dropped = [r["metadata"]["dropped"] for r in records if r["level"] == "warn" and "dropped" in (r["metadata"] or {})]
+    dropped = [
+        r["metadata"]["dropped"]
+        for r in records
+        if r["level"] == "warn" and "dropped" in (r["metadata"] or {})
+    ]
     assert {} == {i: n for i, n in Counter(data).items() if n != 1}, "an entry was written twice"
     assert sorted(data) == data
     assert out["returned"] == len(data) + sum(dropped)
@@ -98,13 +108,18 @@ def test_reopen_after_a_32_mb_torn_line_reads_the_file_linearly(child: Child) ->
     assert 0 == result.returncode, result.stderr[-3000:]
     out = json.loads(result.stdout)
     assert out["read"] <= 3 * out["size"], f"read {out['read']} bytes of a {out['size']}-byte file"
-    assert out["joined"] <= 3 * out["size"], f"concatenated {out['joined']} bytes of a {out['size']}-byte file"
+    assert out["joined"] <= 3 * out["size"], (
+        f"concatenated {out['joined']} bytes of a {out['size']}-byte file"
+    )
     lines = child.log_file.read_bytes().split(b"\n")
     assert b"" == lines[-1]
     assert 13 == len(lines), "10 records, the torn line, the new record, and the final empty split"
-    assert lines[10].startswith(b'{"timestamp"') and lines[10].endswith(b"x" * 100), "the torn line stays whole"
+    assert lines[10].startswith(b'{"timestamp"') and lines[10].endswith(b"x" * 100), (
+        "the torn line stays whole"
+    )
     after = json.loads(lines[11])
     assert ("after", 10) == (after["message"], after["sequenceNumber"])
+
 
 def test_close_with_timeout_gives_up_within_the_timeout_on_a_hung_fsync(child: Child) -> None:
     """close(timeout=1.0) with fsync hanging raises TimeoutError (or returns) well before 2 x timeout."""
@@ -129,5 +144,3 @@ def test_close_with_timeout_gives_up_within_the_timeout_on_a_hung_fsync(child: C
     outcome, elapsed = result.stdout.split()
     assert outcome in ("timeout", "returned"), result.stderr[-3000:]
     assert float(elapsed) < 1.8, f"close(timeout=1.0) took {elapsed}s"
-
-

@@ -100,7 +100,7 @@ def test_write_interval_must_be_a_positive_number(tmp_path: Path, bad: Any) -> N
 
 
 def test_when_full_must_be_wait_or_drop(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="when_full.*'wait'.*'drop'"):
+    with pytest.raises(ValueError, match=r"when_full.*'wait'.*'drop'"):
         Session(name="n", workspace="w", local_path=tmp_path, when_full="block")  # type: ignore[arg-type]
 
 
@@ -125,9 +125,7 @@ hostile_values = st.recursive(
     ),
     max_leaves=10,
 )
-messages = st.one_of(
-    strategies.texts, st.text(alphabet="\n\r\t\x00\x1b\"\\", max_size=20), st.builds(Raising)
-)
+messages = st.one_of(strategies.texts, st.text(alphabet='\n\r\t\x00\x1b"\\', max_size=20), st.builds(Raising))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

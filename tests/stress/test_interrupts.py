@@ -66,7 +66,9 @@ while True:
 
 @pytest.mark.parametrize("delay", [0.003, 0.011, 0.027])
 @pytest.mark.parametrize("loop", list(LOOPS))
-def test_sigterm_while_logging_keeps_every_entry_logged_before_it(child: Child, loop: str, delay: float) -> None:
+def test_sigterm_while_logging_keeps_every_entry_logged_before_it(
+    child: Child, loop: str, delay: float
+) -> None:
     """SIGTERM mid-loop or mid-flush: the process ends as SIGTERM; the file holds i = 0..k-1, k >= entries logged."""
     result = child.run(f"DELAY = {delay}\n" + TERMINATE_SOON + LOOPS[loop], timeout=60)
     assert -signal.SIGTERM == result.returncode, result.stderr[-3000:]

@@ -13,7 +13,6 @@ from dreamlake import Session
 from ..conftest import read_records
 from .conftest import Child, assert_numbered_in_file_order
 
-
 # -- a log function cached before close() --------------------------------------------------------
 
 
@@ -120,7 +119,9 @@ def test_log_racing_close_either_raises_or_is_in_the_file_when_close_returns(chi
     )
     report = json.loads(result.stdout)
     assert [] == report["other_errors"]
-    assert [] == report["returned_missing"], "log() returned but its entry was not on disk when close() returned"
+    assert [] == report["returned_missing"], (
+        "log() returned but its entry was not on disk when close() returned"
+    )
     assert [] == report["raised_present"], "log() raised but its entry was written"
     assert 100 * 8 == report["raised"], "every thread ends on a RuntimeError from the closed session"
 
@@ -168,7 +169,9 @@ def test_log_still_copying_its_metadata_when_close_returns_raises_or_was_written
     if out["outcome"] == ["raised"]:
         assert ["first"] == records
     else:
-        assert ["first", "racing"] == out["at_close"], "log() returned, yet its entry was not written by close()"
+        assert ["first", "racing"] == out["at_close"], (
+            "log() returned, yet its entry was not written by close()"
+        )
         assert ["first", "racing"] == records
 
 
@@ -207,7 +210,9 @@ def test_reopen_after_a_close_that_raised_logs_and_every_entry_lands_once(child:
 # -- a relative local_path and os.chdir() -------------------------------------------------------------
 
 
-def test_relative_local_path_gives_an_absolute_session_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relative_local_path_gives_an_absolute_session_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Session(local_path="data").path is absolute, under the directory current at construction."""
     monkeypatch.chdir(tmp_path)
     s = Session(name="n", workspace="w", local_path="data")

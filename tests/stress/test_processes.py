@@ -30,9 +30,7 @@ def test_fork_with_queued_entries_writes_them_once(child: Child) -> None:
     assert messages.count("parent before") == 5000
     assert messages.count("child") == 100
     assert messages.count("parent after") == 1
-    assert [r["metadata"]["i"] for r in records if r["message"] == "parent before"] == list(
-        range(5000)
-    )
+    assert [r["metadata"]["i"] for r in records if r["message"] == "parent before"] == list(range(5000))
     assert_numbered_in_file_order(records)
 
 
@@ -122,9 +120,7 @@ def test_several_processes_share_one_session(child: Child) -> None:
     records = child.records()
     assert len(records) == 20000
     for r in range(4):
-        assert [x["metadata"]["i"] for x in records if x["metadata"]["rank"] == r] == list(
-            range(5000)
-        )
+        assert [x["metadata"]["i"] for x in records if x["metadata"]["rank"] == r] == list(range(5000))
     assert_numbered_in_file_order(records)
 
 

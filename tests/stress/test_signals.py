@@ -3,7 +3,7 @@
 import signal
 import time
 
-from .conftest import Child, assert_numbered_in_file_order
+from .conftest import Child
 
 
 def wait_for_line(proc, expected: str, timeout: float = 30) -> None:  # type: ignore[no-untyped-def]
@@ -19,7 +19,9 @@ def wait_for_line(proc, expected: str, timeout: float = 30) -> None:  # type: ig
 
 def log_then_wait(count: int, write_interval: float, prelude: str = "") -> str:
     """A child that logs `count` entries, says "ready", then waits for a signal."""
-    return prelude + f"""
+    return (
+        prelude
+        + f"""
 s = session(write_interval={write_interval}).open()
 for i in range({count}):
     s.log("x", metadata={{"i": i}})
@@ -27,6 +29,7 @@ print("ready", flush=True)
 while True:
     time.sleep(1)  # ok: the child idles until it is signalled
 """
+    )
 
 
 def test_sigterm_flushes_then_ends_the_process_as_sigterm_would(child: Child) -> None:
