@@ -83,10 +83,12 @@ def test_sigterm_flushes_a_session_first_opened_off_the_main_thread(child: Child
     """The first session is opened in a worker thread; SIGTERM still writes everything logged."""
     body = """
 import threading
+main_logged = threading.Event()
 def work():
     s = session(write_interval=3600).open()   # nothing written before the signal unless flushed
     for i in range(1000):
         s.log("x", metadata={"i": i})
+    main_logged.wait()
     print("ready", flush=True)
     threading.Event().wait()
 t = threading.Thread(target=work, daemon=True)
@@ -94,13 +96,16 @@ t.start()
 """
     if main_thread == "joins":
         body += """
+main_logged.set()
 while t.is_alive():
     t.join(0.1)
 """
     else:
         body += """
 m = Session(name="main", workspace="ws", local_path=os.environ["DL_ROOT"], write_interval=3600).open()
-i = 0
+m.log("m", metadata={"i": 0})
+main_logged.set()
+i = 1
 while True:
     m.log("m", metadata={"i": i})
     i += 1
