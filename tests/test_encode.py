@@ -67,6 +67,57 @@ def test_each_tricky_entry_splits_into_whole_records(metadata: Any) -> None:
         assert record["metadata"] == strategies.expected_json(metadata)
 
 
+flat_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    strategies.texts,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["info", "warn"]),
+            st.one_of(strategies.texts, st.sampled_from(['},{"timestamp":"', '"timestamp":"x"', "null"])),
+            st.one_of(
+                st.none(),
+                st.dictionaries(st.one_of(strategies.texts, st.integers()), flat_values, max_size=4),
+                st.sampled_from([{"timestamp": "2025-01-01"}, {"rows": [{"a": 1}, {"timestamp": "x"}]}]),
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_a_batch_splits_into_exactly_its_records(entries: list[tuple[str, str, Any]]) -> None:
+    """Batches are encoded in one call and split at record starts: nothing can fake one."""
+    queued = [
+        (1_700_000_000 * 10**9 + i, level, msg, md.copy() if md.__class__ is dict and _flat(md) else md)
+        for i, (level, msg, md) in enumerate(entries)
+    ]
+    queued = [
+        (ns, lv, m, snapshot(md) if isinstance(md, dict) and not _flat(md) else md)
+        for ns, lv, m, md in queued
+    ]
+    data = Encoder().lines(queued, 3)
+    records = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
+    assert len(entries) == len(records)
+    for (level, msg, md), record in zip(entries, records, strict=True):
+        assert list(record) == KEYS
+        assert (level, strategies.expected_json(msg), strategies.expected_json(md)) == (
+            record["level"],
+            record["message"],
+            record["metadata"],
+        )
+    assert list(range(3, 3 + len(entries))) == [r["sequenceNumber"] for r in records]
+
+
+def _flat(md: dict[Any, Any]) -> bool:
+    return all(type(v) in (str, int, float, bool, type(None)) for v in md.values())
+
+
 def test_message_with_lone_surrogate_is_kept_visible() -> None:
     (record,) = lines([(0, "warn", "a\ud800b", None)])
     assert record["message"] == "a\\ud800b"
@@ -82,16 +133,16 @@ def test_timestamp_truncates_to_the_microsecond_in_utc(stamps: list[int]) -> Non
     for ns in stamps:
         expected = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ns // 1000)
         text = expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        assert text == encoder.timestamp(ns).decode()
+        assert text == encoder.timestamp(ns)
         assert text == iso_timestamp(ns), "the echo shows the file's timestamp"
 
 
 def test_timestamp_cache_survives_going_back_in_time() -> None:
     """The wall clock can step backwards (NTP); the cache must not reuse a stale prefix."""
     encoder = Encoder()
-    assert encoder.timestamp(1_700_000_001_500_000_000) == b"2023-11-14T22:13:21.500000Z"
-    assert encoder.timestamp(1_700_000_000_250_000_000) == b"2023-11-14T22:13:20.250000Z"
-    assert encoder.timestamp(1_700_000_000_250_500_999) == b"2023-11-14T22:13:20.250500Z"
+    assert encoder.timestamp(1_700_000_001_500_000_000) == "2023-11-14T22:13:21.500000Z"
+    assert encoder.timestamp(1_700_000_000_250_000_000) == "2023-11-14T22:13:20.250000Z"
+    assert encoder.timestamp(1_700_000_000_250_500_999) == "2023-11-14T22:13:20.250500Z"
 
 
 def test_snapshot_refuses_what_is_not_a_mapping() -> None:

@@ -30,6 +30,7 @@ from typing import Any
 import orjson
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
 _MAX_DEPTH = 200  # orjson refuses to nest deeper than 254 levels
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the range orjson writes as numbers
 _ESCAPING = (KeyboardInterrupt, SystemExit)  # never swallowed: the user wants out
@@ -258,37 +259,100 @@ def iso_timestamp(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:06d}Z"
 
 
-_LEVEL_BYTES = {name: name.encode() for name in ("debug", "info", "warn", "error", "fatal")}
-_RECORD = b'{"timestamp":"%b","level":"%b","message":%b,"metadata":%b,"sequenceNumber":%d}\n'
+_MS_TEXT = [f".{i:03d}" for i in range(1000)]
+_US_TEXT = [f"{i:03d}Z" for i in range(1000)]
+_KEY = b'"timestamp":"'  # each record's first key: orjson escapes every quote inside a string
+_BETWEEN = b'},{"timestamp":"'
+_NEWLINE_BETWEEN = b'}\n{"timestamp":"'
 
 
 class Encoder:
-    """Turns queued entries into JSON Lines; caches the formatted second, so one per writer."""
+    """Turns queued entries into JSON Lines; caches the formatted millisecond, so one per writer.
 
-    __slots__ = ("_sec", "_prefix")
+    A batch is one `orjson.dumps` of a list of records, split into lines where one
+    record ends and the next begins (`},{"timestamp":"`). The split is exact when
+    `"timestamp":"` occurs once per record: nested metadata with such a key (or an
+    entry orjson refuses) sends the batch down the record-by-record path.
+    """
+
+    __slots__ = ("_ms_start", "_ms_prefix", "_sec", "_sec_prefix")
 
     def __init__(self) -> None:
-        self._sec = -1
-        self._prefix = b""
+        self._ms_start = self._sec = -(2**63)
+        self._ms_prefix = self._sec_prefix = ""
 
-    def timestamp(self, ns: int) -> bytes:
-        us = ns // 1000
-        sec, frac = divmod(us, 1_000_000)
-        if sec != self._sec:
-            self._sec = sec
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(sec)).encode()
-        return self._prefix + b"%06dZ" % frac
+    def timestamp(self, ns: int) -> str:
+        """Like `iso_timestamp`, with small-int arithmetic while within the cached millisecond."""
+        offset = ns - self._ms_start
+        if not 0 <= offset < 1_000_000:
+            ms = ns // 1_000_000
+            self._ms_start = ms * 1_000_000
+            sec, frac = divmod(ms, 1000)
+            if sec != self._sec:
+                self._sec = sec
+                self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._ms_prefix = self._sec_prefix + _MS_TEXT[frac]
+            offset = ns - self._ms_start
+        return self._ms_prefix + _US_TEXT[offset // 1000]
 
     def lines(self, entries: list[Entry], first: int) -> bytes:
         """The records of `entries` as JSON Lines, numbered from `first`."""
-        out = []
+        if not entries:
+            return b""
+        records: list[dict[str, Any]] = []
+        append = records.append
         stamp = self.timestamp
-        dumps = orjson.dumps
-        for sequence, (ns, level, message, metadata) in enumerate(entries, first):
-            try:
-                text = dumps(message)
-            except TypeError:  # lone surrogates
-                text = dumps(clean_str(message))
-            meta = metadata_bytes(metadata)
-            out.append(_RECORD % (stamp(ns), _LEVEL_BYTES[level], text, meta, sequence))
-        return b"".join(out)
+        fragment = orjson.Fragment
+        sequence = first
+        for ns, level, message, metadata in entries:
+            value: object = metadata
+            if metadata.__class__ is str:
+                value = fragment(metadata)
+            elif metadata.__class__ is Deferred:
+                value = fragment(metadata_bytes(metadata))
+            append(
+                {
+                    "timestamp": stamp(ns),
+                    "level": level,
+                    "message": message,
+                    "metadata": value,
+                    "sequenceNumber": sequence,
+                }
+            )
+            sequence += 1
+        try:
+            data = orjson.dumps(records)
+        except TypeError:  # a lone surrogate, a non-str key, an int beyond 64 bits
+            return b"".join(map(_line, records))
+        if data.find(b"null") >= 0 and _fix_nonfinite(records):  # a NaN written as null
+            data = orjson.dumps(records)
+        if data.count(_KEY) != len(records):
+            return b"".join(map(_line, records))
+        return data[1:-1].replace(_BETWEEN, _NEWLINE_BETWEEN) + b"\n"
+
+
+def _fix_nonfinite(records: list[dict[str, Any]]) -> bool:
+    """Re-encode the flat metadata dicts holding NaN or infinities; whether any did."""
+    fixed = False
+    for record in records:
+        metadata = record["metadata"]
+        if metadata.__class__ is dict and _has_nonfinite(metadata, 0):
+            record["metadata"] = orjson.Fragment(metadata_bytes(careful(metadata)))
+            fixed = True
+    return fixed
+
+
+def _line(record: dict[str, Any]) -> bytes:
+    """One record as one line, value by value where orjson refuses it. Never raises (but Ctrl-C)."""
+    metadata = record["metadata"]
+    if metadata.__class__ is dict and _has_nonfinite(metadata, 0):
+        record = dict(record, metadata=orjson.Fragment(metadata_bytes(careful(metadata))))
+    try:
+        return orjson.dumps(record, None, _NEWLINE)
+    except TypeError:  # a lone surrogate, a non-str key, an int beyond 64 bits
+        pass
+    record = dict(record, message=clean_str(record["message"]))
+    metadata = record["metadata"]
+    if isinstance(metadata, dict):
+        record["metadata"] = orjson.Fragment(metadata_bytes(careful(metadata)))
+    return orjson.dumps(record, None, _NEWLINE)
