@@ -255,3 +255,27 @@ def test_one_writer_thread_serves_many_sessions(tmp_path: Path) -> None:
     for s in sessions:
         assert [r["metadata"]["i"] for r in read_records(s.log_file)] == [0, 1, 2]
     assert wait_until(lambda: threading.active_count() == before), "threads outlive the sessions"
+
+
+def test_flushes_that_time_out_leave_nothing_queued(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hung disk and a caller that keeps retrying flush(timeout=0): the requests do not pile up."""
+    gate = threading.Event()
+    real_write = os.write
+    fd = session._channel.sink._fd
+
+    def stuck_write(target: int, data: Any) -> int:
+        if target == fd:
+            gate.wait(30)
+        return real_write(target, data)
+
+    monkeypatch.setattr(os, "write", stuck_write)
+    session.log("stuck")
+    for _ in range(1000):
+        with pytest.raises(TimeoutError):
+            session.flush(timeout=0)
+    assert len(_batcher._worker._requests) + len(_batcher._worker._syncs) <= 2
+    gate.set()
+    session.flush()
+    assert ["stuck"] == [r["message"] for r in read_records(session.log_file)]

@@ -285,3 +285,40 @@ def test_echoed_line_carries_the_timestamp_of_its_record(
     stamps = [r["timestamp"] for r in read_records(s.log_file)]
     assert 20 == len(lines)
     assert [True] * 20 == [stamp in line for stamp, line in zip(stamps, lines, strict=True)]
+
+
+def test_a_value_that_lies_about_its_class_costs_nothing_but_itself(session: Session) -> None:
+    """A Mock(spec=float) claims to be a float: it is written as text and the writer goes on."""
+    from unittest import mock
+
+    session.log("mock", metadata={"loss": 0.25, "opt": mock.Mock(spec=float)})
+    session.log("message", metadata={"m": mock.Mock(spec=dict)})
+    session.log(mock.Mock(spec=str))
+    session.log("after", metadata={"loss": 0.5})
+    session.flush()
+    records = read_records(session.log_file)
+    assert ["mock", "message", "after"] == [r["message"] for r in records if not r["message"].startswith("<")]
+    assert 0.25 == records[0]["metadata"]["loss"]
+    assert records[0]["metadata"]["opt"].startswith("<Mock")
+    assert {"loss": 0.5} == records[-1]["metadata"]
+
+
+def test_a_value_whose_attribute_raises_costs_only_that_value(session: Session) -> None:
+    """A dataclass field whose getter raises: that field's value is text, its neighbours stay JSON."""
+    import dataclasses
+
+    class Raises:
+        def __get__(self, obj: object, owner: type) -> int:
+            raise RuntimeError("getter raises")
+
+    @dataclasses.dataclass
+    class Config:
+        a: int = 1
+
+    Config.a = Raises()  # type: ignore[assignment]
+    session.log("x", metadata={"loss": 0.25, "cfg": Config.__new__(Config), "s": {1}})
+    session.flush()
+    (record,) = read_records(session.log_file)
+    assert 0.25 == record["metadata"]["loss"]
+    assert [1] == record["metadata"]["s"]
+    assert isinstance(record["metadata"]["cfg"], str)

@@ -342,6 +342,11 @@ class Worker:
         elif not self._forking:
             self._run_inline()  # no thread can run (interpreter shutdown): do it here
         if not request.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            for waiting in (self._requests, self._syncs):  # not taken yet: nothing to keep
+                try:
+                    waiting.remove(request)
+                except ValueError:
+                    pass
             what = channel.sink.path if channel is not None else "the open sessions' files"
             msg = (
                 f"dreamlake: {kind.value} of {what} did not finish within {timeout:g} s; "

@@ -95,8 +95,10 @@ def careful(metadata: Mapping[Any, Any]) -> str | Deferred:
 
 
 def _has_nonfinite(value: Any, depth: int) -> bool:
-    """Whether orjson wrote a NaN or an infinity in `value` as null (or might have)."""
-    cls = value.__class__
+    """Whether orjson wrote a NaN or an infinity in `value` as null (or might have).
+
+    Looks at exact types only, so it runs no code of the values' own."""
+    cls = type(value)
     if cls is float:
         return bool(value - value != 0.0)  # NaN for NaN and the infinities, 0.0 for the rest
     if cls is dict or cls is list or cls is tuple:
@@ -110,7 +112,17 @@ def _has_nonfinite(value: Any, depth: int) -> bool:
 
 
 def _clean(value: Any, active: set[int], depth: int, tensors: list[int]) -> Any:
-    """`value` as plain JSON parts; `active` holds the containers being visited."""
+    """`value` as plain JSON parts, or its text if anything about it raises: a bad value never
+    costs its neighbours. `active` holds the containers being visited."""
+    try:
+        return _convert(value, active, depth, tensors)
+    except _ESCAPING:
+        raise
+    except BaseException:  # noqa: BLE001 - a value may throw anything; it is written as text
+        return safe_str(value)
+
+
+def _convert(value: Any, active: set[int], depth: int, tensors: list[int]) -> Any:
     if isinstance(value, str):
         return clean_str(value)
     if value is None or isinstance(value, bool):
@@ -139,10 +151,6 @@ def _clean(value: Any, active: set[int], depth: int, tensors: list[int]) -> Any:
                     for key, item in zip(_keys(value), value.values(), strict=True)
                 }
             return [_clean(item, active, depth + 1, tensors) for item in value]
-        except _ESCAPING:
-            raise
-        except BaseException:  # noqa: BLE001 - a container that fails while we iterate it
-            return safe_str(value)
         finally:
             active.discard(id(value))
     if _is_tensor(value):
@@ -306,9 +314,9 @@ class Encoder:
         sequence = first
         for ns, level, message, metadata in entries:
             value: object = metadata
-            if metadata.__class__ is str:
+            if type(metadata) is str:
                 value = fragment(metadata)
-            elif metadata.__class__ is Deferred:
+            elif type(metadata) is Deferred:
                 value = fragment(metadata_bytes(metadata))
             append(
                 {
@@ -323,11 +331,11 @@ class Encoder:
         try:
             data = orjson.dumps(records)
         except TypeError:  # a lone surrogate, a non-str key, an int beyond 64 bits
-            return b"".join(map(_line, records))
+            return b"".join(map(_safe_line, records))
         if data.find(b"null") >= 0 and _fix_nonfinite(records):  # a NaN written as null
             data = orjson.dumps(records)
         if data.count(_KEY) != len(records):
-            return b"".join(map(_line, records))
+            return b"".join(map(_safe_line, records))
         return data[1:-1].replace(_BETWEEN, _NEWLINE_BETWEEN) + b"\n"
 
 
@@ -336,16 +344,31 @@ def _fix_nonfinite(records: list[dict[str, Any]]) -> bool:
     fixed = False
     for record in records:
         metadata = record["metadata"]
-        if metadata.__class__ is dict and _has_nonfinite(metadata, 0):
+        if type(metadata) is dict and _has_nonfinite(metadata, 0):
             record["metadata"] = orjson.Fragment(metadata_bytes(careful(metadata)))
             fixed = True
     return fixed
 
 
+def _safe_line(record: dict[str, Any]) -> bytes:
+    """`_line`, or at worst the record with its values as text: the writer never stalls on one."""
+    try:
+        return _line(record)
+    except _ESCAPING:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - whatever a value throws, the record lands
+        fallback = {
+            **record,
+            "message": safe_str(record["message"]),
+            "metadata": {"unserializable": safe_str(record["metadata"]), "error": safe_str(exc)},
+        }
+        return orjson.dumps(fallback, None, _NEWLINE)
+
+
 def _line(record: dict[str, Any]) -> bytes:
     """One record as one line, value by value where orjson refuses it. Never raises (but Ctrl-C)."""
     metadata = record["metadata"]
-    if metadata.__class__ is dict and _has_nonfinite(metadata, 0):
+    if type(metadata) is dict and _has_nonfinite(metadata, 0):
         record = dict(record, metadata=orjson.Fragment(metadata_bytes(careful(metadata))))
     try:
         return orjson.dumps(record, None, _NEWLINE)

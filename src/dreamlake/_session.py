@@ -170,14 +170,14 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
             level = canonical[level]
         except (KeyError, TypeError):
             level = normalize_level(level)
-        if message.__class__ is not str:
+        if type(message) is not str:
             message = safe_str(message)
         data: Metadata
         if metadata is None:
             data = None
-        elif metadata.__class__ is dict:
+        elif type(metadata) is dict:
             for value in metadata.values():
-                if value.__class__ not in plain:  # may change later: encode it now
+                if type(value) not in plain:  # may change later: encode it now
                     data = snapshot(metadata)
                     break
             else:
