@@ -21,6 +21,7 @@ written exactly once whatever interrupts the caller.
 from __future__ import annotations
 
 import enum
+import itertools
 import sys
 import threading
 import time
@@ -53,7 +54,7 @@ class Channel:
     """One session's queue and file, and what its log() needs to know."""
 
     __slots__ = (
-        "queue", "mark", "state", "sink", "pending", "drops", "error", "stalled", "waiters",
+        "queue", "mark", "state", "sink", "pending", "drops", "reported_drops", "error", "stalled", "waiters",
         "registered", "interval", "drop_when_full", "name", "reported",
     )  # fmt: skip
 
@@ -63,7 +64,8 @@ class Channel:
         self.state = State.NEW
         self.sink = Sink(path)
         self.pending: list[Entry] = []  # taken from the queue, not yet written
-        self.drops: deque[None] = deque()  # one item per dropped entry (append is atomic)
+        self.drops = itertools.count()  # next() per dropped entry: atomic, and O(1) memory
+        self.reported_drops = 0  # how many of them a warn record has counted
         self.error: OSError | None = None  # the last write failed with this
         self.stalled = False  # a full queue waited STALL_TIMEOUT for no progress
         self.waiters: deque[threading.Lock] = deque()  # latches of callers waiting for room
@@ -81,8 +83,10 @@ class Channel:
             return
         self.sink.open()
         self.error, self.stalled = None, False
-        self.state = State.EXITING if _worker.exiting else State.OPEN
-        self.mark = 0 if _worker.exiting else WAKE_AT
+        # Opened by an exit handler (ours may have run, or will not run for it): write at once.
+        exiting = _worker.exiting or getattr(threading, "_SHUTTING_DOWN", False)
+        self.state = State.EXITING if exiting else State.OPEN
+        self.mark = 0 if exiting else WAKE_AT
         self.registered = True
         _worker.register(self)
 
@@ -107,7 +111,14 @@ class Channel:
             if self.state is not State.OPEN:
                 self.mark = 0
             if len(self.queue) > QUEUE_LIMIT:
-                self._make_room()
+                try:
+                    self._make_room()
+                except KeyboardInterrupt:  # a call that raises writes nothing
+                    try:
+                        self.queue.remove(entry)
+                    except ValueError:
+                        pass  # written already: the writer took it while we waited
+                    raise
         elif state is State.EXITING:
             try:  # the process is ending: nothing will come back for it later
                 _worker.call(_Kind.WRITE, self, EXIT_TIMEOUT)
@@ -149,16 +160,14 @@ class Channel:
     def _drop(self) -> None:
         if len(self.queue) > QUEUE_LIMIT:
             self.queue.pop()  # the newest: those before it keep their place
-            self.drops.append(None)
+            next(self.drops)
 
     # -- the worker's side ----------------------------------------------------------------
 
     def take_drops(self) -> Entry | None:
         """A warn entry counting the entries dropped since the last one, if any."""
-        count = 0
-        while self.drops:
-            self.drops.popleft()
-            count += 1
+        total = int(repr(self.drops)[6:-1])  # "count(N)": N drops so far, read without a next()
+        count, self.reported_drops = total - self.reported_drops, total
         if not count:
             return None
         reason = "when_full='drop'" if self.drop_when_full else "the file could not be written"
@@ -182,7 +191,7 @@ class Channel:
         """The parent writes what it had queued; the child starts clean, with its own handle."""
         self.queue.clear()
         self.pending = []
-        self.drops.clear()
+        self.drops, self.reported_drops = itertools.count(), 0
         self.waiters.clear()
         self.error, self.stalled, self.reported = None, False, None
         self.sink.reopen()
@@ -503,7 +512,11 @@ class Worker:
                 self._to_syncer(request)
             return
         if channel is not None and channel not in self.channels:
-            request.finish()  # closed already, or being closed
+            if channel.registered:  # its close is with the syncer: this waits for that outcome
+                request.channels.append(channel)
+                self._to_syncer(request)
+            else:
+                request.finish()  # closed already
             return
         channels = [channel] if channel is not None else list(self.channels)
         if kind is _Kind.CLOSE:
@@ -514,12 +527,14 @@ class Worker:
                     ch.state, ch.mark = State.EXITING, 0
         errors = []
         for ch in channels:
-            while ch.queue or ch.pending or ch.drops:  # everything, also what came meanwhile
-                if not self._drain(ch, len(ch.queue)):
-                    errors.append(ch.kept_error())
+            # What was logged before the request is queued now: one pass writes it. A close
+            # goes on until nothing comes (late log() calls see CLOSED and take theirs back).
+            while self._drain(ch, len(ch.queue)):
+                if kind is not _Kind.CLOSE or not (ch.queue or ch.pending):
+                    request.channels.append(ch)
                     break
             else:
-                request.channels.append(ch)
+                errors.append(ch.kept_error())
         if errors:
             request.error = errors[0]
         if kind is _Kind.WRITE:
@@ -562,7 +577,8 @@ class Worker:
             channel.state = State.EXITING if self.exiting else State.OPEN
             channel.mark = 0 if self.exiting else WAKE_AT
             channel.registered = True
-            self.channels.append(channel)
+            if channel not in self.channels:
+                self.channels.append(channel)
             self.wake()
             return
         errors = []
@@ -571,11 +587,11 @@ class Worker:
                 ch.sink.fsync()
             except OSError as exc:
                 errors.append(exc)
-                if kind is _Kind.CLOSE:  # keep it: the writer retries, a later close() ends it
-                    ch.error = exc
+                if kind is _Kind.CLOSE and ch not in self.channels:
+                    ch.error = exc  # keep it: the writer retries, a later close() ends it
                     self.channels.append(ch)
                 continue
-            if kind is _Kind.CLOSE:
+            if kind is _Kind.CLOSE and ch.registered and ch not in self.channels:
                 ch.sink.close()
                 ch.registered = False
         if errors:

@@ -33,7 +33,7 @@ _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 _MAX_DEPTH = 200  # orjson refuses to nest deeper than 254 levels
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the range orjson writes as numbers
-_ESCAPING = (KeyboardInterrupt, SystemExit)  # never swallowed: the user wants out
+_ESCAPING = (KeyboardInterrupt,)  # never swallowed: the user wants out
 
 
 class Deferred:

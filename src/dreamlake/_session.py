@@ -6,6 +6,8 @@ import logging
 import math
 import os
 import threading
+import time
+import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from time import time_ns
@@ -60,7 +62,8 @@ class Session:
             msg = f"when_full must be 'wait' or 'drop', got {when_full!r}"
             raise ValueError(msg)
         self._echo = bool(echo)
-        self._lifecycle = threading.RLock()
+        self._lifecycle = threading.RLock()  # open() and close(); made anew in a forked child
+        _track_for_fork(self)
         self._channel = Channel(str(self.log_file), repr(self), float(write_interval), when_full == "drop")
         self._emit = _bind_log(self._channel, self._echo)
         if type(self).log is Session.log:
@@ -108,10 +111,19 @@ class Session:
         of waiting longer for a slow disk. After either error the entries are kept:
         a later close() (or open()) goes on from there.
         """
-        with self._lifecycle:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._lifecycle.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
+            msg = (
+                f"dreamlake: close() of {self!r} did not start within {timeout:g} s: "
+                f"another open() or close() of it is running"
+            )
+            raise TimeoutError(msg)
+        try:
             if self in open_sessions:
                 open_sessions.remove(self)
-            self._channel.close(timeout)
+            self._channel.close(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        finally:
+            self._lifecycle.release()
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every entry logged before the call, from any thread, is on disk.
@@ -157,6 +169,23 @@ class Session:
 open_sessions: list[Session] = []
 """Open sessions, oldest first: the module-level `dreamlake.log` uses the last."""
 
+_all_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+_fork_hook: list[bool] = []  # installed once, by the first Session
+
+
+def _track_for_fork(session: Session) -> None:
+    """A fork while another thread is inside open() or close() copies its lock held: the child
+    gets new ones."""
+    if not _fork_hook:
+        _fork_hook.append(True)
+        os.register_at_fork(after_in_child=_new_locks_in_child)
+    _all_sessions.add(session)
+
+
+def _new_locks_in_child() -> None:
+    for session in list(_all_sessions):
+        session._lifecycle = threading.RLock()
+
 
 def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
     """The hot path of one session: check, stamp, snapshot, append. No lock, no I/O."""
@@ -176,8 +205,8 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
         if metadata is None:
             data = None
         elif type(metadata) is dict:
-            for value in metadata.values():
-                if type(value) not in plain:  # may change later: encode it now
+            for key, value in metadata.items():
+                if type(value) not in plain or type(key) is not str:  # encode it now
                     data = snapshot(metadata)
                     break
             else:

@@ -86,6 +86,8 @@ class Sink:
         try:
             start = os.fstat(fd).st_size
             if start != self._size:  # first write, or another writer appended since
+                if start < self._size:  # truncated under us: look at all of it
+                    self._size = -1
                 found = _next_sequence(fd, start, max(self._size, 0))
                 if found is not None or self._size < 0:
                     self._next = found or 0
