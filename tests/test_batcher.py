@@ -126,26 +126,6 @@ def test_write_errors_surface_on_flush_and_keep_entries(
     assert [r["sequenceNumber"] for r in got] == list(range(12))
 
 
-def test_fsync_error_surfaces_on_close_and_close_can_be_retried(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    s = Session(name="n", workspace="w", local_path=tmp_path).open()
-    s.log("x")
-
-    def broken_fsync(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(os, "fsync", broken_fsync)
-    with pytest.raises(OSError, match=r"could not write .*logs\.jsonl"):
-        s.close()
-    monkeypatch.undo()
-    s.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        s.log("y")
-    assert [r["message"] for r in read_records(s.log_file)] == ["x"]
-    assert s._channel not in _batcher._worker.channels
-
-
 def test_partial_os_write_is_completed(session: Session, monkeypatch: pytest.MonkeyPatch) -> None:
     """A short write (as on a nearly full disk) is continued, not repeated or dropped."""
     real_write = os.write

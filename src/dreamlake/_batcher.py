@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 from . import _process
 from ._encode import Encoder, Entry
+from ._process import EXIT_TIMEOUT
 from ._sink import Sink
 
 WRITE_INTERVAL = 0.1  # default seconds between the worker's rounds when nobody wakes it
@@ -39,7 +40,6 @@ SLICE = 128  # entries per write: the GIL is handed back between slices
 LONG_SLICE = 1024  # entries per write while callers wait (flush, close, a full queue)
 ROOM = QUEUE_LIMIT * 3 // 4  # a caller waiting for room is let go once the queue is this short
 STALL_TIMEOUT = 5.0  # seconds a full queue waits for a writer that makes no progress
-EXIT_TIMEOUT = 5.0  # seconds the exit and SIGTERM flushes wait for a slow disk
 FORK_TIMEOUT = 1.0  # seconds a fork waits for the worker to stop (a hung write)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dreamlake import Session
+from dreamlake import Session, _batcher
 
 from ..conftest import read_records
 from .conftest import Child, assert_numbered_in_file_order
@@ -25,12 +25,15 @@ def test_close_after_a_close_that_failed_raises_until_the_file_is_synced(
 
     monkeypatch.setattr(os, "fsync", broken_fsync)
     for _ in range(3):
-        with pytest.raises(OSError, match="Input/output error"):
+        with pytest.raises(OSError, match=r"could not write .*logs\.jsonl: Input/output error"):
             s.close()
     monkeypatch.undo()
     s.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        s.log("y")
     assert ["x"] == [r["message"] for r in read_records(s.log_file)]
     assert not s._channel.sink.is_open
+    assert s._channel not in _batcher._worker.channels
 
 
 def test_flush_is_not_starved_by_threads_that_keep_logging(tmp_path: Path) -> None:
