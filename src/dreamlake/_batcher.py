@@ -84,11 +84,14 @@ class Channel:
         self.sink.open()
         self.error, self.stalled = None, False
         # Opened by an exit handler (ours may have run, or will not run for it): write at once.
-        exiting = _worker.exiting or getattr(threading, "_SHUTTING_DOWN", False)
-        self.state = State.EXITING if exiting else State.OPEN
-        self.mark = 0 if exiting else WAKE_AT
+        self.arm(_worker.exiting or getattr(threading, "_SHUTTING_DOWN", False))
         self.registered = True
         _worker.register(self)
+
+    def arm(self, exiting: bool) -> None:
+        """Open for log(): state first, then the mark (0 while exiting: each entry at once)."""
+        self.state = State.EXITING if exiting else State.OPEN
+        self.mark = 0 if exiting else WAKE_AT
 
     def flush(self, timeout: float | None) -> None:
         if self.registered:
@@ -505,8 +508,7 @@ class Worker:
         kind, channel = request.kind, request.channel
         if kind is _Kind.REOPEN and channel is not None:
             if channel in self.channels:  # its close failed: the file is still open
-                channel.state = State.EXITING if self.exiting else State.OPEN
-                channel.mark = 0 if self.exiting else WAKE_AT
+                channel.arm(self.exiting)
                 request.finish()
             else:  # its close is with the syncer: reopen after it
                 self._to_syncer(request)
@@ -574,8 +576,7 @@ class Worker:
         if kind is _Kind.REOPEN and channel is not None:
             if not channel.sink.is_open:
                 channel.sink.open()
-            channel.state = State.EXITING if self.exiting else State.OPEN
-            channel.mark = 0 if self.exiting else WAKE_AT
+            channel.arm(self.exiting)
             channel.registered = True
             if channel not in self.channels:
                 self.channels.append(channel)

@@ -345,7 +345,7 @@ def _fix_nonfinite(records: list[dict[str, Any]]) -> bool:
     for record in records:
         metadata = record["metadata"]
         if type(metadata) is dict and _has_nonfinite(metadata, 0):
-            record["metadata"] = orjson.Fragment(metadata_bytes(careful(metadata)))
+            record["metadata"] = orjson.Fragment(metadata_bytes(metadata))
             fixed = True
     return fixed
 
@@ -367,15 +367,9 @@ def _safe_line(record: dict[str, Any]) -> bytes:
 
 def _line(record: dict[str, Any]) -> bytes:
     """One record as one line, value by value where orjson refuses it. Never raises (but Ctrl-C)."""
-    metadata = record["metadata"]
-    if type(metadata) is dict and _has_nonfinite(metadata, 0):
-        record = dict(record, metadata=orjson.Fragment(metadata_bytes(careful(metadata))))
+    if type(record["metadata"]) is dict:  # metadata_bytes sees to NaN and what orjson refuses
+        record = dict(record, metadata=orjson.Fragment(metadata_bytes(record["metadata"])))
     try:
         return orjson.dumps(record, None, _NEWLINE)
-    except TypeError:  # a lone surrogate, a non-str key, an int beyond 64 bits
-        pass
-    record = dict(record, message=clean_str(record["message"]))
-    metadata = record["metadata"]
-    if isinstance(metadata, dict):
-        record["metadata"] = orjson.Fragment(metadata_bytes(careful(metadata)))
-    return orjson.dumps(record, None, _NEWLINE)
+    except TypeError:  # a lone surrogate in the message
+        return orjson.dumps(dict(record, message=clean_str(record["message"])), None, _NEWLINE)
