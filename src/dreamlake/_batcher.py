@@ -21,6 +21,7 @@ written exactly once whatever interrupts the caller.
 from __future__ import annotations
 
 import enum
+import functools
 import itertools
 import sys
 import threading
@@ -36,8 +37,10 @@ from ._sink import Sink
 WRITE_INTERVAL = 0.1  # default seconds between the worker's rounds when nobody wakes it
 WAKE_AT = 1024  # queued entries that wake the worker before its round is due
 QUEUE_LIMIT = 8192  # entries queued per session; then log() waits for room (or drops)
-SLICE = 128  # entries per write: the GIL is handed back between slices
-LONG_SLICE = 1024  # entries per write while callers wait (flush, close, a full queue)
+BATCH = 1024  # entries per write, at most
+SLICE = 20e-6  # seconds the writer holds the GIL, at most, while nobody waits for it to finish
+HAND_OVER = 1e-6  # then it sleeps: the kernel makes that ~50 µs, time for a waiting thread to take the GIL
+GIL_BOUND = 1e-3  # a hand-over that took this long met a thread that holds the GIL: stop handing over
 ROOM = QUEUE_LIMIT * 3 // 4  # a caller waiting for room is let go once the queue is this short
 STALL_TIMEOUT = 5.0  # seconds a full queue waits for a writer that makes no progress
 FORK_TIMEOUT = 1.0  # seconds a fork waits for the worker to stop (a hung write)
@@ -321,6 +324,8 @@ class Worker:
         self._requests: deque[_Request] = deque()  # for the writer, in order
         self._syncs: deque[_Request] = deque()  # for the syncer, in order
         self._encoder = Encoder()
+        self._held_since = 0.0  # when the writer last took the GIL back
+        self._hand_over = True  # False for the rest of a round once a hand-over met a GIL-bound thread
         self._init_threads()
 
     def _init_threads(self) -> None:
@@ -437,8 +442,26 @@ class Worker:
                 writer.ident = 0
                 writer.running.release()
 
+    def _pause(self) -> None:
+        """Let other threads have the GIL if the writer has held it for SLICE.
+
+        A training thread back from work that released the GIL (a GPU, I/O) then waits
+        for the writer no longer than that. Releasing the GIL is not enough: the
+        writer would take it back before the other thread wakes up, so it sleeps.
+        """
+        now = time.perf_counter()
+        if now - self._held_since < SLICE or not self._hand_over:
+            return
+        time.sleep(HAND_OVER)
+        self._held_since = time.perf_counter()
+        if self._held_since - now > GIL_BOUND:
+            # The other thread holds the GIL until it is made to give it up: handing
+            # it over again only makes the writer wait.
+            self._hand_over = False
+
     def _round(self, inline: bool = False) -> None:
         """Serve the requests made so far, after writing what was queued before them."""
+        self._held_since, self._hand_over = time.perf_counter(), True
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())
@@ -465,10 +488,7 @@ class Worker:
                 batch = channel.pending
                 if not batch:
                     notice = channel.take_drops()
-                    # Short slices hand the GIL back often; when the callers wait
-                    # for us anyway, long ones cost fewer system calls.
-                    size = SLICE if in_round and not channel.waiters else LONG_SLICE
-                    count = min(len(queue), size, budget)
+                    count = min(len(queue), BATCH, budget)
                     if notice is not None:
                         batch.append(notice)
                     elif count <= 0:
@@ -482,8 +502,10 @@ class Worker:
                         pass
                     if not batch:
                         break
+                # Hand the GIL over while encoding, unless a caller waits for this write.
+                pause = self._pause if in_round and not (channel.waiters or self._requests) else None
                 try:
-                    channel.sink.write(batch, self._encoder.lines)
+                    channel.sink.write(batch, functools.partial(self._encoder.lines, pause=pause))
                 except OSError as exc:
                     channel.error = exc
                     if channel.reported != exc.errno:

@@ -1,18 +1,18 @@
 """Values to JSON: the metadata snapshot taken at the call, and the lines the writer assembles.
 
-In the caller, metadata is snapshotted so that a value changed after `log()` returns
-never reaches the record. The common case, a flat dict of str, int, float, bool and
-None, needs only a shallow copy (those values cannot change); anything else goes
-through `snapshot()`: one `orjson.dumps`, which is also a deep copy, queued as a str
-(orjson's bytes are allocated large, then shrunk: thousands of them alive make the
-C heap grow and shrink; the decoded copy comes from Python's own allocator). Only
-what orjson cannot write faithfully takes the careful path: non-str keys, integers
-beyond 64 bits, lone surrogates, cycles, unknown types, and NaN or infinities (orjson
-writes those as `null`; we write a string a user can see). Tensors are copied on
-their device at the call and turned into numbers by the writer thread, so the
-caller never waits for the device.
+In the caller, metadata becomes JSON text at once: one `orjson.dumps`, which is also
+a deep copy, so a value changed after `log()` returns never reaches the record, and
+the writer only assembles text (its cost per record is the same whatever the
+metadata holds). The text is queued as a str: orjson's bytes are allocated large,
+then shrunk, and thousands of them alive make the C heap grow and shrink; the
+decoded copy comes from Python's own allocator. Only what orjson cannot write
+faithfully takes the careful path: non-str keys, integers beyond 64 bits, lone
+surrogates, cycles, unknown types, and NaN or infinities (orjson writes those as
+`null`; we write a string a user can see). Tensors are copied on their device at the
+call and turned into numbers by the writer thread, so the caller never waits for
+the device.
 
-`encode_lines()` runs in the writer: it wraps already-encoded metadata into records.
+`Encoder` runs in the writer: it wraps already-encoded metadata into records.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from typing import Any
 
 import orjson
 
-_NUMPY = orjson.OPT_SERIALIZE_NUMPY
-_NEWLINE = orjson.OPT_APPEND_NEWLINE
+NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _MAX_DEPTH = 200  # orjson refuses to nest deeper than 254 levels
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the range orjson writes as numbers
 _ESCAPING = (KeyboardInterrupt,)  # never swallowed: the user wants out
@@ -52,13 +51,12 @@ class _Tensor:
         self.copy = copy
 
 
-PLAIN = frozenset({str, int, float, bool, type(None)})
-"""Immutable value types: a flat dict of these is snapshotted by a shallow copy."""
-
-Metadata = dict[Any, Any] | str | Deferred | None
+Metadata = str | Deferred | None
 Entry = tuple[int, str, str, Metadata]
-"""What `Session.log` queues: (time.time_ns(), level, message, metadata snapshot): a flat
-dict of PLAIN values, JSON text, tensors to convert, or None."""
+"""What `Session.log` queues: (time.time_ns(), level, message, metadata as JSON text, or
+tensors to convert, or None)."""
+
+_NONE = type(None)
 
 
 # -- in the caller ----------------------------------------------------------------------
@@ -72,17 +70,25 @@ def snapshot(metadata: object) -> str | Deferred:
     if not isinstance(metadata, dict):
         metadata = dict(metadata)
     try:
-        data = orjson.dumps(metadata, None, _NUMPY).decode()
+        data = orjson.dumps(metadata, None, NUMPY).decode()
     except TypeError:  # orjson.JSONEncodeError: a value it cannot write as it is
         return careful(metadata)
     return checked(metadata, data)
 
 
 def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
-    """`data`, unless one of its `null`s stands for a NaN or an infinity."""
-    if "null" in data and _has_nonfinite(metadata, 0):
+    """`data`, orjson's text of `metadata`, unless one of its `null`s stands for a NaN or an infinity."""
+    if "null" in data and _hides_nonfinite(metadata, data.count("null")):
         return careful(metadata)
     return data
+
+
+def _hides_nonfinite(metadata: dict[Any, Any], nulls: int) -> bool:
+    """Whether orjson, writing `nulls` nulls for `metadata`, wrote a NaN or an infinity as one.
+
+    Each None value writes one null, each NaN or infinity one more, and text may hold
+    more: as many nulls as None values at the top means there is no NaN anywhere."""
+    return nulls != [*map(type, metadata.values())].count(_NONE) and _has_nonfinite(metadata, 0)
 
 
 def careful(metadata: Mapping[Any, Any]) -> str | Deferred:
@@ -168,7 +174,7 @@ def _convert(value: Any, active: set[int], depth: int, tensors: list[int]) -> An
         if listed is not None:
             return _clean(listed, active, depth + 1, tensors)
     try:
-        return orjson.Fragment(orjson.dumps(value, None, _NUMPY))  # UUID and other native types
+        return orjson.Fragment(orjson.dumps(value, None, NUMPY))  # UUID and other native types
     except TypeError:
         return safe_str(value)
 
@@ -240,14 +246,6 @@ def metadata_bytes(metadata: Metadata) -> bytes:
         return b"null"
     if isinstance(metadata, str):
         return metadata.encode()
-    if isinstance(metadata, dict):
-        try:
-            data = orjson.dumps(metadata)
-        except TypeError:  # a non-str key, an int beyond 64 bits, a lone surrogate
-            return careful(metadata).encode()  # type: ignore[union-attr]
-        if data.find(b"null") >= 0 and _has_nonfinite(metadata, 0):
-            return careful(metadata).encode()  # type: ignore[union-attr]
-        return data
     try:
         return orjson.dumps(metadata.value, _tensor_values)
     except BaseException as exc:  # noqa: BLE001 - the writer thread must survive any value
@@ -268,108 +266,80 @@ def iso_timestamp(ns: int) -> str:
 
 
 _MS_TEXT = [f".{i:03d}" for i in range(1000)]
-_US_TEXT = [f"{i:03d}Z" for i in range(1000)]
-_KEY = b'"timestamp":"'  # each record's first key: orjson escapes every quote inside a string
-_BETWEEN = b'},{"timestamp":"'
-_NEWLINE_BETWEEN = b'}\n{"timestamp":"'
+_US_TEXT = [f"{i:03d}Z".encode() for i in range(1000)]
+_HEADS_LIMIT = 4096  # distinct messages cached per level; then that cache starts over
+_LINE = b'{"timestamp":"%s%s%s%s,"sequenceNumber":%d}\n'
 
 
 class Encoder:
-    """Turns queued entries into JSON Lines; caches the formatted millisecond, so one per writer.
+    """Turns queued entries into JSON Lines, one bytes format per record; one per writer.
 
-    A batch is one `orjson.dumps` of a list of records, split into lines where one
-    record ends and the next begins (`},{"timestamp":"`). The split is exact when
-    `"timestamp":"` occurs once per record: nested metadata with such a key (or an
-    entry orjson refuses) sends the batch down the record-by-record path.
+    Each piece is JSON already or made so once: the metadata was encoded at the call,
+    the level and the message are cached as one encoded head, and the timestamp
+    reuses the formatted millisecond. Nothing a value holds can break a line, and a
+    record costs the same whatever its metadata holds.
     """
 
-    __slots__ = ("_ms_start", "_ms_prefix", "_sec", "_sec_prefix")
+    __slots__ = ("_heads", "_ms_prefix", "_ms_start", "_sec", "_sec_prefix")
 
     def __init__(self) -> None:
         self._ms_start = self._sec = -(2**63)
-        self._ms_prefix = self._sec_prefix = ""
+        self._ms_prefix = b""
+        self._sec_prefix = ""
+        self._heads: dict[str, dict[str, bytes]] = {}
 
     def timestamp(self, ns: int) -> str:
-        """Like `iso_timestamp`, with small-int arithmetic while within the cached millisecond."""
+        """Like `iso_timestamp`, reusing the cached millisecond."""
         offset = ns - self._ms_start
         if not 0 <= offset < 1_000_000:
-            ms = ns // 1_000_000
-            self._ms_start = ms * 1_000_000
-            sec, frac = divmod(ms, 1000)
-            if sec != self._sec:
-                self._sec = sec
-                self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-            self._ms_prefix = self._sec_prefix + _MS_TEXT[frac]
-            offset = ns - self._ms_start
-        return self._ms_prefix + _US_TEXT[offset // 1000]
+            offset = ns - self._millisecond(ns)
+        return (self._ms_prefix + _US_TEXT[offset // 1000]).decode()
 
-    def lines(self, entries: list[Entry], first: int) -> bytes:
-        """The records of `entries` as JSON Lines, numbered from `first`."""
-        if not entries:
-            return b""
-        records: list[dict[str, Any]] = []
-        append = records.append
-        stamp = self.timestamp
-        fragment = orjson.Fragment
+    def _millisecond(self, ns: int) -> int:
+        """Cache the text of the millisecond holding `ns`; return where it starts."""
+        ms = ns // 1_000_000
+        self._ms_start = ms * 1_000_000
+        sec, frac = divmod(ms, 1000)
+        if sec != self._sec:
+            self._sec = sec
+            self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        self._ms_prefix = (self._sec_prefix + _MS_TEXT[frac]).encode()
+        return self._ms_start
+
+    def _head(self, level: str, message: str) -> bytes:
+        """`","level":"info","message":"...","metadata":`, cached per level and message."""
+        heads = self._heads.get(level)
+        if heads is None or len(heads) >= _HEADS_LIMIT:
+            heads = self._heads[level] = {}
+        try:
+            text = orjson.dumps(message)
+        except TypeError:  # a lone surrogate
+            text = orjson.dumps(clean_str(message))
+        head = heads[message] = b'","level":%s,"message":%s,"metadata":' % (orjson.dumps(level), text)
+        return head
+
+    def lines(self, entries: list[Entry], first: int, pause: Callable[[], None] | None = None) -> bytes:
+        """The records of `entries` as JSON Lines, numbered from `first`; `pause()` every 16."""
+        parts: list[bytes] = []
+        add = parts.append
+        heads = self._heads
+        us_text = _US_TEXT
+        line = _LINE
+        ms_start, prefix = self._ms_start, self._ms_prefix
         sequence = first
         for ns, level, message, metadata in entries:
-            value: object = metadata
-            if type(metadata) is str:
-                value = fragment(metadata)
-            elif type(metadata) is Deferred:
-                value = fragment(metadata_bytes(metadata))
-            append(
-                {
-                    "timestamp": stamp(ns),
-                    "level": level,
-                    "message": message,
-                    "metadata": value,
-                    "sequenceNumber": sequence,
-                }
-            )
+            offset = ns - ms_start
+            if not 0 <= offset < 1_000_000:
+                ms_start = self._millisecond(ns)
+                prefix = self._ms_prefix
+                offset = ns - ms_start
+            try:
+                head = heads[level][message]
+            except KeyError:
+                head = self._head(level, message)
+            data = metadata.encode() if type(metadata) is str else metadata_bytes(metadata)
+            add(line % (prefix, us_text[offset // 1000], head, data, sequence))
             sequence += 1
-        try:
-            data = orjson.dumps(records)
-        except TypeError:  # a lone surrogate, a non-str key, an int beyond 64 bits
-            return b"".join(map(_safe_line, records))
-        if data.find(b"null") >= 0 and _fix_nonfinite(records):  # a NaN written as null
-            data = orjson.dumps(records)
-        if data.count(_KEY) != len(records):
-            return b"".join(map(_safe_line, records))
-        return data[1:-1].replace(_BETWEEN, _NEWLINE_BETWEEN) + b"\n"
-
-
-def _fix_nonfinite(records: list[dict[str, Any]]) -> bool:
-    """Re-encode the flat metadata dicts holding NaN or infinities; whether any did."""
-    fixed = False
-    for record in records:
-        metadata = record["metadata"]
-        if type(metadata) is dict and _has_nonfinite(metadata, 0):
-            record["metadata"] = orjson.Fragment(metadata_bytes(metadata))
-            fixed = True
-    return fixed
-
-
-def _safe_line(record: dict[str, Any]) -> bytes:
-    """`_line`, or at worst the record with its values as text: the writer never stalls on one."""
-    try:
-        return _line(record)
-    except _ESCAPING:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - whatever a value throws, the record lands
-        fallback = {
-            **record,
-            "message": safe_str(record["message"]),
-            "metadata": {"unserializable": safe_str(record["metadata"]), "error": safe_str(exc)},
-        }
-        return orjson.dumps(fallback, None, _NEWLINE)
-
-
-def _line(record: dict[str, Any]) -> bytes:
-    """One record as one line, value by value where orjson refuses it. Never raises (but Ctrl-C)."""
-    if type(record["metadata"]) is dict:  # metadata_bytes sees to NaN and what orjson refuses
-        record = dict(record, metadata=orjson.Fragment(metadata_bytes(record["metadata"])))
-    try:
-        return orjson.dumps(record, None, _NEWLINE)
-    except TypeError:  # a lone surrogate in the message
-        return orjson.dumps(dict(record, message=clean_str(record["message"])), None, _NEWLINE)
+            if pause is not None and not sequence & 15:
+                pause()
+        return b"".join(parts)

@@ -19,9 +19,11 @@ import orjson
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
 from ._encode import (
-    PLAIN,
+    NUMPY,
     Entry,
     Metadata,
+    careful,
+    checked,
     clean_str,
     iso_timestamp,
     metadata_bytes,
@@ -192,7 +194,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
     queue = channel.queue
     append = queue.append
     canonical = CANONICAL
-    plain = PLAIN
+    dumps = orjson.dumps
 
     def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
         try:
@@ -205,12 +207,13 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
         if metadata is None:
             data = None
         elif type(metadata) is dict:
-            for key, value in metadata.items():
-                if type(value) not in plain or type(key) is not str:  # encode it now
-                    data = snapshot(metadata)
-                    break
+            try:  # snapshot(), inlined: JSON now, a deep copy; the writer only assembles text
+                data = dumps(metadata, None, NUMPY).decode()
+            except TypeError:  # what orjson refuses: non-str keys, big ints, unknown types
+                data = careful(metadata)
             else:
-                data = metadata.copy()  # values that cannot change: a shallow copy will do
+                if "null" in data:  # a None, or a NaN that orjson wrote as null
+                    data = checked(metadata, data)
         else:
             data = snapshot(metadata)
         entry = (time_ns(), level, message, data)
