@@ -259,3 +259,52 @@ def test_flushes_that_time_out_leave_nothing_queued(
     gate.set()
     session.flush()
     assert ["stuck"] == [r["message"] for r in read_records(session.log_file)]
+
+
+def test_a_session_flushed_over_and_over_does_not_starve_the_others(tmp_path: Path) -> None:
+    """Rounds that only serve flushes skip idle sessions, but every session is still written
+    within its interval, the interval of the sessions open now."""
+    with Session(name="slow", workspace="w", local_path=tmp_path, write_interval=3600) as slow:
+        slow.log("a round while only an hourly session is open")
+        slow.flush()
+    with (
+        Session(name="quiet", workspace="w", local_path=tmp_path, write_interval=0.05) as quiet,
+        Session(name="busy", workspace="w", local_path=tmp_path, write_interval=0.05) as busy,
+    ):
+        quiet.log("waits for the periodic round")
+
+        def flush_busy_then_look() -> bool:
+            busy.log("x")
+            busy.flush()
+            return quiet.log_file.stat().st_size > 0
+
+        assert wait_until(flush_busy_then_look), "flushing one session kept the other from being written"
+
+
+def test_flushing_each_of_many_sessions_looks_at_each_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flushing 200 sessions in turn drains each once, not all of them 200 times."""
+    drained: list[str] = []
+    real_drain = _batcher.Worker._drain
+
+    def counting_drain(self: _batcher.Worker, channel: _batcher.Channel, *args: Any, **kw: Any) -> bool:
+        drained.append(channel.name)
+        return real_drain(self, channel, *args, **kw)
+
+    monkeypatch.setattr(_batcher.Worker, "_drain", counting_drain)
+    sessions = [
+        Session(name=f"s{i}", workspace="w", local_path=tmp_path, write_interval=3600).open()
+        for i in range(200)
+    ]
+    for s in sessions:
+        s.log("x")
+    try:
+        drained.clear()
+        for s in sessions:
+            s.flush()
+        assert len(drained) <= 3 * len(sessions)  # its own request, plus a round or two that wrote all
+    finally:
+        for s in sessions:
+            s.close()
+    assert all(len(read_records(s.log_file)) == 1 for s in sessions)

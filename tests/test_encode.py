@@ -167,3 +167,40 @@ def test_tensors_are_copied_now_and_converted_later(monkeypatch: pytest.MonkeyPa
     tensor.values[0] = 99.0
     assert isinstance(queued, Deferred)
     assert {"t": [1.0, "NaN"], "n": 1} == orjson.loads(metadata_bytes(queued))
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"a": None, "b": float("nan")},
+        {"text": "null and void", "b": float("inf")},
+        {"a": None, "rows": [None, -float("inf")]},
+        {"rows": [None], "b": {"c": float("nan")}},
+    ],
+    ids=repr,
+)
+def test_a_nan_beside_nulls_that_are_not_nan_is_still_found(metadata: dict[str, Any]) -> None:
+    assert strategies.expected_json(metadata) == orjson.loads(snapshot(metadata))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("message", ["short", "x" * 5000, 'quote " back\\slash\nnewline ' * 100], ids=len)
+def test_messages_short_and_long_are_encoded_alike(message: str) -> None:
+    """Short messages come from the cache, long ones are encoded each time: same records."""
+    encoder = Encoder()
+    for _ in range(2):
+        data = encoder.lines([(0, "info", message, None), (1, "warn", message, '{"a":1}')], 0)
+        records = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
+        assert [(message, "info", None), (message, "warn", {"a": 1})] == [
+            (r["message"], r["level"], r["metadata"]) for r in records
+        ]
+
+
+def test_encoding_pauses_every_16_records_and_writes_the_same() -> None:
+    """The writer hands the GIL over between records: where it does changes no byte."""
+    queued = [
+        (1_700_000_000 * 10**9 + i * 999_999, "info", f"m{i % 7}", snapshot({"i": i})) for i in range(100)
+    ]
+    pauses: list[int] = []
+    paused = Encoder().lines(queued, 5, lambda: pauses.append(1))
+    assert Encoder().lines(queued, 5) == paused
+    assert len(pauses) == (5 + 100) // 16 - 5 // 16

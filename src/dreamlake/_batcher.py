@@ -326,6 +326,8 @@ class Worker:
         self._encoder = Encoder()
         self._held_since = 0.0  # when the writer last took the GIL back
         self._hand_over = True  # False for the rest of a round once a hand-over met a GIL-bound thread
+        self._scan = False  # a queue reached its mark since the last look at every channel
+        self._scanned = 0.0  # when the writer last looked at every channel
         self._init_threads()
 
     def _init_threads(self) -> None:
@@ -341,6 +343,8 @@ class Worker:
         self._start()
 
     def wake(self) -> None:
+        """A queue reached its mark: look at every channel soon."""
+        self._scan = True
         if not self._writer.running.locked():  # first use, after a fork, or it left
             self._start()
         self._writer.wake()
@@ -460,16 +464,27 @@ class Worker:
             self._hand_over = False
 
     def _round(self, inline: bool = False) -> None:
-        """Serve the requests made so far, after writing what was queued before them."""
+        """Serve the requests made so far, after writing what was queued before them.
+
+        Each request writes what its channel holds (all of them for a flush of every
+        session): a round that only serves requests looks at no other channel unless
+        one reached its mark or the interval is up, so that flushing each of a
+        thousand sessions in turn does not look at all of them a thousand times.
+        """
         self._held_since, self._hand_over = time.perf_counter(), True
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())
         try:
-            for channel in list(self.channels):
-                self._drain(channel, len(channel.queue), in_round=not inline)
-                if channel.state is State.CLOSED and not (channel.queue or channel.pending):
-                    self._hand_over_close(channel, None)  # a close() that had failed can finish
+            now = time.monotonic()
+            if self._scan or not requests or now - self._scanned >= self._interval():
+                self._scan, self._scanned = False, now
+                for channel in list(self.channels):
+                    if not (channel.queue or channel.pending) and channel.state is State.OPEN:
+                        continue
+                    self._drain(channel, len(channel.queue), in_round=not inline)
+                    if channel.state is State.CLOSED and not (channel.queue or channel.pending):
+                        self._hand_over_close(channel, None)  # a close() that had failed can finish
         finally:
             for request in requests:
                 try:

@@ -270,9 +270,9 @@ def sessions(calls: int, count: int = 1000) -> Figures:
     out = {}
     for label, n_sessions in (("1 session", 1), (f"{count:,} sessions", count)):
         with tempfile.TemporaryDirectory(prefix="dreamlake-bench-") as tmp:
+            before = threading.active_count()
             opened = [Session(name=f"s{k}", workspace="b", local_path=tmp).open() for k in range(n_sessions)]
             logs = [s.log for s in opened] * (count // n_sessions)
-            before = threading.active_count()
             gc.collect()
             wall, cpu = time.perf_counter_ns(), time.process_time_ns()
             for i in range(calls):

@@ -78,17 +78,29 @@ def snapshot(metadata: object) -> str | Deferred:
 
 def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
     """`data`, orjson's text of `metadata`, unless one of its `null`s stands for a NaN or an infinity."""
-    if "null" in data and _hides_nonfinite(metadata, data.count("null")):
+    if "null" in data and _hides_nonfinite(metadata, data):
         return careful(metadata)
     return data
 
 
-def _hides_nonfinite(metadata: dict[Any, Any], nulls: int) -> bool:
-    """Whether orjson, writing `nulls` nulls for `metadata`, wrote a NaN or an infinity as one.
+def _hides_nonfinite(metadata: dict[Any, Any], data: str) -> bool:
+    """Whether orjson, writing `data` for `metadata`, wrote a NaN or an infinity as null.
 
-    Each None value writes one null, each NaN or infinity one more, and text may hold
-    more: as many nulls as None values at the top means there is no NaN anywhere."""
-    return nulls != [*map(type, metadata.values())].count(_NONE) and _has_nonfinite(metadata, 0)
+    A flat dict needs one look at each value. Otherwise, each None value at the top
+    wrote one null, each NaN or infinity one more, and text may hold more: as many
+    nulls as None values at the top means there is no NaN anywhere."""
+    nones = 0
+    deep = False
+    for value in metadata.values():
+        cls = type(value)
+        if cls is float:
+            if value - value != 0.0:  # NaN for NaN and the infinities, 0.0 for the rest
+                return True
+        elif value is None:
+            nones += 1
+        elif cls is not str and cls is not int and cls is not bool:
+            deep = True
+    return deep and data.count("null") != nones and _has_nonfinite(metadata, 0)
 
 
 def careful(metadata: Mapping[Any, Any]) -> str | Deferred:
@@ -268,6 +280,7 @@ def iso_timestamp(ns: int) -> str:
 _MS_TEXT = [f".{i:03d}" for i in range(1000)]
 _US_TEXT = [f"{i:03d}Z".encode() for i in range(1000)]
 _HEADS_LIMIT = 4096  # distinct messages cached per level; then that cache starts over
+_CACHED = 128  # longer messages are mostly each different: not cached (nor hashed)
 _LINE = b'{"timestamp":"%s%s%s%s,"sequenceNumber":%d}\n'
 
 
@@ -307,15 +320,17 @@ class Encoder:
         return self._ms_start
 
     def _head(self, level: str, message: str) -> bytes:
-        """`","level":"info","message":"...","metadata":`, cached per level and message."""
-        heads = self._heads.get(level)
-        if heads is None or len(heads) >= _HEADS_LIMIT:
-            heads = self._heads[level] = {}
+        """`","level":"info","message":"...","metadata":`, cached per level and short message."""
         try:
             text = orjson.dumps(message)
         except TypeError:  # a lone surrogate
             text = orjson.dumps(clean_str(message))
-        head = heads[message] = b'","level":%s,"message":%s,"metadata":' % (orjson.dumps(level), text)
+        head = b'","level":%s,"message":%s,"metadata":' % (orjson.dumps(level), text)
+        if len(message) <= _CACHED:
+            heads = self._heads.get(level)
+            if heads is None or len(heads) >= _HEADS_LIMIT:
+                heads = self._heads[level] = {}
+            heads[message] = head
         return head
 
     def lines(self, entries: list[Entry], first: int, pause: Callable[[], None] | None = None) -> bytes:
@@ -333,9 +348,12 @@ class Encoder:
                 ms_start = self._millisecond(ns)
                 prefix = self._ms_prefix
                 offset = ns - ms_start
-            try:
-                head = heads[level][message]
-            except KeyError:
+            if len(message) <= _CACHED:
+                try:
+                    head = heads[level][message]
+                except KeyError:
+                    head = self._head(level, message)
+            else:
                 head = self._head(level, message)
             data = metadata.encode() if type(metadata) is str else metadata_bytes(metadata)
             add(line % (prefix, us_text[offset // 1000], head, data, sequence))
