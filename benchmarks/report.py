@@ -1,188 +1,102 @@
 """Every scenario side by side, one process per scenario, contenders alternating.
 
-    python benchmarks/report.py                 # everything, the figures in benchmarks/README.md
-    python benchmarks/report.py --quick         # a smoke run in well under a minute
+    python benchmarks/report.py                  # everything: the figures in benchmarks/README.md
+    python benchmarks/report.py --quick          # a smoke run, about a minute
     python benchmarks/report.py --only hot,train --reps 7
 
-Peers need `pip install -e .[bench]`; those not installed are left out.
-Prints Markdown tables of medians over --reps runs, and whether each target holds.
+The scenarios are `dreamlake._bench`'s, the ones `dreamlake bench` runs. Peers need
+`pip install -e '.[bench]'`; those not installed are left out. Prints Markdown
+tables of medians over --reps runs, and whether each target of issue 9 holds.
 """
+
+from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from array import array
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).parent))
-from contenders import Contender, available, count_lines
+from dreamlake import _bench
+from dreamlake._bench import duration
+from dreamlake._contenders import DREAMLAKE, NOOP, SYNC, available
 
-SCENARIOS = ("hot", "e2e", "train", "memory", "read")
-
-HOT_LOOP = """
-def loop(log, n, lat, clock):
-    for i in range(n):
-        md = {"loss": i * 1e-6}
-        t0 = clock()
-        CALL
-        lat[i] = clock() - t0
-"""
-E2E_LOOP = """
-def loop(log, n):
-    for i in range(n):
-        md = {"loss": i * 1e-6, "lr": 0.001}
-        CALL
-"""
-TRAIN_LOOP = """
-def loop(log, steps, per_step, work):
-    for step in range(steps):
-        work()
-        for j in range(per_step):
-            md = {"loss": step * 1e-6, "lr": 0.001, "grad_norm": 1.5}
-            CALL
-"""
+SCENARIOS = ("hot", "e2e", "train", "shapes", "sessions", "threads", "memory", "read")
+TRAINING = {  # label: (step µs, logs per step, GIL-bound)
+    "70 µs GIL-free, 1 log": (70, 1, False),
+    "150 µs GIL-free, 1 log": (150, 1, False),
+    "70 µs GIL-free, 10 logs": (70, 10, False),
+    "150 µs GIL-free, 10 logs": (150, 10, False),
+    "100 µs GIL-bound, 1 log": (100, 1, True),
+}
 
 
-def compile_loop(template: str, call: str) -> Callable[..., Any]:
-    namespace: dict[str, Any] = {}
-    exec(template.replace("CALL", call), namespace)
-    return namespace["loop"]
+# -- children: one scenario each, medians over reps ---------------------------------------
 
 
-def run_once(contender: Contender, body: Callable[[Any], Any], expected: int | None) -> Any:
-    """Set the contender up in a fresh folder, run `body(log)`, finish, check the output."""
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        log, finish = contender.setup(folder)
-        gc.collect()
-        result = body((log, finish))
-        if contender.writes and expected is not None:
-            written = count_lines(folder)
-            assert written == expected, f"{contender.name}: wrote {written}, expected {expected}"
-    return result
+def child(args: argparse.Namespace) -> Any:
+    contenders = available()
+    reps = args.reps
+    if args.child == "hot":
+        return _bench.medians([_bench.hot(contenders, args.calls, args.peer_calls) for _ in range(reps)])
+    if args.child == "e2e":
+        runs = [_bench.end_to_end(contenders, args.e2e_calls, args.peer_calls) for _ in range(reps)]
+        return _bench.medians(runs)
+    if args.child == "train":
+        out = {}
+        for label, (micros, per_step, bound) in TRAINING.items():
+            runs = [_bench.training(contenders, args.steps, micros, per_step, bound) for _ in range(reps)]
+            out[label] = _bench.medians(runs)
+        return out
+    if args.child == "shapes":
+        return _bench.medians([_bench.shapes(args.e2e_calls // 2) for _ in range(reps)])
+    if args.child == "sessions":
+        return _bench.medians([_bench.sessions(args.e2e_calls) for _ in range(reps)])
+    if args.child == "threads":
+        return _bench.medians([_bench.threads(args.e2e_calls) for _ in range(reps)])
+    if args.child == "memory":
+        return {name: memory(name, args.memory_calls) for name in (DREAMLAKE, SYNC)}
+    return read_back(reps, args.read_records)
 
 
-def percentile(sorted_values: Any, q: float) -> float:
-    return float(sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))])
+def memory(name: str, calls: int) -> dict[str, float]:
+    """Peak RSS above the start while `calls` entries are logged in a tight loop."""
+    (contender,) = available([name])
+    loop = _bench._compile(_bench._E2E, contender.call)
+
+    def body(log: Any, finish: Any) -> dict[str, float]:
+        start = current_rss()
+        t0 = time.perf_counter()
+        loop(log, calls)
+        finish()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        return {"peak_mb": (peak - start) / 2**20, "seconds": time.perf_counter() - t0}
+
+    figures: dict[str, float] = _bench._run(contender, body, calls)
+    figures.pop("bytes", None)
+    return figures
 
 
-def scenario_hot(contenders: list[Contender], reps: int, ours: int, peers: int) -> dict[str, Any]:
-    samples: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
-    for _ in range(reps):
-        for c in contenders:
-            calls = peers if c.peer else ours
-            loop = compile_loop(HOT_LOOP, c.call)
-            lat = array("q", bytes(8 * calls))
-
-            def body(lf: Any) -> None:
-                log, finish = lf
-                loop(log, calls, lat, time.perf_counter_ns)
-                finish()
-
-            run_once(c, body, calls)
-            values = sorted(lat)
-            samples[c.name].append(
-                {
-                    "p50": percentile(values, 0.5),
-                    "p99": percentile(values, 0.99),
-                    "p99.9": percentile(values, 0.999),
-                    "max": float(values[-1]),
-                }
-            )
-    return {name: _median_of(runs) for name, runs in samples.items()}
+def current_rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS")
 
 
-def scenario_e2e(contenders: list[Contender], reps: int, ours: int, peers: int) -> dict[str, Any]:
-    samples: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
-    for _ in range(reps):
-        for c in contenders:
-            calls = peers if c.peer else ours
-            loop = compile_loop(E2E_LOOP, c.call)
-
-            def body(lf: Any) -> dict[str, float]:
-                log, finish = lf
-                wall, cpu = time.perf_counter_ns(), time.process_time_ns()
-                loop(log, calls)
-                finish()
-                return {
-                    "wall": (time.perf_counter_ns() - wall) / calls,
-                    "cpu": (time.process_time_ns() - cpu) / calls,
-                }
-
-            samples[c.name].append(run_once(c, body, calls))
-    return {name: _median_of(runs) for name, runs in samples.items()}
-
-
-def calibrated_work(target_us: float = 150.0) -> Callable[[], None]:
-    """sha256 over a buffer sized to take about `target_us`; hashlib releases the GIL."""
-    size = 64 * 1024
-    buf = bytes(size)
-    start = time.perf_counter()
-    for _ in range(200):
-        hashlib.sha256(buf).digest()
-    per_call = (time.perf_counter() - start) / 200
-    size = max(4096, int(size * target_us * 1e-6 / per_call))
-    buf = bytes(size)
-    sha = hashlib.sha256
-
-    def work() -> None:
-        sha(buf).digest()
-
-    return work
-
-
-def scenario_train(contenders: list[Contender], reps: int, steps: int) -> dict[str, Any]:
-    """Blocks of steps with and without logging alternate, so drifts in machine speed cancel."""
-    work = calibrated_work()
-    blocks = 10
-    samples: dict[str, list[dict[str, float]]] = {c.name: [] for c in contenders}
-    step_us = []
-    for _ in range(reps):
-        for c in contenders:
-            loop = compile_loop(TRAIN_LOOP, c.call)
-            sample = {}
-            for per_step in (1, 10):
-
-                def body(lf: Any) -> tuple[float, float]:
-                    log, finish = lf
-                    base = logged = 0.0
-                    for _ in range(blocks):
-                        t0 = time.perf_counter()
-                        loop(log, steps // blocks, 0, work)  # the same loop without logging
-                        t1 = time.perf_counter()
-                        loop(log, steps // blocks, per_step, work)
-                        t2 = time.perf_counter()
-                        base, logged = base + t1 - t0, logged + t2 - t1
-                    finish()
-                    return base, logged
-
-                base, logged = run_once(c, body, steps // blocks * blocks * per_step)
-                sample[f"{per_step}/step"] = (logged / base - 1) * 100
-                step_us.append(base / steps * 1e6)
-            samples[c.name].append(sample)
-    result = {name: _median_of(runs) for name, runs in samples.items()}
-    result["_step_us"] = statistics.median(step_us)
-    return result
-
-
-def scenario_read(reps: int, count: int) -> dict[str, Any]:
+def read_back(reps: int, count: int) -> dict[str, dict[str, float]]:
     """read_logs on a file of `count` records, next to a bare orjson.loads loop over its lines."""
     import orjson
 
     import dreamlake
 
-    samples: dict[str, list[dict[str, float]]] = {"bare orjson loop": [], "dreamlake.read_logs": []}
+    samples: dict[str, list[float]] = {"bare orjson loop": [], "dreamlake.read_logs": []}
     with tempfile.TemporaryDirectory() as tmp:
         with dreamlake.Session(name="read", workspace="bench", local_path=tmp) as s:
             for i in range(count):
@@ -197,78 +111,133 @@ def scenario_read(reps: int, count: int) -> dict[str, Any]:
             t2 = time.perf_counter()
             assert len(bare) == len(records) == count
             del bare, records
-            samples["bare orjson loop"].append({"seconds": t1 - t0})
-            samples["dreamlake.read_logs"].append({"seconds": t2 - t1})
-    return {name: _median_of(runs) for name, runs in samples.items()}
+            samples["bare orjson loop"].append(t1 - t0)
+            samples["dreamlake.read_logs"].append(t2 - t1)
+    return {name: {"seconds": statistics.median(runs)} for name, runs in samples.items()}
 
 
-def current_rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS")
-
-
-def scenario_memory(contender: Contender, calls: int) -> dict[str, Any]:
-    loop = compile_loop(E2E_LOOP, contender.call)
-
-    def body(lf: Any) -> dict[str, float]:
-        log, finish = lf
-        start = current_rss()
-        t0 = time.perf_counter()
-        loop(log, calls)
-        finish()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-        return {"peak_mb": (peak - start) / 2**20, "seconds": time.perf_counter() - t0}
-
-    return run_once(contender, body, calls)
-
-
-def _median_of(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-
-
-# -- parent: run children, print tables ------------------------------------------------
-
-
-def child(args: argparse.Namespace) -> None:
-    contenders = available()
-    if args.scenario == "memory":
-        (c,) = [c for c in contenders if c.name == args.contender]
-        print(json.dumps(scenario_memory(c, args.memory_calls)))
-        return
-    if args.scenario == "read":
-        print(json.dumps(scenario_read(args.reps, args.read_records)))
-        return
-    if args.scenario == "hot":
-        out = scenario_hot(contenders, args.reps, args.calls, args.peer_calls)
-    elif args.scenario == "e2e":
-        out = scenario_e2e(contenders, args.reps, args.e2e_calls, args.peer_calls)
-    else:
-        out = scenario_train(contenders, args.reps, args.steps)
-    print(json.dumps(out))
-
-
-def spawn(args: argparse.Namespace, scenario: str, contender: str | None = None) -> Any:
+def spawn(args: argparse.Namespace, scenario: str) -> Any:
     cmd = [sys.executable, __file__, "--child", scenario]
     for opt in ("reps", "calls", "e2e_calls", "peer_calls", "steps", "memory_calls", "read_records"):
         cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
-    if contender:
-        cmd += ["--contender", contender]
-    print(f"# running {scenario} {contender or ''}", file=sys.stderr, flush=True)
+    print(f"# running {scenario}", file=sys.stderr, flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def ns(value: float) -> str:
-    if value >= 1e6:
-        return f"{value / 1e6:.1f} ms"
-    if value >= 1e4:
-        return f"{value / 1e3:.0f} µs"
-    if value >= 1e3:
-        return f"{value / 1e3:.1f} µs"
-    return f"{value:.0f} ns"
+# -- parent: tables and targets ---------------------------------------------------------
+
+
+class Report:
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.checks: list[tuple[str, bool]] = []
+
+    def check(self, text: str, ok: bool) -> None:
+        self.checks.append((text, ok))
+
+    def hot(self, hot: dict[str, Any], args: argparse.Namespace) -> None:
+        floor = hot[NOOP]["p50"]
+        print(
+            f"### Hot path: {args.calls:,} calls ({args.peer_calls:,} for peers), "
+            "perf_counter_ns around each\n"
+        )
+        print("| contender | p50 | p99 | p99.9 | max | p50 / no-op |\n|---|---|---|---|---|---|")
+        for name in self.names:
+            r = hot[name]
+            print(
+                f"| {name} | {duration(r['p50'])} | {duration(r['p99'])} | {duration(r['p99.9'])} "
+                f"| {duration(r['max'])} | {r['p50'] / floor:.1f}x |"
+            )
+        d = hot[DREAMLAKE]
+        self.check(f"6. hot path p50 <= 3x no-op: {d['p50'] / floor:.1f}x", d["p50"] <= 3 * floor)
+        self.check(f"6. hot path p99 < 1 µs: {duration(d['p99'])}", d["p99"] < 1000)
+        self.check(f"6. hot path max < 2 ms: {duration(d['max'])}", d["max"] < 2e6)
+        print()
+
+    def e2e(self, e2e: dict[str, Any], args: argparse.Namespace) -> None:
+        floor = e2e[SYNC]
+        print(
+            f"### End to end: {args.e2e_calls:,} calls ({args.peer_calls:,} for peers), then flush + fsync\n"
+        )
+        print("| contender | wall / entry | CPU / entry | entries/s | MB/s | CPU / sync orjson |")
+        print("|---|---|---|---|---|---|")
+        for name in self.names:
+            if name in e2e:
+                r = e2e[name]
+                print(
+                    f"| {name} | {duration(r['wall'])} | {duration(r['cpu'])} | {r['entries/s']:,.0f} "
+                    f"| {r['MB/s']:.1f} | {r['cpu'] / floor['cpu']:.2f}x |"
+                )
+        ratio = e2e[DREAMLAKE]["cpu"] / floor["cpu"]
+        self.check(f"4. end-to-end CPU per entry <= 1.0x sync orjson: {ratio:.2f}x", ratio <= 1.0)
+        print()
+
+    def train(self, train: dict[str, Any], args: argparse.Namespace) -> None:
+        labels = list(TRAINING)
+        print(f"### Training loops: {args.steps:,} steps, overhead of logging (3 floats a log)\n")
+        print("| contender | " + " | ".join(labels) + " |\n|---|" + "---|" * len(labels))
+        for name in self.names:
+            print(
+                f"| {name} | "
+                + " | ".join(f"{train[label][name]['overhead %']:.2f}%" for label in labels)
+                + " |"
+            )
+        print()
+
+        def pct(label: str, name: str) -> float:
+            return float(train[label][name]["overhead %"])
+
+        for label in labels[:2]:
+            ours, sync = pct(label, DREAMLAKE), pct(label, SYNC)
+            self.check(f"1. {label}: overhead <= 1.0%: {ours:.2f}%", ours <= 1.0)
+            self.check(f"1. {label}: <= 1/3 of sync's: {ours:.2f}% vs {sync:.2f}%", ours <= sync / 3)
+        for label in labels[2:4]:
+            ours, sync = pct(label, DREAMLAKE), pct(label, SYNC)
+            self.check(f"2. {label}: <= 1/2 of sync's: {ours:.2f}% vs {sync:.2f}%", ours <= sync / 2)
+        label = labels[4]
+        ours, sync = pct(label, DREAMLAKE), pct(label, SYNC)
+        self.check(f"3. {label}: <= sync's: {ours:.2f}% vs {sync:.2f}%", ours <= sync)
+
+    def shapes(self, shapes: dict[str, Any], args: argparse.Namespace) -> None:
+        print(f"### Metadata shapes: {args.e2e_calls // 2:,} calls each, then flush + fsync\n")
+        print("| shape | dreamlake CPU / entry | sync orjson CPU / entry | ratio |\n|---|---|---|---|")
+        for shape, r in shapes.items():
+            print(
+                f"| {shape} | {duration(r['dreamlake cpu'])} | {duration(r['sync cpu'])} "
+                f"| {r['ratio']:.2f}x |"
+            )
+        worst = max(shapes, key=lambda s: shapes[s]["ratio"])
+        ratio = shapes[worst]["ratio"]
+        self.check(f"5. every shape <= 1.2x sync orjson: worst {ratio:.2f}x ({worst})", ratio <= 1.2)
+        print()
+
+    def sessions(self, sessions: dict[str, Any], args: argparse.Namespace) -> None:
+        print(f"### Many sessions: {args.e2e_calls:,} calls round-robin, until written\n")
+        print(
+            "| sessions | CPU / entry | wall / entry | dreamlake threads | then close (fsync): wall / entry |"
+        )
+        print("|---|---|---|---|---|")
+        for label, r in sessions.items():
+            print(
+                f"| {label} | {duration(r['cpu'])} | {duration(r['wall'])} | {r['threads']:.0f} "
+                f"| {duration(r['fsync wall'])} |"
+            )
+        one, many = sessions.values()
+        self.check(f"7. threads bounded: {many['threads']:.0f} for 1,000 sessions", many["threads"] <= 2)
+        ratio = many["cpu"] / one["cpu"]
+        self.check(f"7. 1,000 sessions <= 1.2x the CPU per entry of one: {ratio:.2f}x", ratio <= 1.2)
+        print()
+
+    def threads(self, threads: dict[str, Any], args: argparse.Namespace) -> None:
+        print(f"### Threads: {args.e2e_calls:,} calls into one session, then flush\n")
+        print("| threads | entries/s |\n|---|---|")
+        for label, r in threads.items():
+            print(f"| {label} | {r['entries/s']:,.0f} |")
+        one, eight = threads.values()
+        ratio = eight["entries/s"] / one["entries/s"]
+        self.check(f"8. 8 threads >= the throughput of one: {ratio:.2f}x", ratio >= 1.0)
+        print()
 
 
 def main() -> None:
@@ -277,97 +246,32 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--calls", type=int, default=1_000_000, help="hot path calls per run")
     parser.add_argument("--e2e-calls", type=int, default=200_000)
-    parser.add_argument("--peer-calls", type=int, default=100_000, help="hot path and e2e calls for peers")
-    parser.add_argument("--steps", type=int, default=5_000)
+    parser.add_argument("--peer-calls", type=int, default=20_000, help="hot path and e2e calls for peers")
+    parser.add_argument("--steps", type=int, default=3_000)
     parser.add_argument("--memory-calls", type=int, default=5_000_000)
     parser.add_argument("--read-records", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small counts, 1 rep: a smoke run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--contender", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.reps, args.calls, args.e2e_calls, args.peer_calls = 1, 20_000, 20_000, 5_000
-        args.steps, args.memory_calls, args.read_records = 300, 200_000, 20_000
+        args.reps, args.calls, args.e2e_calls, args.peer_calls = 1, 20_000, 20_000, 2_000
+        args.steps, args.memory_calls, args.read_records = 200, 200_000, 20_000
     if args.child:
-        args.scenario = args.child
-        child(args)
+        print(json.dumps(child(args)))
         return
 
-    names = [c.name for c in available()]
     only = args.only.split(",")
-    print(
-        f"dreamlake {__import__('dreamlake').__version__}, CPython {platform.python_version()}, "
-        f"{os.cpu_count()} cores, {time.strftime('%Y-%m-%d')}, medians of {args.reps} runs\n"
-    )
-    checks: list[tuple[str, bool]] = []
-    hot = e2e = None
-    if "hot" in only:
-        hot = spawn(args, "hot")
-        floor = hot["no-op call"]["p50"]
-        print(
-            f"### Hot path: {args.calls:,} calls ({args.peer_calls:,} for peers), "
-            "perf_counter_ns around each\n"
-        )
-        print("| contender | p50 | p99 | p99.9 | max | p50 / no-op |\n|---|---|---|---|---|---|")
-        for name in names:
-            r = hot[name]
-            print(
-                f"| {name} | {ns(r['p50'])} | {ns(r['p99'])} | {ns(r['p99.9'])} | {ns(r['max'])} "
-                f"| {r['p50'] / floor:.1f}x |"
-            )
-        d = hot["dreamlake"]
-        checks += [
-            (f"hot p50 <= 3x no-op ({d['p50'] / floor:.2f}x)", d["p50"] <= 3 * floor),
-            (f"hot p99 < 2 µs ({ns(d['p99'])})", d["p99"] < 2000),
-            (f"hot max < 5 ms ({ns(d['max'])})", d["max"] < 5e6),
-        ]
-        if "stdlib FileHandler+JSON" in hot:
-            ratio = hot["stdlib FileHandler+JSON"]["p50"] / d["p50"]
-            checks.append((f"caller cost >= 20x below stdlib+JSON ({ratio:.1f}x)", ratio >= 20))
-        print()
-    if "e2e" in only:
-        e2e = spawn(args, "e2e")
-        floor = e2e["sync orjson writer"]
-        print(
-            f"### End to end: {args.e2e_calls:,} calls ({args.peer_calls:,} for peers), then flush + fsync\n"
-        )
-        print("| contender | wall / entry | CPU / entry | wall / sync orjson | CPU / sync orjson |")
-        print("|---|---|---|---|---|")
-        for name in names:
-            if name == "no-op call":
-                continue
-            r = e2e[name]
-            print(
-                f"| {name} | {ns(r['wall'])} | {ns(r['cpu'])} | {r['wall'] / floor['wall']:.2f}x "
-                f"| {r['cpu'] / floor['cpu']:.2f}x |"
-            )
-        ratio = e2e["dreamlake"]["wall"] / floor["wall"]
-        checks.append((f"end to end <= 1.3x sync orjson ({ratio:.2f}x)", ratio <= 1.3))
-        print()
-    if "train" in only:
-        train = spawn(args, "train")
-        print(f"### Training loop: {args.steps:,} steps of ~{train['_step_us']:.0f} µs GIL-free work\n")
-        print("| contender | overhead, 1 log/step | overhead, 10 logs/step |\n|---|---|---|")
-        for name in names:
-            r = train[name]
-            print(f"| {name} | {r['1/step']:.2f}% | {r['10/step']:.2f}% |")
-        d = train["dreamlake"]["1/step"]
-        peers = [
-            train[n]["1/step"] for n in names if n not in ("no-op call", "dreamlake", "sync orjson writer")
-        ]
-        checks.append((f"training overhead < 0.5% at 1 log/step ({d:.2f}%)", d < 0.5))
-        if peers:
-            best = min(peers)
-            checks.append((f"overhead <= 1/5 of best peer's ({d:.2f}% vs {best:.2f}%)", d <= best / 5))
-        print()
+    report = Report([c.name for c in available()])
+    print(f"{_bench.environment()}, {time.strftime('%Y-%m-%d')}, medians of {args.reps} runs\n")
+    for scenario in ("hot", "e2e", "train", "shapes", "sessions", "threads"):
+        if scenario in only:
+            getattr(report, scenario)(spawn(args, scenario), args)
     if "memory" in only:
+        mem = spawn(args, "memory")
         print(f"### Memory: {args.memory_calls:,} entries in a tight loop\n")
         print("| contender | peak RSS above start | seconds |\n|---|---|---|")
-        for name in ("dreamlake", "sync orjson writer"):
-            r = spawn(args, "memory", name)
+        for name, r in mem.items():
             print(f"| {name} | {r['peak_mb']:.0f} MB | {r['seconds']:.1f} |")
-            if name == "dreamlake":
-                checks.append((f"peak RSS < 200 MB above start ({r['peak_mb']:.0f} MB)", r["peak_mb"] < 200))
         print()
     if "read" in only:
         read = spawn(args, "read")
@@ -377,9 +281,9 @@ def main() -> None:
         for name, r in read.items():
             print(f"| {name} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f}x |")
         print()
-    print("### Targets\n")
-    for text, ok in checks:
-        print(f"- [{'x' if ok else ' '}] {text}")
+    print("### Targets (issue 9)\n")
+    for text, ok in report.checks:
+        print(f"- {'met' if ok else '**not met**'}: {text}")
 
 
 if __name__ == "__main__":

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from dreamlake import Session
+from dreamlake._contenders import SyncOrjsonWriter, noop
 
 from .conftest import read_records_count
-from .contenders import SyncOrjsonWriter, noop
 
 METADATA = {"loss": 0.5}
 N_END_TO_END = 10_000
@@ -29,7 +29,9 @@ def test_noop_call(benchmark: Any) -> None:
 def test_session_log(benchmark: Any, session: Session) -> None:
     benchmark.pedantic(session.log, args=("Batch", "debug", METADATA), rounds=200, iterations=1000)
     session.flush()
-    assert read_records_count(session.log_file) >= 200 * 1000
+    assert (
+        read_records_count(session.log_file) >= 1000
+    )  # every call of every round (one with --benchmark-disable)
 
 
 @pytest.mark.benchmark(group=f"end to end: {N_END_TO_END} logs + flush")
@@ -43,7 +45,8 @@ def test_sync_orjson_loop(benchmark: Any, tmp_path: Path) -> None:
         writer.finish()
 
     benchmark.pedantic(run, rounds=15)
-    assert read_records_count(path) == 15 * N_END_TO_END
+    written = read_records_count(path)
+    assert written and written % N_END_TO_END == 0
 
 
 @pytest.mark.benchmark(group=f"end to end: {N_END_TO_END} logs + flush")
@@ -56,4 +59,5 @@ def test_session_log_then_flush(benchmark: Any, session: Session) -> None:
         session.flush()
 
     benchmark.pedantic(run, rounds=15)
-    assert read_records_count(session.log_file) == 15 * N_END_TO_END
+    written = read_records_count(session.log_file)
+    assert written and written % N_END_TO_END == 0

@@ -517,8 +517,12 @@ class Worker:
                         pass
                     if not batch:
                         break
-                # Hand the GIL over while encoding, unless a caller waits for this write.
-                pause = self._pause if in_round and not (channel.waiters or self._requests) else None
+                # Hand the GIL over while encoding, unless a caller waits for this write
+                # or the queue grows anyway (the caller holds the GIL: it would not take it).
+                handing_over = (
+                    in_round and len(queue) < QUEUE_LIMIT // 2 and not (channel.waiters or self._requests)
+                )
+                pause = self._pause if handing_over else None
                 try:
                     channel.sink.write(batch, functools.partial(self._encoder.lines, pause=pause))
                 except OSError as exc:
@@ -645,3 +649,8 @@ def _report(text: str) -> None:
 
 
 _worker = Worker()
+
+
+def write_all(timeout: float | None = None) -> None:
+    """Write what every open session has queued, without fsync (for benchmarks)."""
+    _worker.call(_Kind.WRITE, None, timeout)

@@ -1,4 +1,4 @@
-"""The `dreamlake` command: read, watch and list logs, and run the demo."""
+"""The `dreamlake` command: read, watch and list logs, run the demo, measure speed."""
 
 from __future__ import annotations
 
@@ -131,6 +131,12 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(format_record(record, use_color(sys.stdout)))
 
 
+def cmd_bench(args: argparse.Namespace) -> None:
+    from ._bench import command  # the contenders import logging's handlers, and maybe peers
+
+    command(args.quick, args.json, sys.stdout, sys.stderr if sys.stderr.isatty() else None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dreamlake", description="Read and watch dreamlake logs.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +153,16 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(run=cmd_ls)
     demo = sub.add_parser("demo", help="log a short simulated training run and show it")
     demo.set_defaults(run=cmd_demo)
+    bench = sub.add_parser(
+        "bench",
+        help="measure dreamlake on this machine next to its floors and other loggers (~20 s)",
+        description="Measure the cost of a call, the throughput to disk and the overhead in a training "
+        "loop, for dreamlake, a no-op call, a synchronous orjson writer and the loggers installed here. "
+        "Writes only under a temporary folder, removed at the end.",
+    )
+    bench.add_argument("--quick", action="store_true", help="fewer calls and one run: ~3 s")
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.set_defaults(run=cmd_bench)
     return parser
 
 

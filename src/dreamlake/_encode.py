@@ -277,7 +277,7 @@ def iso_timestamp(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:06d}Z"
 
 
-_MS_TEXT = [f".{i:03d}" for i in range(1000)]
+_MS_BYTES = [f".{i:03d}".encode() for i in range(1000)]
 _US_TEXT = [f"{i:03d}Z".encode() for i in range(1000)]
 _HEADS_LIMIT = 4096  # distinct messages cached per level; then that cache starts over
 _CACHED = 128  # longer messages are mostly each different: not cached (nor hashed)
@@ -293,31 +293,16 @@ class Encoder:
     record costs the same whatever its metadata holds.
     """
 
-    __slots__ = ("_heads", "_ms_prefix", "_ms_start", "_sec", "_sec_prefix")
+    __slots__ = ("_heads", "_ms_prefix", "_ms_start", "_sec", "_sec_bytes")
 
     def __init__(self) -> None:
-        self._ms_start = self._sec = -(2**63)
-        self._ms_prefix = b""
-        self._sec_prefix = ""
+        self._ms_start = self._sec = -(2**63)  # the cached millisecond (in ns) and second
+        self._ms_prefix = self._sec_bytes = b""  # their text
         self._heads: dict[str, dict[str, bytes]] = {}
 
     def timestamp(self, ns: int) -> str:
-        """Like `iso_timestamp`, reusing the cached millisecond."""
-        offset = ns - self._ms_start
-        if not 0 <= offset < 1_000_000:
-            offset = ns - self._millisecond(ns)
-        return (self._ms_prefix + _US_TEXT[offset // 1000]).decode()
-
-    def _millisecond(self, ns: int) -> int:
-        """Cache the text of the millisecond holding `ns`; return where it starts."""
-        ms = ns // 1_000_000
-        self._ms_start = ms * 1_000_000
-        sec, frac = divmod(ms, 1000)
-        if sec != self._sec:
-            self._sec = sec
-            self._sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        self._ms_prefix = (self._sec_prefix + _MS_TEXT[frac]).encode()
-        return self._ms_start
+        """Like `iso_timestamp`, from the same cache as `lines()`."""
+        return self.lines([(ns, "info", "", None)], 0)[14:41].decode()
 
     def _head(self, level: str, message: str) -> bytes:
         """`","level":"info","message":"...","metadata":`, cached per level and short message."""
@@ -338,16 +323,20 @@ class Encoder:
         parts: list[bytes] = []
         add = parts.append
         heads = self._heads
-        us_text = _US_TEXT
+        ms_text, us_text = _MS_BYTES, _US_TEXT
         line = _LINE
-        ms_start, prefix = self._ms_start, self._ms_prefix
+        ms_start, prefix, sec, sec_prefix = self._ms_start, self._ms_prefix, self._sec, self._sec_bytes
         sequence = first
         for ns, level, message, metadata in entries:
             offset = ns - ms_start
-            if not 0 <= offset < 1_000_000:
-                ms_start = self._millisecond(ns)
-                prefix = self._ms_prefix
+            if not 0 <= offset < 1_000_000:  # another millisecond: every entry, when logging is sparse
+                ms = ns // 1_000_000
+                ms_start = ms * 1_000_000
                 offset = ns - ms_start
+                if not 0 <= ms - sec * 1000 < 1000:
+                    sec = ms // 1000
+                    sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
+                prefix = sec_prefix + ms_text[ms - sec * 1000]
             if len(message) <= _CACHED:
                 try:
                     head = heads[level][message]
@@ -360,4 +349,5 @@ class Encoder:
             sequence += 1
             if pause is not None and not sequence & 15:
                 pause()
+        self._ms_start, self._ms_prefix, self._sec, self._sec_bytes = ms_start, prefix, sec, sec_prefix
         return b"".join(parts)
