@@ -60,7 +60,7 @@ def child(args: argparse.Namespace) -> Any:
     if args.child == "threads":
         return _bench.medians([_bench.threads(args.e2e_calls) for _ in range(reps)])
     if args.child == "memory":
-        return {name: memory(name, args.memory_calls) for name in (DREAMLAKE, SYNC)}
+        return memory(args.contender, args.memory_calls)
     return read_back(reps, args.read_records)
 
 
@@ -116,8 +116,9 @@ def read_back(reps: int, count: int) -> dict[str, dict[str, float]]:
     return {name: {"seconds": statistics.median(runs)} for name, runs in samples.items()}
 
 
-def spawn(args: argparse.Namespace, scenario: str) -> Any:
-    cmd = [sys.executable, __file__, "--child", scenario]
+def spawn(args: argparse.Namespace, scenario: str, contender: str = "") -> Any:
+    """Run one scenario in a fresh interpreter (peak RSS is a process's own); its figures."""
+    cmd = [sys.executable, __file__, "--child", scenario, "--contender", contender]
     for opt in ("reps", "calls", "e2e_calls", "peer_calls", "steps", "memory_calls", "read_records"):
         cmd += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     print(f"# running {scenario}", file=sys.stderr, flush=True)
@@ -252,6 +253,7 @@ def main() -> None:
     parser.add_argument("--read-records", type=int, default=1_000_000)
     parser.add_argument("--quick", action="store_true", help="small counts, 1 rep: a smoke run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--contender", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
         args.reps, args.calls, args.e2e_calls, args.peer_calls = 1, 20_000, 20_000, 2_000
@@ -267,10 +269,10 @@ def main() -> None:
         if scenario in only:
             getattr(report, scenario)(spawn(args, scenario), args)
     if "memory" in only:
-        mem = spawn(args, "memory")
         print(f"### Memory: {args.memory_calls:,} entries in a tight loop\n")
         print("| contender | peak RSS above start | seconds |\n|---|---|---|")
-        for name, r in mem.items():
+        for name in (DREAMLAKE, SYNC):
+            r = spawn(args, "memory", name)
             print(f"| {name} | {r['peak_mb']:.0f} MB | {r['seconds']:.1f} |")
         print()
     if "read" in only:
