@@ -37,7 +37,9 @@ class Hooks(Protocol):
 _hooks: Hooks | None = None
 _previous_sigterm: Any = signal.SIG_DFL
 _sigterm_installed = False
-_pending_call: Any = None  # keeps the ctypes callback alive until the main thread runs it
+_ask_lock = threading.Lock()
+_asked: threading.Event | None = None  # a request to the main thread is pending; set once it ran
+_main_callback: Any = None  # the C callback given to Py_AddPendingCall: made once, never freed
 
 
 def install(hooks: Hooks) -> None:
@@ -56,7 +58,7 @@ def install(hooks: Hooks) -> None:
         if threading.current_thread() is threading.main_thread():
             _install_sigterm()
         else:
-            _ask_main_thread(_install_sigterm, MAIN_THREAD_WAIT)
+            _ask_main_thread(MAIN_THREAD_WAIT)
 
 
 def _before_fork() -> None:
@@ -102,30 +104,43 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # end as SIGTERM would have
 
 
-def _ask_main_thread(call: Any, wait: float) -> None:
-    """Run `call` in the main thread at its next Python instruction (Py_AddPendingCall),
-    and wait up to `wait` seconds for it: a main thread blocked in C (a join without a
-    timeout) runs it only once it wakes."""
-    global _pending_call
-    done = threading.Event()
+def _ask_main_thread(wait: float) -> None:
+    """Have the main thread install the SIGTERM hook at its next Python instruction
+    (Py_AddPendingCall), and wait up to `wait` seconds for it.
+
+    A main thread blocked in C (a join without a timeout) runs it only once it wakes:
+    one request is made, and only the thread that made it waits. The C callback is
+    made once and kept: the main thread may call it long after."""
+    global _asked, _main_callback
+    with _ask_lock:
+        if _asked is not None:
+            return  # asked already
+        asked = _asked = threading.Event()
+        try:
+            import ctypes
+
+            if _main_callback is None:
+                _main_callback = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(_run_in_main_thread)
+            add = ctypes.pythonapi.Py_AddPendingCall
+            add.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+            if add(ctypes.cast(_main_callback, ctypes.c_void_p), None) != 0:
+                raise RuntimeError("the pending-call queue is full")
+        except Exception:  # noqa: BLE001 - no ctypes here: the session simply has no SIGTERM hook
+            _asked = None
+            return
+    asked.wait(wait)
+
+
+def _run_in_main_thread(_: object) -> int:
+    global _asked
     try:
-        import ctypes
-
-        def run(_: object) -> int:
-            try:
-                call()
-            except Exception:  # noqa: BLE001 - nothing to report to from here
-                pass
-            done.set()
-            return 0
-
-        _pending_call = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p)(run)
-        add = ctypes.pythonapi.Py_AddPendingCall
-        add.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        add(ctypes.cast(_pending_call, ctypes.c_void_p), None)
-    except Exception:  # noqa: BLE001 - no ctypes here: the session simply has no SIGTERM hook
-        return
-    done.wait(wait)
+        _install_sigterm()
+    except Exception:  # noqa: BLE001 - nothing to report to from here
+        pass
+    asked, _asked = _asked, None
+    if asked is not None:
+        asked.set()
+    return 0
 
 
 _finalized_pid = 0

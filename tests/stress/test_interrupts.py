@@ -207,3 +207,31 @@ while True:
     assert {} == {i: n for i, n in Counter(got).items() if n != 1}, "entries written twice"
     assert list(range(out["logged"])) == got
     assert_numbered_in_file_order(records)
+
+
+def test_many_threads_opening_sessions_while_the_main_thread_joins(child: Child) -> None:
+    """One request goes to the blocked main thread and only its maker waits: no crash (the C
+    callback stays alive until the main thread runs it), and later opens do not wait again."""
+    result = child.run(
+        """
+import threading, time
+waits = []
+def opener(t):
+    for k in range(4):
+        started = time.monotonic()
+        Session(name=f"t{t}s{k}", workspace="ws", local_path=os.environ["DL_ROOT"]).open()
+        waits.append(time.monotonic() - started)
+        junk = [bytearray(100) for _ in range(2000)]   # work the allocator, as the crash needed
+threads = [threading.Thread(target=opener, args=(t,)) for t in range(6)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(sum(w > 0.25 for w in waits), len(waits))
+""",
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr[-3000:]
+    slow, opened = map(int, result.stdout.split())
+    assert opened == 24
+    assert slow <= 1, f"{slow} opens waited for the main thread; only the first should"
