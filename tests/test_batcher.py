@@ -3,6 +3,7 @@
 import errno
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -308,3 +309,34 @@ def test_flushing_each_of_many_sessions_looks_at_each_once(
         for s in sessions:
             s.close()
     assert all(len(read_records(s.log_file)) == 1 for s in sessions)
+
+
+def test_flushing_one_session_does_not_delay_the_writing_of_another(tmp_path: Path) -> None:
+    """While another session flushes every 0.9 interval, an entry is still written within about
+    one interval (not two): what SIGKILL would spare depends on it."""
+    interval = 0.2
+    with (
+        Session(name="flushed", workspace="w", local_path=tmp_path, write_interval=interval) as flushed,
+        Session(name="waiting", workspace="w", local_path=tmp_path, write_interval=interval) as waiting,
+    ):
+        stop = threading.Event()
+
+        def flush_often() -> None:
+            while not stop.wait(0.9 * interval):
+                flushed.log("x")
+                flushed.flush()
+
+        flusher = threading.Thread(target=flush_often)
+        flusher.start()
+        delays = []
+        try:
+            for i in range(5):
+                size = waiting.log_file.stat().st_size
+                started = time.monotonic()
+                waiting.log("y", metadata={"i": i})
+                assert wait_until(lambda: waiting.log_file.stat().st_size > size, timeout=5)  # noqa: B023
+                delays.append(time.monotonic() - started)
+        finally:
+            stop.set()
+            flusher.join()
+    assert max(delays) < 1.5 * interval, f"written after {max(delays):.3f} s, interval {interval} s"

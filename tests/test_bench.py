@@ -112,3 +112,16 @@ def test_every_shape_is_written_whole_by_both_writers(shape: str) -> None:
     figures = _bench.end_to_end(available([DREAMLAKE, SYNC]), 50, 50, shape)
     assert set(figures) == {DREAMLAKE, SYNC}
     assert all(f["cpu"] > 0 for f in figures.values())
+
+
+def test_bench_runs_with_stderr_closed(tmp_path: Path) -> None:
+    """Started with `2>&-`, sys.stderr is None: no progress line, the figures all the same."""
+    result = subprocess.run(
+        ["sh", "-c", f'"{sys.executable}" -m dreamlake bench --quick --json 2>&-'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == result.returncode
+    assert set(orjson.loads(result.stdout)) == {"environment", "settings", "results"}

@@ -119,22 +119,34 @@ def test_empty_batch_is_empty() -> None:
     assert Encoder().lines([], 0) == b""
 
 
-@given(st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=20))
-def test_timestamp_truncates_to_the_microsecond_in_utc(stamps: list[int]) -> None:
+def stamped(encoder: Encoder, *stamps: int) -> list[str]:
+    """The timestamps the encoder writes for entries logged at `stamps` (ns), one batch each."""
+    return [orjson.loads(encoder.lines([(ns, "info", "m", None)], 0))["timestamp"] for ns in stamps]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=20), st.booleans())
+def test_timestamp_truncates_to_the_microsecond_in_utc(stamps: list[int], one_batch: bool) -> None:
     encoder = Encoder()  # one encoder for the whole list, so its cache is exercised
-    for ns in stamps:
+    if one_batch:
+        data = encoder.lines([(ns, "info", "m", None) for ns in stamps], 0)
+        written = [orjson.loads(line)["timestamp"] for line in data.splitlines()]
+    else:
+        written = stamped(encoder, *stamps)
+    for ns, text in zip(stamps, written, strict=True):
         expected = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ns // 1000)
-        text = expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        assert text == encoder.timestamp(ns)
+        assert expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ") == text
         assert text == iso_timestamp(ns), "the echo shows the file's timestamp"
 
 
 def test_timestamp_cache_survives_going_back_in_time() -> None:
     """The wall clock can step backwards (NTP); the cache must not reuse a stale prefix."""
-    encoder = Encoder()
-    assert encoder.timestamp(1_700_000_001_500_000_000) == "2023-11-14T22:13:21.500000Z"
-    assert encoder.timestamp(1_700_000_000_250_000_000) == "2023-11-14T22:13:20.250000Z"
-    assert encoder.timestamp(1_700_000_000_250_500_999) == "2023-11-14T22:13:20.250500Z"
+    assert stamped(
+        Encoder(), 1_700_000_001_500_000_000, 1_700_000_000_250_000_000, 1_700_000_000_250_500_999
+    ) == [
+        "2023-11-14T22:13:21.500000Z",
+        "2023-11-14T22:13:20.250000Z",
+        "2023-11-14T22:13:20.250500Z",
+    ]
 
 
 def test_snapshot_refuses_what_is_not_a_mapping() -> None:

@@ -331,7 +331,7 @@ class Worker:
         self._init_threads()
 
     def _init_threads(self) -> None:
-        self._writer = _Loop("dreamlake writer", self._round, self._interval, self._idle)
+        self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle)
         self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle)
         self._forking = False
 
@@ -432,6 +432,11 @@ class Worker:
     def _interval(self) -> float:
         return min((ch.interval for ch in self.channels), default=WRITE_INTERVAL)
 
+    def _until_scan(self) -> float:
+        """Seconds until every channel is due to be looked at (a round serving only requests
+        does not look at them: it must not push the next look further away)."""
+        return max(0.0, self._scanned + self._interval() - time.monotonic())
+
     def _run_inline(self) -> None:
         """The threads' work in the caller's thread, for when no thread can be started."""
         writer = self._writer
@@ -454,7 +459,7 @@ class Worker:
         writer would take it back before the other thread wakes up, so it sleeps.
         """
         now = time.perf_counter()
-        if now - self._held_since < SLICE or not self._hand_over:
+        if now - self._held_since < SLICE or not self._hand_over or self._forking:
             return
         time.sleep(HAND_OVER)
         self._held_since = time.perf_counter()
@@ -471,10 +476,11 @@ class Worker:
         one reached its mark or the interval is up, so that flushing each of a
         thousand sessions in turn does not look at all of them a thousand times.
         """
-        self._held_since, self._hand_over = time.perf_counter(), True
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())
+        # A caller waits for this round (flush, close, a full queue): no hand-overs.
+        self._held_since, self._hand_over = time.perf_counter(), not requests
         try:
             now = time.monotonic()
             if self._scan or not requests or now - self._scanned >= self._interval():

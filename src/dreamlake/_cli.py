@@ -134,7 +134,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     from ._bench import command  # the contenders import logging's handlers, and maybe peers
 
-    command(args.quick, args.json, sys.stdout, sys.stderr if sys.stderr.isatty() else None)
+    terminal = sys.stderr is not None and sys.stderr.isatty()  # None when started with 2>&-
+    command(args.quick, args.json, sys.stdout, sys.stderr if terminal else None)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -77,18 +77,24 @@ def snapshot(metadata: object) -> str | Deferred:
 
 
 def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
-    """`data`, orjson's text of `metadata`, unless one of its `null`s stands for a NaN or an infinity."""
-    if "null" in data and _hides_nonfinite(metadata, data):
-        return careful(metadata)
-    return data
+    """`data`, orjson's text of `metadata`, unless a null in it may stand for a NaN or an infinity."""
+    if "null" not in data:
+        return data
+    try:
+        hides = _hides_nonfinite(metadata, data)
+    except RecursionError:  # deep metadata, logged from deep in a call stack
+        hides = True
+    return careful(metadata) if hides else data
 
 
 def _hides_nonfinite(metadata: dict[Any, Any], data: str) -> bool:
-    """Whether orjson, writing `data` for `metadata`, wrote a NaN or an infinity as null.
+    """Whether orjson, writing `data` for `metadata`, may have written a NaN or an infinity as null.
 
-    A flat dict needs one look at each value. Otherwise, each None value at the top
-    wrote one null, each NaN or infinity one more, and text may hold more: as many
-    nulls as None values at the top means there is no NaN anywhere."""
+    Each None value at the top wrote one null, each NaN or infinity one more, and text
+    may hold more: as many nulls as None values at the top means no NaN anywhere. The
+    values are read again here, after orjson read them: if another thread changed the
+    dict meanwhile, the counts differ and the careful path, which reads them once,
+    decides."""
     nones = 0
     deep = False
     for value in metadata.values():
@@ -100,7 +106,9 @@ def _hides_nonfinite(metadata: dict[Any, Any], data: str) -> bool:
             nones += 1
         elif cls is not str and cls is not int and cls is not bool:
             deep = True
-    return deep and data.count("null") != nones and _has_nonfinite(metadata, 0)
+    if data.count("null") == nones:
+        return False
+    return not deep or _has_nonfinite(metadata, 0)
 
 
 def careful(metadata: Mapping[Any, Any]) -> str | Deferred:
@@ -279,7 +287,7 @@ def iso_timestamp(ns: int) -> str:
 
 _MS_BYTES = [f".{i:03d}".encode() for i in range(1000)]
 _US_TEXT = [f"{i:03d}Z".encode() for i in range(1000)]
-_HEADS_LIMIT = 4096  # distinct messages cached per level; then that cache starts over
+_HEADS_LIMIT = 1024  # distinct messages cached per level (at most ~5 MB); then that cache starts over
 _CACHED = 128  # longer messages are mostly each different: not cached (nor hashed)
 _LINE = b'{"timestamp":"%s%s%s%s,"sequenceNumber":%d}\n'
 
@@ -299,10 +307,6 @@ class Encoder:
         self._ms_start = self._sec = -(2**63)  # the cached millisecond (in ns) and second
         self._ms_prefix = self._sec_bytes = b""  # their text
         self._heads: dict[str, dict[str, bytes]] = {}
-
-    def timestamp(self, ns: int) -> str:
-        """Like `iso_timestamp`, from the same cache as `lines()`."""
-        return self.lines([(ns, "info", "", None)], 0)[14:41].decode()
 
     def _head(self, level: str, message: str) -> bytes:
         """`","level":"info","message":"...","metadata":`, cached per level and short message."""

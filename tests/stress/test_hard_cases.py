@@ -3,8 +3,10 @@
 import errno
 import os
 import threading
+from collections import Counter
 from pathlib import Path
 
+import orjson
 import pytest
 
 from dreamlake import Session, _batcher
@@ -136,3 +138,54 @@ def test_fork_while_another_thread_closes_leaves_the_child_free_to_close(child: 
     )
     assert "ok" == result.stdout.strip(), result.stderr[-3000:]
     assert 20 == sum(r["message"] == "child" for r in child.records())
+
+
+def test_a_nan_set_by_another_thread_during_log_is_never_written_as_null(child: Child) -> None:
+    """orjson reads the dict, then the NaN check reads it again: a value flipped in between by
+    another thread must come out as "NaN" or as the new value, never as null."""
+    result = child.run(
+        """
+import random, sys, threading
+sys.setswitchinterval(1e-6)  # the test's own process: switch threads as often as possible
+md = {f"k{i}": None for i in range(50)}
+md["a"] = float("nan")
+stop = threading.Event()
+def flip():
+    while not stop.is_set():
+        md["a"] = float("nan") if random.random() < 0.5 else 1.0
+t = threading.Thread(target=flip)
+t.start()
+with session() as s:
+    for i in range(30_000):
+        s.log("m", metadata=md)
+stop.set()
+t.join()
+""",
+        timeout=120,
+    )
+    assert 0 == result.returncode, result.stderr[-3000:]
+    values = Counter(
+        repr(orjson.loads(line)["metadata"]["a"]) for line in child.log_file.read_bytes().splitlines()
+    )
+    assert set(values) <= {"'NaN'", "1.0"}, values
+
+
+def test_deep_metadata_logged_from_deep_in_the_stack_does_not_raise(child: Child) -> None:
+    result = child.run(
+        """
+value = None
+for _ in range(150):
+    value = [value]
+def at_depth(n, s):
+    if n:
+        return at_depth(n - 1, s)
+    s.log("deep", metadata={"deep": value})
+with session() as s:
+    for depth in (100, 500, 700, 850):
+        at_depth(depth, s)
+print("logged")
+""",
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr[-3000:]
+    assert 4 == len(child.log_file.read_bytes().splitlines())
