@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from dreamlake._encode import NATIVE, native
 from dreamlake._levels import CANONICAL, normalize_level
 
 CALLS, RUNS = 300_000, 9
@@ -41,7 +42,7 @@ STEPS = [
         "snapshot metadata (orjson.dumps: JSON now, a deep copy)",
         """
     if metadata is not None:
-        metadata = dumps(metadata, None, NUMPY)
+        metadata = dumps(metadata, native, NATIVE)
         if len(metadata) < 512:
             metadata = metadata.decode()
             if "null" in metadata:
@@ -76,7 +77,8 @@ def build(steps: int, queue: deque[Any]) -> Callable[..., None]:
         "append": queue.append,
         "channel": types.SimpleNamespace(mark=1 << 30),
         "dumps": orjson.dumps,
-        "NUMPY": orjson.OPT_SERIALIZE_NUMPY,
+        "NATIVE": NATIVE,
+        "native": native,
     }
     exec(f"def log(message, level='info', metadata=None):{body}", namespace)
     return namespace["log"]

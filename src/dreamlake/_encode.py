@@ -29,7 +29,9 @@ from typing import Any
 
 import orjson
 
-NUMPY = orjson.OPT_SERIALIZE_NUMPY
+NATIVE = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+"""orjson writes numpy itself; datetimes and dataclasses go through `native()` (orjson 3.13
+crashes on a tzinfo whose utcoffset() raises, and on a slots dataclass missing a field)."""
 _MAX_DEPTH = 200  # orjson refuses to nest deeper than 254 levels
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # the range orjson writes as numbers
 _ESCAPING = (KeyboardInterrupt,)  # never swallowed: the user wants out
@@ -70,10 +72,21 @@ def snapshot(metadata: object) -> str | Deferred:
     if not isinstance(metadata, dict):
         metadata = dict(metadata)
     try:
-        data = orjson.dumps(metadata, None, NUMPY).decode()
+        data = orjson.dumps(metadata, native, NATIVE).decode()
     except TypeError:  # orjson.JSONEncodeError: a value it cannot write as it is
         return careful(metadata)
     return checked(metadata, data)
+
+
+def native(value: Any) -> Any:
+    """orjson's `default` for what it passes through: datetimes as ISO text, dataclasses as
+    their fields; anything that raises here sends the metadata down the careful path."""
+    if isinstance(value, (datetime, date, dt_time)):
+        return value.isoformat()
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: getattr(value, f.name) for f in fields(value)}
+    msg = f"Type is not JSON serializable: {type(value).__name__}"
+    raise TypeError(msg)
 
 
 def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
@@ -194,7 +207,7 @@ def _convert(value: Any, active: set[int], depth: int, tensors: list[int]) -> An
         if listed is not None:
             return _clean(listed, active, depth + 1, tensors)
     try:
-        return orjson.Fragment(orjson.dumps(value, None, NUMPY))  # UUID and other native types
+        return orjson.Fragment(orjson.dumps(value, native, NATIVE))  # UUID and other native types
     except TypeError:
         return safe_str(value)
 

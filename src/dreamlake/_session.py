@@ -19,7 +19,7 @@ import orjson
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
 from ._encode import (
-    NUMPY,
+    NATIVE,
     Entry,
     Metadata,
     careful,
@@ -27,6 +27,7 @@ from ._encode import (
     clean_str,
     iso_timestamp,
     metadata_bytes,
+    native,
     safe_str,
     snapshot,
 )
@@ -195,6 +196,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
     append = queue.append
     canonical = CANONICAL
     dumps = orjson.dumps
+    options = NATIVE
 
     def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
         try:
@@ -208,7 +210,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
             data = None
         elif type(metadata) is dict:
             try:  # snapshot(), inlined: JSON now, a deep copy; the writer only assembles text
-                data = dumps(metadata, None, NUMPY).decode()
+                data = dumps(metadata, native, options).decode()
             except TypeError:  # what orjson refuses: non-str keys, big ints, unknown types
                 data = careful(metadata)
             else:

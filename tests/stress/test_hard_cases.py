@@ -189,3 +189,31 @@ print("logged")
     )
     assert 0 == result.returncode, result.stderr[-3000:]
     assert 4 == len(child.log_file.read_bytes().splitlines())
+
+
+def test_values_that_crash_orjson_itself_are_written_as_text(child: Child) -> None:
+    """orjson 3.13 crashes the process on a tzinfo whose utcoffset() raises and on a slots
+    dataclass missing a field: dreamlake converts datetimes and dataclasses itself."""
+    result = child.run(
+        """
+import dataclasses, datetime
+@dataclasses.dataclass(slots=True)
+class Point:
+    x: int
+    y: float = 0.5
+class BadZone(datetime.tzinfo):
+    def utcoffset(self, dt):
+        raise RuntimeError("no offset")
+hollow = Point(1)
+del hollow.x
+with session() as s:
+    s.log("m", metadata={"p": hollow, "when": datetime.datetime(2020, 1, 1, tzinfo=BadZone())})
+    s.log("m", metadata={"p": Point(2), "when": datetime.datetime(2020, 1, 1, 0, 0, 0, 7, tzinfo=datetime.timezone.utc)})
+""",
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr[-3000:]
+    first, second = (orjson.loads(line)["metadata"] for line in child.log_file.read_bytes().splitlines())
+    assert first["p"] == {"x": None, "y": 0.5}
+    assert first["when"].startswith("datetime.datetime(2020, 1, 1")
+    assert second == {"p": {"x": 2, "y": 0.5}, "when": "2020-01-01T00:00:00.000007+00:00"}
