@@ -75,7 +75,7 @@ def snapshot(metadata: object) -> str | Deferred:
         data = orjson.dumps(metadata, native, NATIVE).decode()
     except TypeError:  # orjson.JSONEncodeError: a value it cannot write as it is
         return careful(metadata)
-    return checked(metadata, data)
+    return checked(metadata, data) if "null" in data else data
 
 
 def native(value: Any) -> Any:
@@ -90,18 +90,7 @@ def native(value: Any) -> Any:
 
 
 def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
-    """`data`, orjson's text of `metadata`, unless a null in it may stand for a NaN or an infinity."""
-    if "null" not in data:
-        return data
-    try:
-        hides = _hides_nonfinite(metadata, data)
-    except RecursionError:  # deep metadata, logged from deep in a call stack
-        hides = True
-    return careful(metadata) if hides else data
-
-
-def _hides_nonfinite(metadata: dict[Any, Any], data: str) -> bool:
-    """Whether orjson, writing `data` for `metadata`, may have written a NaN or an infinity as null.
+    """`data`, orjson's text of `metadata`, holding "null": unless one may stand for a NaN.
 
     Each None value at the top wrote one null, each NaN or infinity one more, and text
     may hold more: as many nulls as None values at the top means no NaN anywhere. The
@@ -114,14 +103,18 @@ def _hides_nonfinite(metadata: dict[Any, Any], data: str) -> bool:
         cls = type(value)
         if cls is float:
             if value - value != 0.0:  # NaN for NaN and the infinities, 0.0 for the rest
-                return True
+                return careful(metadata)
         elif value is None:
             nones += 1
         elif cls is not str and cls is not int and cls is not bool:
             deep = True
     if data.count("null") == nones:
-        return False
-    return not deep or _has_nonfinite(metadata, 0)
+        return data
+    try:
+        hides = not deep or _has_nonfinite(metadata, 0)
+    except RecursionError:  # deep metadata, logged from deep in a call stack
+        hides = True
+    return careful(metadata) if hides else data
 
 
 def careful(metadata: Mapping[Any, Any]) -> str | Deferred:
