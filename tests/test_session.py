@@ -11,7 +11,7 @@ import pytest
 
 from dreamlake import Session
 
-from .conftest import read_records
+from .conftest import read_records, wait_until
 
 
 @pytest.mark.parametrize("bad", ["", ".", "..", "a/b", "/abs", "a\0b"])
@@ -59,16 +59,20 @@ def test_open_creates_folders_and_returns_the_session(tmp_path: Path) -> None:
 
 
 def test_open_and_close_are_idempotent(tmp_path: Path) -> None:
-    before = threading.active_count()
     s = Session(name="n", workspace="w", local_path=tmp_path)
     s.open()
+    opened = _dreamlake_threads()
     s.open()
-    assert threading.active_count() == before + 1, "a second open() must not start a writer"
+    assert _dreamlake_threads() == opened, "a second open() must not start a writer"
     s.log("once")
     s.close()
     s.close()
-    assert threading.active_count() == before
+    assert wait_until(lambda: _dreamlake_threads() == 0), "the threads outlive the last session"
     assert [r["message"] for r in read_records(s.log_file)] == ["once"]
+
+
+def _dreamlake_threads() -> int:
+    return sum(t.name.startswith("dreamlake") for t in threading.enumerate())
 
 
 def test_log_before_open_raises(tmp_path: Path) -> None:
