@@ -254,7 +254,6 @@ class _Loop:
         self.running = threading.Lock()  # held while a thread (or an inline round) runs steps
         self.ident = 0  # the thread holding `running`
         self.stop = False
-        self._threads: list[threading.Thread] = []  # started ones, to join before a fork
         self._wake = _latch()  # released = "a step is wanted"
 
     def wake(self) -> None:
@@ -274,7 +273,6 @@ class _Loop:
             thread.start()
         except RuntimeError:  # "can't create new thread at interpreter shutdown"
             return False
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         return True
 
     def join(self, timeout: float) -> None:
@@ -282,7 +280,9 @@ class _Loop:
         self.stop = True
         self.wake()
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        # Found by name, not kept in a list: two threads starting one each at once
+        # (a caller and the writer) would lose one from a list, and a fork would copy it.
+        for thread in [t for t in threading.enumerate() if t.name == self._name]:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
 
