@@ -2,8 +2,9 @@
 
 from ._default import log
 from ._levels import LEVELS
+from ._params import Parameters, read_params
 from ._reader import Records, iter_logs, read_logs
 from ._session import Session
 
-__all__ = ["LEVELS", "Records", "Session", "iter_logs", "log", "read_logs"]
+__all__ = ["LEVELS", "Parameters", "Records", "Session", "iter_logs", "log", "read_logs", "read_params"]
 __version__ = "0.1.0"

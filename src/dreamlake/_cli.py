@@ -16,6 +16,7 @@ import orjson
 
 from ._format import format_record, metadata_text, use_color
 from ._levels import LEVELS, RANK, normalize_level
+from ._params import read_params
 from ._reader import LOG_FILE, follow_logs, iter_logs, log_file_of
 from ._session import Session
 
@@ -131,6 +132,19 @@ def cmd_demo(args: argparse.Namespace) -> None:
         print(format_record(record, use_color(sys.stdout)))
 
 
+def cmd_params(args: argparse.Namespace) -> None:
+    try:
+        params = read_params(args.path)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if args.json:
+        print(orjson.dumps(params, None, orjson.OPT_INDENT_2).decode())
+        return
+    width = max((len(key) for key in params), default=0)
+    for key, value in params.items():
+        print(f"{key:<{width}}  {orjson.dumps(value).decode()}")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from ._bench import command  # the contenders import logging's handlers, and maybe peers
 
@@ -152,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list workspaces and sessions")
     ls.add_argument("local_path", nargs="?", default=".dreamlake")
     ls.set_defaults(run=cmd_ls)
+    params = sub.add_parser("params", help="print a session's parameters")
+    params.add_argument("path", help="a session folder")
+    params.add_argument("--json", action="store_true", help="print them as one JSON object")
+    params.set_defaults(run=cmd_params)
     demo = sub.add_parser("demo", help="log a short simulated training run and show it")
     demo.set_defaults(run=cmd_demo)
     bench = sub.add_parser(

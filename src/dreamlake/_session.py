@@ -33,6 +33,7 @@ from ._encode import (
 )
 from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
+from ._params import Parameters
 from ._reader import LOG_FILE, Records, read_logs
 
 
@@ -69,6 +70,7 @@ class Session:
         _track_for_fork(self)
         self._channel = Channel(str(self.log_file), repr(self), float(write_interval), when_full == "drop")
         self._emit = _bind_log(self._channel, self._echo)
+        self._parameters = Parameters(self)
         if type(self).log is Session.log:
             # The hot path: an instance attribute shadowing the `log` method, one call
             # less. A subclass that overrides log() keeps its override.
@@ -134,6 +136,14 @@ class Session:
         With a `timeout` (seconds), raise TimeoutError instead of waiting longer.
         """
         self._channel.flush(timeout)
+
+    def parameters(self) -> Parameters:
+        """This session's parameters (hyperparameters, configuration): `.set(...)`, `.get()`."""
+        return self._parameters
+
+    def params(self, mapping: Mapping[str, Any] | None = None, /, **values: Any) -> None:
+        """Same as `parameters().set(...)`."""
+        self.parameters().set(mapping, **values)
 
     def logging_handler(self, level: int = logging.NOTSET) -> LoggingHandler:
         """A `logging.Handler` that sends stdlib log records into this session.

@@ -3,6 +3,7 @@
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dreamlake import Session, _batcher
+from dreamlake import Session, _batcher, read_params
 
 from .. import strategies
 from .conftest import Child, assert_numbered_in_file_order
@@ -179,3 +180,25 @@ def test_a_reader_that_drops_a_partial_tail_sees_only_whole_records(child: Child
         timeout=120,
     )
     assert result.stdout.startswith("ok"), result.stderr
+
+
+@pytest.mark.parametrize("delay", [0.05, 0.09, 0.13, 0.21, 0.29])
+def test_sigkill_during_parameters_set_leaves_the_old_or_the_new_file(child: Child, delay: float) -> None:
+    """parameters.json is replaced whole: a kill at any moment leaves a complete object."""
+    with child.start(
+        """
+s = session().open()
+i = 0
+while True:
+    s.params(step=i, blob="x" * 2_000_000)
+    if i == 0:
+        print("ready", flush=True)
+    i += 1
+"""
+    ) as proc:
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        time.sleep(delay)  # let it rewrite the file a number of times: the kill lands anywhere
+        proc.kill()
+        proc.wait(timeout=30)
+    params = read_params(child.log_file.parent)
+    assert params["step"] >= 0 and params["blob"] == "x" * 2_000_000

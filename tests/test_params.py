@@ -1,0 +1,432 @@
+"""Parameters: every code block of the parameters doc as written, then the rules behind them."""
+
+import json
+import subprocess
+import sys
+import types
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from dreamlake import Session, read_params
+from dreamlake._cli import main
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+
+def stored(workspace: str, name: str, local_path: str = "./data") -> dict[str, Any]:
+    """parameters.json, checked to be one pretty-printed JSON object."""
+    text = (Path(local_path) / workspace / name / "parameters.json").read_text()
+    assert text.startswith("{\n  ") and text.endswith("}\n")
+    parsed: dict[str, Any] = json.loads(text)
+    return parsed
+
+
+# -- the doc's code blocks, as written -------------------------------------------------
+
+
+def test_basic_parameter_tracking() -> None:
+    with Session(name="demo", workspace="test", local_path="./data") as session:
+        # Track parameters
+        session.parameters().set(learning_rate=0.001, batch_size=32, optimizer="adam", epochs=100)
+
+    assert stored("test", "demo") == {
+        "learning_rate": 0.001,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "epochs": 100,
+    }
+
+
+def test_nested_parameters_are_flattened_with_dots() -> None:
+    with Session(name="demo", workspace="test", local_path="./data") as session:
+        # Pass nested dictionary
+        session.parameters().set(
+            **{
+                "model": {"architecture": "resnet50", "pretrained": True, "num_classes": 1000},
+                "optimizer": {"type": "adam", "lr": 0.001, "weight_decay": 0.0001},
+            }
+        )
+
+    assert list(stored("test", "demo").items()) == [
+        ("model.architecture", "resnet50"),
+        ("model.pretrained", True),
+        ("model.num_classes", 1000),
+        ("optimizer.type", "adam"),
+        ("optimizer.lr", 0.001),
+        ("optimizer.weight_decay", 0.0001),
+    ]
+
+
+def test_multiple_parameter_calls_merge() -> None:
+    with Session(name="demo", workspace="test", local_path="./data") as session:
+        # Initial parameters
+        session.parameters().set(learning_rate=0.001, batch_size=32)
+
+        # Add more parameters
+        session.parameters().set(optimizer="adam", momentum=0.9)
+
+        # Update existing parameter
+        session.parameters().set(learning_rate=0.0001)  # Overwrites previous value
+
+    assert stored("test", "demo") == {
+        "learning_rate": 0.0001,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "momentum": 0.9,
+    }
+
+
+def test_parameter_types() -> None:
+    with Session(name="demo", workspace="test", local_path="./data") as session:
+        session.parameters().set(
+            # Numbers
+            learning_rate=0.001,
+            batch_size=32,
+            temperature=0.5,
+            # Strings
+            optimizer="adam",
+            architecture="resnet50",
+            # Booleans
+            pretrained=True,
+            use_dropout=False,
+            # Lists
+            layer_sizes=[256, 128, 64],
+            augmentations=["flip", "rotate", "crop"],
+            # None
+            checkpoint_path=None,
+        )
+
+    assert stored("test", "demo") == {
+        "learning_rate": 0.001,
+        "batch_size": 32,
+        "temperature": 0.5,
+        "optimizer": "adam",
+        "architecture": "resnet50",
+        "pretrained": True,
+        "use_dropout": False,
+        "layer_sizes": [256, 128, 64],
+        "augmentations": ["flip", "rotate", "crop"],
+        "checkpoint_path": None,
+    }
+
+
+def test_training_configuration_example() -> None:
+    with Session(name="resnet-imagenet", workspace="computer-vision", local_path="./experiments") as session:
+        # Model parameters
+        session.parameters().set(
+            {
+                "model": {
+                    "architecture": "resnet50",
+                    "pretrained": True,
+                    "num_classes": 1000,
+                    "dropout": 0.5,
+                },
+                "data": {
+                    "dataset": "imagenet",
+                    "train_split": 0.8,
+                    "val_split": 0.1,
+                    "test_split": 0.1,
+                    "num_workers": 4,
+                },
+                "training": {
+                    "epochs": 100,
+                    "batch_size": 256,
+                    "learning_rate": 0.1,
+                    "optimizer": "sgd",
+                    "momentum": 0.9,
+                    "weight_decay": 0.0001,
+                    "scheduler": "cosine",
+                },
+                "augmentation": {
+                    "random_crop": True,
+                    "random_flip": True,
+                    "color_jitter": 0.4,
+                    "normalize": True,
+                },
+            }
+        )
+
+    params = stored("computer-vision", "resnet-imagenet", "./experiments")
+    assert len(params) == 20
+    assert params["training.scheduler"] == "cosine" and params["augmentation.color_jitter"] == 0.4
+
+
+def test_loading_from_config_file() -> None:
+    Path("config.json").write_text(json.dumps({"lr": 0.01, "model": {"depth": 50}}))
+    # Load config
+    with open("config.json") as f:
+        config = json.load(f)
+
+    with Session(name="experiment", workspace="ml", local_path="./data") as session:
+        # Track all config parameters
+        session.parameters().set(config)
+
+        session.log("Configuration loaded")
+
+    assert stored("ml", "experiment") == {"lr": 0.01, "model.depth": 50}
+
+
+def test_command_line_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    monkeypatch.setattr(sys, "argv", ["train.py", "--lr", "0.01"])
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--lr", type=float, default=0.001)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--optimizer", type=str, default="adam")
+    args = parser.parse_args()
+
+    with Session(name="cli-experiment", workspace="ml", local_path="./data") as session:
+        # Convert argparse namespace to dict
+        session.parameters().set(vars(args))
+
+        session.log("Parameters loaded from CLI")
+
+    assert stored("ml", "cli-experiment") == {"lr": 0.01, "batch_size": 32, "optimizer": "adam"}
+
+
+def test_environment_information(monkeypatch: pytest.MonkeyPatch) -> None:
+    import platform
+
+    torch = types.SimpleNamespace(  # a stand-in: torch is not installed here
+        __version__="2.13.0",
+        cuda=types.SimpleNamespace(is_available=lambda: False, device_count=lambda: 0),
+        version=types.SimpleNamespace(cuda=None),
+    )
+    with Session(name="demo", workspace="test", local_path="./data") as session:
+        # Track environment info
+        session.parameters().set(
+            {
+                "environment": {
+                    "python_version": platform.python_version(),
+                    "platform": platform.platform(),
+                    "pytorch_version": torch.__version__,
+                    "cuda_available": torch.cuda.is_available(),
+                    "cuda_version": torch.version.cuda if torch.cuda.is_available() else None,
+                    "device_count": torch.cuda.device_count() if torch.cuda.is_available() else 0,
+                }
+            }
+        )
+
+    params = stored("test", "demo")
+    assert params["environment.python_version"] == platform.python_version()
+    assert params["environment.cuda_version"] is None and params["environment.device_count"] == 0
+
+
+def test_storage_format_is_the_flat_object_pretty_printed() -> None:
+    with Session(name="demo", workspace="test") as session:
+        session.parameters().set(learning_rate=0.001, batch_size=32, optimizer="adam")
+        session.parameters().set(model={"architecture": "resnet50", "pretrained": True, "num_classes": 1000})
+
+    assert Path(".dreamlake/test/demo/parameters.json").read_text() == (
+        "{\n"
+        '  "learning_rate": 0.001,\n'
+        '  "batch_size": 32,\n'
+        '  "optimizer": "adam",\n'
+        '  "model.architecture": "resnet50",\n'
+        '  "model.pretrained": true,\n'
+        '  "model.num_classes": 1000\n'
+        "}\n"
+    )
+
+
+def test_hyperparameter_search() -> None:
+    from itertools import product
+
+    def train_model(lr: float, bs: int) -> float:  # a stand-in
+        return 1 - lr / bs
+
+    learning_rates = [0.1, 0.01, 0.001]
+    batch_sizes = [32, 64, 128]
+
+    for lr, bs in product(learning_rates, batch_sizes):
+        with Session(
+            name=f"search-lr{lr}-bs{bs}", workspace="hyperparameter-search", local_path="./experiments"
+        ) as session:
+            session.parameters().set(learning_rate=lr, batch_size=bs, optimizer="adam")
+
+            accuracy = train_model(lr, bs)
+            session.log(f"Final accuracy: {accuracy}")
+
+    assert stored("hyperparameter-search", "search-lr0.01-bs64", "./experiments") == {
+        "learning_rate": 0.01,
+        "batch_size": 64,
+        "optimizer": "adam",
+    }
+    assert len(list(Path("experiments/hyperparameter-search").iterdir())) == 9
+
+
+def test_config_class() -> None:
+    @dataclass
+    class TrainingConfig:
+        learning_rate: float = 0.001
+        batch_size: int = 32
+        epochs: int = 100
+        optimizer: str = "adam"
+
+    config = TrainingConfig()
+
+    with Session(name="experiment", workspace="ml", local_path="./data") as session:
+        # Convert dataclass to dict
+        session.parameters().set(asdict(config))
+
+    assert stored("ml", "experiment") == {
+        "learning_rate": 0.001,
+        "batch_size": 32,
+        "epochs": 100,
+        "optimizer": "adam",
+    }
+
+
+def test_progressive_updates() -> None:
+    with Session(name="demo", workspace="test", local_path="./data") as session:
+        # Initial config
+        session.parameters().set(learning_rate=0.1, batch_size=32)
+        session.parameters().set(learning_rate=0.01)
+        session.log("Learning rate reduced to 0.01")
+        assert session.parameters().get()["learning_rate"] == 0.01
+        session.parameters().set(learning_rate=0.001)
+        session.log("Learning rate reduced to 0.001")
+
+    assert stored("test", "demo") == {"learning_rate": 0.001, "batch_size": 32}
+
+
+# -- the rules -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Any:
+    with Session(name="run", workspace="ws", local_path=tmp_path) as s:
+        yield s
+
+
+def test_a_value_replacing_a_subtree_removes_it_and_the_reverse(session: Session) -> None:
+    p = session.parameters()
+    p.set(model={"lr": 0.1, "depth": 50}, seed=1)
+    p.set(model="resnet")
+    assert p.get() == {"seed": 1, "model": "resnet"}
+    p.set(model={"lr": 0.2})
+    assert p.get() == {"seed": 1, "model.lr": 0.2}
+    p.set({"model": {"lr": {"warmup": 5}}})
+    assert p.get() == {"seed": 1, "model.lr.warmup": 5}
+
+
+def test_within_one_call_the_later_value_wins(session: Session) -> None:
+    session.parameters().set({"model": {"lr": 0.1}}, model="resnet")
+    assert session.parameters().get() == {"model": "resnet"}
+
+
+def test_get_nested_and_params_shorthand(session: Session) -> None:
+    session.params({"model": {"lr": 0.1, "layers": [1, 2]}}, seed=3)
+    assert session.parameters().get(flatten=False) == {"model": {"lr": 0.1, "layers": [1, 2]}, "seed": 3}
+    assert session.parameters() is session.parameters()
+
+
+def test_values_follow_the_rules_of_log_metadata(session: Session) -> None:
+    np = pytest.importorskip("numpy")
+
+    class Opaque:
+        def __str__(self) -> str:
+            return "opaque"
+
+    session.params(
+        nan=float("nan"), inf=-float("inf"), arr=np.array([1.5, 2.5]), obj=Opaque(), tup=(1, 2), empty={}
+    )
+    assert session.parameters().get() == {
+        "nan": "NaN",
+        "inf": "-Infinity",
+        "arr": [1.5, 2.5],
+        "obj": "opaque",
+        "tup": [1, 2],
+        "empty": {},
+    }
+
+
+@pytest.mark.parametrize(
+    ("bad", "error", "match"),
+    [
+        ({1: "x"}, TypeError, "parameter names must be str, got int"),
+        ({"": 1}, ValueError, "non-empty and without NUL"),
+        ({"a": {"b\0": 1}}, ValueError, r"non-empty and without NUL, got 'a\.b\\x00'"),
+        ([("a", 1)], TypeError, "parameters must be a mapping"),
+    ],
+)
+def test_bad_names_raise_at_the_call_and_keep_what_was_set(
+    session: Session, bad: Any, error: type, match: str
+) -> None:
+    session.params(kept=1)
+    with pytest.raises(error, match=match):
+        session.params(bad)
+    assert session.parameters().get() == {"kept": 1}
+
+
+def test_set_on_a_session_not_open_raises(tmp_path: Path) -> None:
+    s = Session(name="n", workspace="w", local_path=tmp_path)
+    with pytest.raises(RuntimeError, match="is not open"):
+        s.params(a=1)
+    with s:
+        s.params(a=1)
+    with pytest.raises(RuntimeError, match="is not open"):
+        s.parameters().set(b=2)
+    assert s.parameters().get() == {"a": 1}
+
+
+def test_reopening_keeps_and_merges_the_parameters(tmp_path: Path) -> None:
+    with Session(name="n", workspace="w", local_path=tmp_path) as s:
+        s.params(a=1, b=2)
+    with Session(name="n", workspace="w", local_path=tmp_path) as again:
+        assert again.parameters().get() == {"a": 1, "b": 2}
+        again.params(b=3, c=4)
+    assert read_params(again.path) == {"a": 1, "b": 3, "c": 4}
+
+
+def test_read_params_names_what_is_missing(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no session folder"):
+        read_params(tmp_path / "nope")
+    with Session(name="n", workspace="w", local_path=tmp_path) as s:
+        pass
+    with pytest.raises(FileNotFoundError, match="has no parameters"):
+        read_params(s.path)
+
+
+def test_four_processes_setting_parameters_of_one_session_lose_nothing(tmp_path: Path) -> None:
+    script = f"""
+import sys
+from dreamlake import Session
+p = int(sys.argv[1])
+with Session(name="n", workspace="w", local_path={str(tmp_path)!r}) as s:
+    for i in range(40):
+        s.params({{f"p{{p}}": {{f"k{{i}}": i}}}}, last=p)
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(p)]) for p in range(4)]
+    assert [proc.wait(timeout=120) for proc in procs] == [0, 0, 0, 0]
+    params = read_params(tmp_path / "w" / "n")
+    assert {f"p{p}.k{i}" for p in range(4) for i in range(40)} <= set(params)
+    assert params["last"] in range(4)
+    assert [f.name for f in (tmp_path / "w" / "n").iterdir() if f.name.endswith(".tmp")] == []
+
+
+def test_cli_prints_the_parameters(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+    session.params(lr=0.1, model={"name": "resnet"})
+    assert main(["params", str(session.path)]) == 0
+    assert capsys.readouterr().out == 'lr          0.1\nmodel.name  "resnet"\n'
+    assert main(["params", str(session.path), "--json"]) == 0
+    assert orjson.loads(capsys.readouterr().out) == {"lr": 0.1, "model.name": "resnet"}
+    assert main(["params", str(session.path / "nope")]) == 2
+    assert "no session folder" in capsys.readouterr().err
+
+
+def test_a_session_folder_deleted_under_an_open_session_is_made_again(session: Session) -> None:
+    import shutil
+
+    session.params(a=1)
+    shutil.rmtree(session.path)
+    session.params(b=2)
+    assert read_params(session.path) == {"b": 2}
