@@ -430,3 +430,101 @@ def test_a_session_folder_deleted_under_an_open_session_is_made_again(session: S
     shutil.rmtree(session.path)
     session.params(b=2)
     assert read_params(session.path) == {"b": 2}
+
+
+def test_setting_many_keys_is_not_quadratic(session: Session) -> None:
+    """20,000 keys, set then set again: each key looks at its own prefixes, not at every stored key."""
+    import time
+
+    keys = {f"group{g}": {f"k{i}": i for i in range(g * 200, (g + 1) * 200)} for g in range(100)}
+    started = time.process_time()
+    session.params(keys)
+    session.params(keys)
+    assert len(session.parameters().get()) == 20_000
+    assert time.process_time() - started < 30  # was minutes: a safety net, not a speed claim
+
+
+def test_cycles_and_depth_do_not_raise(session: Session) -> None:
+    cyclic: dict[str, Any] = {"x": 1}
+    cyclic["self"] = cyclic
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(3000):
+        node["d"] = {}
+        node = node["d"]
+    node["leaf"] = 1
+    session.params(c=cyclic, deep=deep)
+    params = session.parameters().get()
+    assert params["c.x"] == 1 and params["c.self"] == "{...}"
+    assert any(key.startswith("deep.d.d") for key in params)
+
+
+def test_a_stray_temporary_file_of_a_killed_process_is_removed(session: Session) -> None:
+    stray = session.path / ".parameters.json.99999.tmp"
+    stray.write_text("{half")
+    session.params(a=1)
+    assert not stray.exists()
+    assert sorted(p.name for p in session.path.iterdir()) == ["logs.jsonl", "parameters.json"]
+
+
+def test_a_file_that_is_not_a_json_object_is_named_and_kept(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session.parameters().file.write_text("{bad")
+    with pytest.raises(ValueError, match=r"parameters\.json is not valid JSON .* fix it or remove it"):
+        session.params(a=1)
+    assert session.parameters().file.read_text() == "{bad"
+    assert main(["params", str(session.path)]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    session.parameters().file.write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must hold one JSON object, not list"):
+        session.parameters().get()
+
+
+def test_the_file_keeps_its_permissions(session: Session) -> None:
+    session.params(a=1)
+    session.parameters().file.chmod(0o600)
+    session.params(b=2)
+    assert session.parameters().file.stat().st_mode & 0o777 == 0o600
+
+
+def test_cli_shows_control_characters_as_escapes(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session.params({"evil\x1b]0;title\x07key": "v\x9b31m\x7f", "multi\nline": 1})
+    assert main(["params", str(session.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines] == [
+        ["evil\\x1b]0;title\\x07key", '"v\\x9b31m\\x7f"'],
+        ["multi\\nline", "1"],
+    ]
+
+
+def test_a_fork_while_another_thread_sets_parameters_leaves_the_lock_to_the_parent(tmp_path: Path) -> None:
+    """The child must not inherit the folder's descriptor while it holds the lock: the
+    parent's next set() would wait for the child to exit, and the child's would hang."""
+    script = f"""
+import os, sys, threading, time
+from dreamlake import Session
+s = Session(name="n", workspace="w", local_path={str(tmp_path)!r}).open()
+big = {{f"k{{i}}": "x" * 100 for i in range(100_000)}}
+t = threading.Thread(target=lambda: s.params(big))
+t.start()
+time.sleep(0.05)   # the thread is inside set() now, most likely
+pid = os.fork()
+if pid == 0:
+    s.params(child=1)   # must not hang
+    time.sleep(3)
+    os._exit(0)
+t.join()
+started = time.monotonic()
+s.params(parent=1)
+waited = time.monotonic() - started
+os.waitpid(pid, 0)
+print(f"{{waited:.2f}}")
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout) < 2, "the parent's set() waited for the child to exit"
+    params = read_params(tmp_path / "w" / "n")
+    assert params["child"] == 1 and params["parent"] == 1 and len(params) == 100_002

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ._format import format_record, metadata_text, use_color
+from ._format import format_record, metadata_text, use_color, visible
 from ._levels import LEVELS, RANK, normalize_level
 from ._params import read_params
 from ._reader import LOG_FILE, follow_logs, iter_logs, log_file_of
@@ -135,14 +135,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
 def cmd_params(args: argparse.Namespace) -> None:
     try:
         params = read_params(args.path)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:
         raise UsageError(str(exc)) from None
     if args.json:
         print(orjson.dumps(params, None, orjson.OPT_INDENT_2).decode())
         return
-    width = max((len(key) for key in params), default=0)
-    for key, value in params.items():
-        print(f"{key:<{width}}  {orjson.dumps(value).decode()}")
+    rows = [(visible(key), visible(orjson.dumps(value).decode())) for key, value in params.items()]
+    width = max((len(key) for key, _ in rows), default=0)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:

@@ -4,29 +4,34 @@ Nested mappings are flattened with dots (`{"model": {"lr": 0.1}}` is `"model.lr"
 every other value, lists included, is kept as a value, converted by the rules of log
 metadata (NaN as "NaN", numpy as numbers, any object as its text). A key set again
 takes the new value; a key that replaces a subtree (`model` after `model.lr`, or the
-reverse) removes the keys it overrides, so no key is ever a prefix of another.
+reverse) removes the keys it overrides, so no key is ever a dotted prefix of another.
 
 Each `set()` merges into the file under an exclusive lock on the session folder
 (several processes merge, none lost) and replaces it whole: a temporary file,
 fsync, rename, fsync of the folder. A crash leaves the old file or the new one.
+Within a process one `set()` runs at a time, and a fork waits for it: a child must
+not inherit the folder's descriptor while it holds the lock.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ._encode import metadata_bytes, snapshot
+from ._encode import Deferred, metadata_bytes, safe_str, snapshot
 
 if TYPE_CHECKING:
     from ._session import Session
 
 PARAMS_FILE = "parameters.json"
+MAX_DEPTH = 100  # deeper mappings are kept as one value
+FORK_TIMEOUT = 1.0  # seconds a fork waits for a set() in progress
 
 
 class Parameters:
@@ -57,8 +62,8 @@ class Parameters:
             raise TypeError(msg)
         flat: dict[str, Any] = {}
         if mapping is not None:
-            _flatten(mapping, "", flat)
-        _flatten(values, "", flat)
+            _flatten(mapping, "", flat, set())
+        _flatten(values, "", flat, set())
         if flat:
             _merge_into(self.file, _plain(flat))
 
@@ -89,14 +94,15 @@ def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
         node = nested
         for part in parents:
             child = node.setdefault(part, {})
-            if not isinstance(child, dict):  # a value and a subtree under one name: keep both
+            if not isinstance(child, dict):  # a file not written by set(): a value and a subtree
                 child = node[part] = {"": child}
             node = child
         node[leaf] = value
     return nested
 
 
-def _flatten(mapping: Mapping[Any, Any], prefix: str, out: dict[str, Any]) -> None:
+def _flatten(mapping: Mapping[Any, Any], prefix: str, out: dict[str, Any], active: set[int]) -> None:
+    active.add(id(mapping))
     for key, value in mapping.items():
         if not isinstance(key, str):
             msg = f"parameter names must be str, got {type(key).__name__} {key!r}"
@@ -105,52 +111,126 @@ def _flatten(mapping: Mapping[Any, Any], prefix: str, out: dict[str, Any]) -> No
             msg = f"parameter names must be non-empty and without NUL, got {prefix + key!r}"
             raise ValueError(msg)
         name = prefix + key
-        if isinstance(value, Mapping) and value:
-            _flatten(value, name + ".", out)
+        if isinstance(value, Mapping) and value and id(value) not in active and len(active) < MAX_DEPTH:
+            _flatten(value, name + ".", out, active)
         else:
             out.pop(name, None)  # a later duplicate keeps its own place, as in a dict
-            out[name] = value
+            out[name] = "{...}" if id(value) in active else value
+    active.discard(id(mapping))
 
 
 def _plain(flat: dict[str, Any]) -> dict[str, Any]:
     """The values by the rules of log metadata, as JSON-ready Python values."""
     encoded = snapshot(flat)
-    data = encoded if isinstance(encoded, str) else metadata_bytes(encoded)
-    result: dict[str, Any] = orjson.loads(data)
-    return result
+    if not isinstance(encoded, Deferred):
+        result: dict[str, Any] = orjson.loads(encoded)
+        return result
+    # Tensors: converted value by value, so that one that fails costs only itself.
+    out = {}
+    for key, value in flat.items():
+        one = orjson.loads(metadata_bytes(snapshot({"v": value})))
+        out[key] = one["v"] if "v" in one else safe_str(value)
+    return out
+
+
+_setting = threading.Lock()  # one set() at a time in this process; a fork waits for it
+_folder_fd = [-1]  # the session folder's descriptor while a set() holds its lock
+_local = threading.local()
+_fork_hook: list[bool] = []
 
 
 def _merge_into(file: Path, new: dict[str, Any]) -> None:
-    os.makedirs(file.parent, exist_ok=True)  # deleted under an open session: made again, as logs are
-    folder = os.open(file.parent, os.O_RDONLY | os.O_CLOEXEC)
+    if getattr(_local, "active", False):
+        msg = "parameters().set() was called inside another set() (from a signal handler?)"
+        raise RuntimeError(msg)
+    if not _fork_hook:
+        _fork_hook.append(True)
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_new_lock
+        )
+    with _setting:
+        _local.active = True
+        try:
+            _locked_merge(file, new)
+        finally:
+            _local.active = False
+
+
+def _locked_merge(file: Path, new: dict[str, Any]) -> None:
+    try:
+        os.makedirs(file.parent, exist_ok=True)  # deleted under an open session: made again, as logs are
+        folder = _folder_fd[0] = os.open(file.parent, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _named(exc, file) from exc
     try:
         fcntl.flock(folder, fcntl.LOCK_EX)  # other processes setting this session's parameters
         stored = _load(file)
-        for key, value in new.items():
-            for old in [k for k in stored if k.startswith(key + ".") or key.startswith(k + ".")]:
-                del stored[old]  # overridden by `key`: the subtree it replaces, or the value above it
-            stored[key] = value
+        _merge(stored, new)
         _replace(file, orjson.dumps(stored, None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), folder)
     finally:
+        _folder_fd[0] = -1
         os.close(folder)  # releases the lock
 
 
+def _merge(stored: dict[str, Any], new: dict[str, Any]) -> None:
+    """Set each new key, removing the stored keys it overrides: the values above it, the subtree below."""
+    below: dict[str, list[str]] = {}  # a dotted prefix -> the keys under it (some gone since)
+    for key in stored:
+        for prefix in _prefixes(key):
+            below.setdefault(prefix, []).append(key)
+    for key, value in new.items():
+        for prefix in _prefixes(key):
+            stored.pop(prefix, None)
+        for under in below.pop(key, ()):
+            stored.pop(under, None)
+        stored[key] = value
+        for prefix in _prefixes(key):
+            below.setdefault(prefix, []).append(key)
+
+
+def _prefixes(key: str) -> Iterator[str]:
+    """`a`, `a.b` for `a.b.c`."""
+    end = key.find(".")
+    while end >= 0:
+        yield key[:end]
+        end = key.find(".", end + 1)
+
+
 def _replace(file: Path, data: bytes, folder: int) -> None:
-    """Write `data` as `file` whole: a temporary file, fsync, rename, fsync of the folder."""
+    """Write `data` as `file` whole: a temporary file, fsync, rename, fsync of the folder.
+
+    Called under the folder's lock: every writer holds it while its temporary file
+    exists, so any other one found is left by a killed process, and removed."""
+    for stale in file.parent.glob(f".{file.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        mode = os.stat(file).st_mode & 0o777
+    except OSError:
+        mode = 0o644
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, file)
+        os.fsync(folder)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _named(exc, file) from exc
     except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
-    os.close(fd)
-    os.replace(tmp, file)
-    os.fsync(folder)
+
+
+def _named(exc: OSError, file: Path) -> OSError:
+    """`exc`, saying which file, and that what was stored before is kept."""
+    msg = f"{file}: {exc.strerror or exc}; the parameters stored before are kept"
+    return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
 
 
 def _load(file: Path) -> dict[str, Any]:
@@ -158,8 +238,33 @@ def _load(file: Path) -> dict[str, Any]:
         data = file.read_bytes()
     except FileNotFoundError:
         return {}
-    loaded = orjson.loads(data)
+    try:
+        loaded = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        msg = f"{file} is not valid JSON ({exc}); fix it or remove it"
+        raise ValueError(msg) from None
     if not isinstance(loaded, dict):
-        msg = f"{file} does not hold a JSON object"
+        msg = f"{file} must hold one JSON object, not {type(loaded).__name__}; fix it or remove it"
         raise ValueError(msg)
     return loaded
+
+
+def _before_fork() -> None:
+    _local.forking = _setting.acquire(timeout=FORK_TIMEOUT)
+
+
+def _after_fork_in_parent() -> None:
+    if getattr(_local, "forking", False):
+        _local.forking = False
+        _setting.release()
+
+
+def _new_lock() -> None:
+    """In a child forked while a set() ran (the fork waited FORK_TIMEOUT for it): a lock of
+    its own, and no copy of the folder's descriptor, which would keep the parent's lock."""
+    global _setting
+    _setting = threading.Lock()
+    _local.active = False
+    if _folder_fd[0] >= 0:
+        os.close(_folder_fd[0])
+        _folder_fd[0] = -1
