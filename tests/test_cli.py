@@ -11,7 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dreamlake import Session
+from dreamlake import Session, read_params
 from dreamlake._cli import format_record, main, parse_since
 
 
@@ -81,7 +81,11 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str]) 
 def test_ls_counts_records_and_problems(logged: Session, tmp_path: Path) -> None:
     result = cli("ls", cwd=tmp_path)
     row = result.stdout.splitlines()[1].split()
-    assert row[:5] == ["ws/run", "3", "1", "1", "0"]
+    assert row[:6] == ["ws/run", "3", "1", "1", "0", "0"]
+    logged.open()
+    logged.params(lr=0.1, model={"depth": 50})
+    logged.close()
+    assert cli("ls", cwd=tmp_path).stdout.splitlines()[1].split()[5] == "2"
 
 
 def test_demo_writes_a_session_and_shows_it(tmp_path: Path) -> None:
@@ -91,6 +95,8 @@ def test_demo_writes_a_session_and_shows_it(tmp_path: Path) -> None:
     assert str(log_file.relative_to(tmp_path)) in result.stdout
     assert "Training complete" in result.stdout
     assert log_file.read_bytes().count(b"\n") > 10
+    assert "training.learning_rate  0.1" in result.stdout, "the demo shows its parameters"
+    assert read_params(log_file.parent)["model.architecture"] == "resnet50"
 
 
 def test_follow_prints_records_another_process_writes(logged: Session, tmp_path: Path) -> None:

@@ -99,19 +99,35 @@ def cmd_ls(args: argparse.Namespace) -> None:
             counts[record.get("level", "info")] = counts.get(record.get("level", "info"), 0) + 1
             last = str(record.get("timestamp", last))
         session = log_file.parent
-        rows.append((f"{session.parent.name}/{session.name}", total, counts, last))
+        rows.append((f"{session.parent.name}/{session.name}", total, counts, _count_params(session), last))
     if not rows:
         print(f"no sessions under {root}")
         return
-    print(f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'FATAL':>6}  LAST RECORD")
-    for name, total, counts, last in rows:
-        print(f"{name:<32} {total:>8} {counts['warn']:>6} {counts['error']:>6} {counts['fatal']:>6}  {last}")
+    print(f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'FATAL':>6} {'PARAMS':>6}  LAST RECORD")
+    for name, total, counts, params, last in rows:
+        print(
+            f"{name:<32} {total:>8} {counts['warn']:>6} {counts['error']:>6} {counts['fatal']:>6} "
+            f"{params:>6}  {last}"
+        )
+
+
+def _count_params(session: Path) -> str:
+    try:
+        return str(len(read_params(session)))
+    except FileNotFoundError:
+        return "0"
+    except ValueError:  # not a JSON object: `dreamlake params` says why
+        return "?"
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
     """A short simulated training run, logged like the docs' training-loop pattern."""
     epochs, batches = 3, 300
     with Session(name="mnist-demo", workspace="demo") as session:
+        session.parameters().set(
+            model={"architecture": "resnet50", "pretrained": True},
+            training={"epochs": epochs, "batch_size": 64, "learning_rate": 0.1, "optimizer": "sgd"},
+        )
         session.log("Training started", metadata={"model": "ResNet-50", "epochs": epochs})
         for epoch in range(1, epochs + 1):
             session.log(f"Epoch {epoch}/{epochs}")
@@ -127,7 +143,9 @@ def cmd_demo(args: argparse.Namespace) -> None:
                 session.log("Loss still high", level="warn", metadata={"train_loss": mean})
         session.log("Training complete")
     print(f"Logged a demo training run to {session.log_file}\n")
-    print(f"$ dreamlake logs {session.path} --level info")
+    print(f"$ dreamlake params {session.path}")
+    cmd_params(argparse.Namespace(path=session.path, json=False))
+    print(f"\n$ dreamlake logs {session.path} --level info")
     for record in _select(iter_logs(session.log_file), "info", None, None):
         print(format_record(record, use_color(sys.stdout)))
 
