@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import functools
 import itertools
+import os
 import sys
 import threading
 import time
@@ -285,6 +286,7 @@ class _Loop:
         for thread in [t for t in threading.enumerate() if t.name == self._name]:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+                _wait_gone(thread, deadline)
 
     def _run(self) -> None:
         if not self.running.acquire(blocking=False):
@@ -309,6 +311,14 @@ class _Loop:
             if held:
                 self.ident = 0
                 self.running.release()
+
+
+def _wait_gone(thread: threading.Thread, deadline: float) -> None:
+    """Wait for a joined thread to leave the OS as well: join() returns while it is still
+    exiting, and Python 3.12+ counts the OS's threads to warn about a multi-threaded fork."""
+    task = f"/proc/self/task/{thread.native_id}"
+    while not thread.is_alive() and os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0002)
 
 
 class Worker:
