@@ -77,8 +77,7 @@ def memory(name: str, calls: int) -> dict[str, float]:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return {"peak_mb": (peak - start) / 2**20, "seconds": time.perf_counter() - t0}
 
-    figures: dict[str, float] = _bench._run(contender, body, calls)
-    figures.pop("bytes", None)
+    figures: dict[str, float] = _bench._run(contender, body, calls)[0]
     return figures
 
 

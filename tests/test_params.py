@@ -504,19 +504,30 @@ def test_a_fork_while_another_thread_sets_parameters_leaves_the_lock_to_the_pare
     """The child must not inherit the folder's descriptor while it holds the lock: the
     parent's next set() would wait for the child to exit, and the child's would hang."""
     script = f"""
-import os, sys, threading, time
+import os, threading, time
+import dreamlake._params as P
 from dreamlake import Session
+inside, release = threading.Event(), threading.Event()
+real = P._replace
+def gated(*args):
+    inside.set()
+    release.wait()
+    real(*args)
+P._replace = gated
 s = Session(name="n", workspace="w", local_path={str(tmp_path)!r}).open()
-big = {{f"k{{i}}": "x" * 100 for i in range(100_000)}}
+big = {{f"k{{i}}": i for i in range(100_000)}}
 t = threading.Thread(target=lambda: s.params(big))
 t.start()
-time.sleep(0.05)   # the thread is inside set() now, most likely
-pid = os.fork()
+inside.wait()   # the thread holds the folder's lock now
+pid = os.fork()  # waits FORK_TIMEOUT for that set(), then goes on with the lock held
 if pid == 0:
-    s.params(child=1)   # must not hang
-    time.sleep(3)
+    P._replace = real
+    s.params(child=1)   # waits for the parent's set(), and must not hang
+    time.sleep(3)  # ok: the child lives on, holding nothing
     os._exit(0)
+release.set()
 t.join()
+P._replace = real
 started = time.monotonic()
 s.params(parent=1)
 waited = time.monotonic() - started

@@ -54,21 +54,22 @@ def _compile(template: str, call: str, shape: str = "3 floats") -> Callable[...,
     return namespace["loop"]  # type: ignore[no-any-return]
 
 
-def _run(contender: Contender, body: Callable[[Any, Callable[[], None]], Any], expected: int) -> Any:
-    """Set the contender up in a fresh folder, run `body(log, finish)`, check the output."""
+def _run(
+    contender: Contender, body: Callable[[Any, Callable[[], None]], Any], expected: int
+) -> tuple[Any, int]:
+    """Set the contender up in a fresh folder, run `body(log, finish)`, check the output.
+
+    Returns what `body` returned and the bytes written."""
     with tempfile.TemporaryDirectory(prefix="dreamlake-bench-") as tmp:
         folder = Path(tmp)
         log, finish = contender.setup(folder)
         gc.collect()
         result = body(log, finish)
-        if contender.writes:
-            lines, size = count_lines(folder)
-            if lines != expected:
-                msg = f"{contender.name} wrote {lines} records, expected {expected}"
-                raise AssertionError(msg)
-            if isinstance(result, dict):
-                result["bytes"] = size
-    return result
+        lines, size = count_lines(folder)
+        if contender.writes and lines != expected:
+            msg = f"{contender.name} wrote {lines} records, expected {expected}"
+            raise AssertionError(msg)
+    return result, size
 
 
 def count_lines(folder: Path) -> tuple[int, int]:
@@ -151,8 +152,8 @@ def end_to_end(contenders: list[Contender], calls: int, peer_calls: int, shape: 
             wall, cpu = time.perf_counter_ns() - wall, time.process_time_ns() - cpu
             return {"wall": wall / n, "cpu": cpu / n, "entries/s": n / wall * 1e9}  # noqa: B023
 
-        figures = _run(c, body, n)
-        figures["MB/s"] = figures.pop("bytes") / figures["wall"] / n * 1e9 / 2**20
+        figures, size = _run(c, body, n)
+        figures["MB/s"] = size / figures["wall"] / n * 1e9 / 2**20
         out[c.name] = figures
     return out
 
@@ -257,9 +258,7 @@ def training(
             finish()
             return {"overhead %": (logged / plain - 1) * 100, "step µs": plain / (blocks * per_block) * 1e6}
 
-        figures = _run(c, body, blocks * per_block * per_step)
-        figures.pop("bytes", None)
-        out[c.name] = figures
+        out[c.name], _ = _run(c, body, blocks * per_block * per_step)
     return out
 
 

@@ -197,7 +197,7 @@ while True:
 """
     ) as proc:
         assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        time.sleep(delay)  # let it rewrite the file a number of times: the kill lands anywhere
+        time.sleep(delay)  # ok: paces the kill, so it lands at some point of a rewrite
         proc.kill()
         proc.wait(timeout=30)
     params = read_params(child.log_file.parent)
