@@ -508,12 +508,12 @@ import os, threading, time
 import dreamlake._params as P
 from dreamlake import Session
 inside, release = threading.Event(), threading.Event()
-real = P._replace
+real = P.replace_file
 def gated(*args):
     inside.set()
     release.wait()
     real(*args)
-P._replace = gated
+P.replace_file = gated
 s = Session(name="n", workspace="w", local_path={str(tmp_path)!r}).open()
 big = {{f"k{{i}}": i for i in range(100_000)}}
 t = threading.Thread(target=lambda: s.params(big))
@@ -521,13 +521,13 @@ t.start()
 inside.wait()   # the thread holds the folder's lock now
 pid = os.fork()  # waits FORK_TIMEOUT for that set(), then goes on with the lock held
 if pid == 0:
-    P._replace = real
+    P.replace_file = real
     s.params(child=1)   # waits for the parent's set(), and must not hang
     time.sleep(3)  # ok: the child lives on, holding nothing
     os._exit(0)
 release.set()
 t.join()
-P._replace = real
+P.replace_file = real
 started = time.monotonic()
 s.params(parent=1)
 waited = time.monotonic() - started

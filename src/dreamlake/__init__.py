@@ -5,6 +5,18 @@ from ._levels import LEVELS
 from ._params import Parameters, read_params
 from ._reader import Records, iter_logs, read_logs
 from ._session import Session
+from ._tracks import Track, read_track
 
-__all__ = ["LEVELS", "Parameters", "Records", "Session", "iter_logs", "log", "read_logs", "read_params"]
+__all__ = [
+    "LEVELS",
+    "Parameters",
+    "Records",
+    "Session",
+    "Track",
+    "iter_logs",
+    "log",
+    "read_logs",
+    "read_params",
+    "read_track",
+]
 __version__ = "0.1.0"

@@ -29,9 +29,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 from . import _process
-from ._encode import Encoder, Entry
+from ._encode import Encoder, Entry, Point
 from ._process import EXIT_TIMEOUT
 from ._sink import Sink
 
@@ -59,15 +60,20 @@ class Channel:
 
     __slots__ = (
         "queue", "mark", "state", "sink", "pending", "drops", "reported_drops", "error", "stalled", "waiters",
-        "registered", "interval", "drop_when_full", "name", "reported",
+        "registered", "interval", "drop_when_full", "name", "reported", "log_channel", "after_sync",
     )  # fmt: skip
 
-    def __init__(self, path: str, name: str, interval: float, drop_when_full: bool) -> None:
-        self.queue: deque[Entry] = deque()
+    def __init__(
+        self, path: str, name: str, interval: float, drop_when_full: bool, log_channel: Channel | None = None
+    ) -> None:
+        self.queue: deque[Any] = deque()  # Entry tuples, or Point tuples for a track
         self.mark = 0
         self.state = State.NEW
-        self.sink = Sink(path)
-        self.pending: list[Entry] = []  # taken from the queue, not yet written
+        # A track's points are numbered by "index"; its drop notices go to its session's log.
+        self.log_channel = log_channel
+        self.sink = Sink(path, "sequenceNumber" if log_channel is None else "index")
+        self.after_sync: Callable[[], None] | None = None  # called by the syncer after each fsync
+        self.pending: list[Any] = []  # taken from the queue, not yet written
         self.drops = itertools.count()  # next() per dropped entry: atomic, and O(1) memory
         self.reported_drops = 0  # how many of them a warn record has counted
         self.error: OSError | None = None  # the last write failed with this
@@ -76,14 +82,14 @@ class Channel:
         self.registered = False  # the worker knows this channel
         self.interval = interval
         self.drop_when_full = drop_when_full
-        self.name = name  # the session's repr, for messages
+        self.name = name  # the session's repr (and the track's name), for messages
         self.reported: object = None  # the fault last reported on stderr
 
     # -- the session's calls -------------------------------------------------------------
 
     def open(self) -> None:
         if self.registered:  # a close() failed and the entries are kept: the worker resumes
-            _worker.call(_Kind.REOPEN, self, None)
+            _worker.call(_Kind.REOPEN, [self], None)
             return
         self.sink.open()
         self.error, self.stalled = None, False
@@ -97,17 +103,13 @@ class Channel:
         self.state = State.EXITING if exiting else State.OPEN
         self.mark = 0 if exiting else WAKE_AT
 
-    def flush(self, timeout: float | None) -> None:
-        if self.registered:
-            _worker.call(_Kind.FLUSH, self, timeout)
-
-    def close(self, timeout: float | None) -> None:
-        if self.registered:
-            _worker.call(_Kind.CLOSE, self, timeout)
+    @property
+    def what(self) -> str:
+        return "log()" if self.log_channel is None else "append()"
 
     # -- log() at the mark ----------------------------------------------------------------
 
-    def pressure(self, entry: Entry) -> None:
+    def pressure(self, entry: Entry | Point) -> None:
         """The queue reached the mark: wake the worker, make room, or say why log() cannot."""
         state = self.state
         if state is State.OPEN:
@@ -120,15 +122,16 @@ class Channel:
             if len(self.queue) > QUEUE_LIMIT:
                 try:
                     self._make_room()
-                except KeyboardInterrupt:  # a call that raises writes nothing
-                    try:
-                        self.queue.remove(entry)
-                    except ValueError:
-                        pass  # written already: the writer took it while we waited
+                except KeyboardInterrupt:  # a log() that raises writes nothing
+                    if self.log_channel is None:  # (a point keeps its place: the indices after it hold)
+                        try:
+                            self.queue.remove(entry)
+                        except ValueError:
+                            pass  # written already: the writer took it while we waited
                     raise
         elif state is State.EXITING:
             try:  # the process is ending: nothing will come back for it later
-                _worker.call(_Kind.WRITE, self, EXIT_TIMEOUT)
+                _worker.call(_Kind.WRITE, [self], EXIT_TIMEOUT)
             except OSError as exc:
                 _report(f"at exit: {exc}")
         else:
@@ -136,12 +139,17 @@ class Channel:
                 self.queue.remove(entry)
             except ValueError:
                 return  # the closing writer took it: it is in the file when close() returns
-            msg = (
-                f"{self.name} is closed: log() after close() is not recorded; open() it again to go on"
-                if state is not State.NEW
-                else f"{self.name} is not open: use `with Session(...) as session:` or call .open() first"
-            )
-            raise RuntimeError(msg)
+            self.refuse()
+
+    def refuse(self, call: str = "") -> None:
+        """Raise the RuntimeError that says why `call` (log() or append()) records nothing now."""
+        call = call or self.what
+        msg = (
+            f"{self.name} is closed: {call} after close() is not recorded; open() it again to go on"
+            if self.state is not State.NEW
+            else f"{self.name} is not open: use `with Session(...) as session:` or call .open() first"
+        )
+        raise RuntimeError(msg)
 
     def _make_room(self) -> None:
         """Wait while the worker makes progress; drop (counted) when it cannot."""
@@ -178,7 +186,8 @@ class Channel:
         if not count:
             return None
         reason = "when_full='drop'" if self.drop_when_full else "the file could not be written"
-        message = f"dreamlake dropped {count} entries: the queue was full ({reason})"
+        what = "entries" if self.log_channel is None else f"points of track {self.name}"
+        message = f"dreamlake dropped {count} {what}: the queue was full ({reason})"
         return (time.time_ns(), "warn", message, f'{{"dropped":{count}}}')
 
     def release_waiters(self) -> None:
@@ -218,11 +227,11 @@ class _Kind(enum.Enum):
 class _Request:
     """What a caller asked for, and the latch it waits on."""
 
-    __slots__ = ("kind", "channel", "done", "error", "channels")
+    __slots__ = ("kind", "targets", "done", "error", "channels")
 
-    def __init__(self, kind: _Kind, channel: Channel | None) -> None:
+    def __init__(self, kind: _Kind, targets: list[Channel] | None) -> None:
         self.kind = kind
-        self.channel = channel
+        self.targets = targets  # None: every open channel
         self.done = _latch()
         self.error: BaseException | None = None
         self.channels: list[Channel] = []  # written, to fsync (and close) in the syncer
@@ -362,11 +371,12 @@ class Worker:
     def is_current(self) -> bool:
         return threading.get_ident() in (self._writer.ident, self._syncer.ident)
 
-    def call(self, kind: _Kind, channel: Channel | None, timeout: float | None) -> None:
-        """Have the writer do `kind` and wait for it, up to `timeout` seconds for the whole call."""
+    def call(self, kind: _Kind, targets: list[Channel] | None, timeout: float | None) -> None:
+        """Have the writer do `kind` to `targets` (None: all) and wait for it, up to `timeout`
+        seconds for the whole call."""
         if self.is_current():
             return  # a value being converted by the writer flushed: it cannot wait for itself
-        request = _Request(kind, channel)
+        request = _Request(kind, targets)
         self._requests.append(request)
         if self._start():
             self._writer.wake()
@@ -378,7 +388,9 @@ class Worker:
                     waiting.remove(request)
                 except ValueError:
                     pass
-            what = channel.sink.path if channel is not None else "the open sessions' files"
+            what = (
+                "the open sessions' files" if targets is None else ", ".join(ch.sink.path for ch in targets)
+            )
             msg = (
                 f"dreamlake: {kind.value} of {what} did not finish within {timeout:g} s; "
                 f"it goes on in the background"
@@ -500,7 +512,7 @@ class Worker:
                         continue
                     self._drain(channel, len(channel.queue), in_round=not inline)
                     if channel.state is State.CLOSED and not (channel.queue or channel.pending):
-                        self._hand_over_close(channel, None)  # a close() that had failed can finish
+                        self._hand_over_close(channel)  # a close() that had failed can finish
         finally:
             for request in requests:
                 try:
@@ -520,9 +532,11 @@ class Worker:
                 if not batch:
                     notice = channel.take_drops()
                     count = min(len(queue), BATCH, budget)
-                    if notice is not None:
+                    if notice is not None and channel.log_channel is not None:
+                        channel.log_channel.queue.append(notice)  # a track's: in its session's log
+                    elif notice is not None:
                         batch.append(notice)
-                    elif count <= 0:
+                    if not batch and count <= 0:
                         break
                     budget -= count
                     take, append = queue.popleft, batch.append
@@ -539,8 +553,9 @@ class Worker:
                     in_round and len(queue) < QUEUE_LIMIT // 2 and not (channel.waiters or self._requests)
                 )
                 pause = self._pause if handing_over else None
+                encode = self._encoder.lines if channel.log_channel is None else self._encoder.points
                 try:
-                    channel.sink.write(batch, functools.partial(self._encoder.lines, pause=pause))
+                    channel.sink.write(batch, functools.partial(encode, pause=pause))
                 except OSError as exc:
                     channel.error = exc
                     if channel.reported != exc.errno:
@@ -562,24 +577,25 @@ class Worker:
         return True
 
     def _serve(self, request: _Request) -> None:
-        kind, channel = request.kind, request.channel
-        if kind is _Kind.REOPEN and channel is not None:
-            if channel in self.channels:  # its close failed: the file is still open
-                channel.arm(self.exiting)
+        kind, targets = request.kind, request.targets
+        if kind is _Kind.REOPEN and targets is not None:
+            if all(ch in self.channels for ch in targets):  # their close failed: the files are open
+                for ch in targets:
+                    ch.arm(self.exiting)
                 request.finish()
-            else:  # its close is with the syncer: reopen after it
+            else:  # a close is with the syncer: reopen after it
                 self._to_syncer(request)
             return
-        if channel is not None and channel not in self.channels:
-            if channel.registered:  # its close is with the syncer: this waits for that outcome
-                request.channels.append(channel)
-                self._to_syncer(request)
-            else:
-                request.finish()  # closed already
-            return
-        channels = [channel] if channel is not None else list(self.channels)
+        channels = list(self.channels) if targets is None else []
+        for ch in targets or ():
+            if ch in self.channels:
+                channels.append(ch)
+            elif ch.registered:  # its close is with the syncer: this waits for that outcome
+                request.channels.append(ch)
+            # else: closed already
         if kind is _Kind.CLOSE:
-            channel.state, channel.mark = State.CLOSED, 0  # type: ignore[union-attr]
+            for ch in channels:
+                ch.state, ch.mark = State.CLOSED, 0
         elif kind is _Kind.EXIT:
             for ch in channels:
                 if ch.state is State.OPEN:
@@ -591,24 +607,23 @@ class Worker:
             while self._drain(ch, len(ch.queue)):
                 if kind is not _Kind.CLOSE or not (ch.queue or ch.pending):
                     request.channels.append(ch)
+                    if kind is _Kind.CLOSE:
+                        self.channels.remove(ch)  # written: the syncer fsyncs and closes it
                     break
             else:
-                errors.append(ch.kept_error())
+                errors.append(ch.kept_error())  # a close that failed: kept, and retried by rounds
         if errors:
             request.error = errors[0]
         if kind is _Kind.WRITE:
             request.finish()
-        elif kind is _Kind.CLOSE and not errors:
-            self._hand_over_close(channel, request)  # type: ignore[arg-type]
         else:
             self._to_syncer(request)
 
-    def _hand_over_close(self, channel: Channel, request: _Request | None) -> None:
+    def _hand_over_close(self, channel: Channel) -> None:
         """Stop writing `channel`; the syncer fsyncs and closes its file."""
         self.channels.remove(channel)
-        if request is None:
-            request = _Request(_Kind.CLOSE, channel)
-            request.channels.append(channel)
+        request = _Request(_Kind.CLOSE, [channel])
+        request.channels.append(channel)
         self._to_syncer(request)
 
     def _to_syncer(self, request: _Request) -> None:
@@ -629,20 +644,23 @@ class Worker:
                 request.finish()
 
     def _sync(self, request: _Request) -> None:
-        kind, channel = request.kind, request.channel
-        if kind is _Kind.REOPEN and channel is not None:
-            if not channel.sink.is_open:
-                channel.sink.open()
-            channel.arm(self.exiting)
-            channel.registered = True
-            if channel not in self.channels:
-                self.channels.append(channel)
+        kind = request.kind
+        if kind is _Kind.REOPEN and request.targets is not None:
+            for ch in request.targets:
+                if not ch.sink.is_open:
+                    ch.sink.open()
+                ch.arm(self.exiting)
+                ch.registered = True
+                if ch not in self.channels:
+                    self.channels.append(ch)
             self.wake()
             return
         errors = []
         for ch in request.channels:
             try:
                 ch.sink.fsync()
+                if ch.after_sync is not None:
+                    ch.after_sync()
             except OSError as exc:
                 errors.append(exc)
                 if kind is _Kind.CLOSE and ch not in self.channels:
@@ -670,3 +688,24 @@ _worker = Worker()
 def write_all(timeout: float | None = None) -> None:
     """Write what every open session has queued, without fsync (for benchmarks)."""
     _worker.call(_Kind.WRITE, None, timeout)
+
+
+def write(channels: list[Channel], timeout: float | None = None) -> None:
+    """Write what `channels` hold, without fsync: for reading them back."""
+    _ask(_Kind.WRITE, channels, timeout)
+
+
+def flush(channels: list[Channel], timeout: float | None) -> None:
+    """Write and fsync what `channels` hold."""
+    _ask(_Kind.FLUSH, channels, timeout)
+
+
+def close(channels: list[Channel], timeout: float | None) -> None:
+    """Write, fsync and close `channels`; those whose close fails stay registered, their entries kept."""
+    _ask(_Kind.CLOSE, channels, timeout)
+
+
+def _ask(kind: _Kind, channels: list[Channel], timeout: float | None) -> None:
+    registered = [ch for ch in channels if ch.registered]
+    if registered:
+        _worker.call(kind, registered, timeout)

@@ -19,6 +19,7 @@ from ._levels import LEVELS, RANK, normalize_level
 from ._params import read_params
 from ._reader import LOG_FILE, follow_logs, iter_logs, log_file_of
 from ._session import Session
+from ._tracks import TRACKS, count_points, follow_track, iter_track, last_point, track_file, track_names
 
 
 class UsageError(Exception):
@@ -99,15 +100,21 @@ def cmd_ls(args: argparse.Namespace) -> None:
             counts[record.get("level", "info")] = counts.get(record.get("level", "info"), 0) + 1
             last = str(record.get("timestamp", last))
         session = log_file.parent
-        rows.append((f"{session.parent.name}/{session.name}", total, counts, _count_params(session), last))
+        tracks = len(track_names(session))
+        rows.append(
+            (f"{session.parent.name}/{session.name}", total, counts, _count_params(session), tracks, last)
+        )
     if not rows:
         print(f"no sessions under {root}")
         return
-    print(f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'FATAL':>6} {'PARAMS':>6}  LAST RECORD")
-    for name, total, counts, params, last in rows:
+    print(
+        f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'FATAL':>6} {'PARAMS':>6} {'TRACKS':>6}  "
+        "LAST RECORD"
+    )
+    for name, total, counts, params, tracks, last in rows:
         print(
             f"{name:<32} {total:>8} {counts['warn']:>6} {counts['error']:>6} {counts['fatal']:>6} "
-            f"{params:>6}  {last}"
+            f"{params:>6} {tracks:>6}  {last}"
         )
 
 
@@ -118,6 +125,53 @@ def _count_params(session: Path) -> str:
         return "0"
     except ValueError:  # not a JSON object: `dreamlake params` says why
         return "?"
+
+
+def cmd_tracks(args: argparse.Namespace) -> None:
+    session = Path(args.path)
+    if args.name is None:
+        if not session.is_dir():
+            raise UsageError(f"no session folder at {session}")
+        _list_tracks(session)
+        return
+    try:
+        track_file(session, args.name)
+    except (FileNotFoundError, ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+    out = sys.stdout
+    points = follow_track(session, args.name) if args.follow else iter_track(session, args.name)
+    for point in points:
+        if args.json:
+            out.write(orjson.dumps(point).decode())
+        else:
+            fields = " ".join(f"{visible(k)}={visible(orjson.dumps(v).decode())}" for k, v in _fields(point))
+            out.write(f"{point.get('index', '?'):>8}  {visible(str(point.get('createdAt', '')))}  {fields}")
+        out.write("\n")
+        if args.follow:
+            out.flush()
+
+
+def _fields(point: dict[str, Any]) -> list[tuple[str, Any]]:
+    data = point.get("data")
+    return list(data.items()) if isinstance(data, dict) else [("data", data)]
+
+
+def _list_tracks(session: Path) -> None:
+    names = track_names(session)
+    if not names:
+        print(f"no tracks in {session} (its {TRACKS} folder is empty or missing)")
+        return
+    rows = []
+    for name in names:
+        first = next(iter_track(session, name), None)
+        last = last_point(track_file(session, name))
+        values = " ".join(f"{visible(k)}={visible(orjson.dumps(v).decode())}" for k, v in _fields(last or {}))
+        rows.append((visible(name), count_points(track_file(session, name)), first, last, values))
+    width = max(12, *(len(row[0]) for row in rows))
+    print(f"{'TRACK':<{width}} {'POINTS':>8}  {'FIRST':<27} {'LAST':<27} LAST VALUES")
+    for name, count, first, last, values in rows:
+        start, end = (visible(str((p or {}).get("createdAt", "-"))) for p in (first, last))
+        print(f"{name:<{width}} {count:>8}  {start:<27} {end:<27} {values}")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
@@ -135,9 +189,15 @@ def cmd_demo(args: argparse.Namespace) -> None:
             for batch in range(batches):
                 loss = math.exp(-(epoch * batches + batch) / 500) + random.random() * 0.05
                 losses.append(loss)
+                session.track("train/loss").append(
+                    value=loss, step=(epoch - 1) * batches + batch, epoch=epoch
+                )
                 if batch % 100 == 0:
                     session.log(f"Batch {batch}", level="debug", metadata={"batch_loss": loss})
             mean = sum(losses) / len(losses)
+            accuracy = 0.9 - mean / 2
+            session.track("val/accuracy").append(value=accuracy, epoch=epoch)
+            session.track("learning_rate").append(value=0.1 * 0.5 ** (epoch - 1), epoch=epoch)
             session.log(f"Epoch {epoch} complete", metadata={"epoch": epoch, "train_loss": mean})
             if mean > 0.3:
                 session.log("Loss still high", level="warn", metadata={"train_loss": mean})
@@ -145,6 +205,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"Logged a demo training run to {session.log_file}\n")
     print(f"$ dreamlake params {session.path}")
     cmd_params(argparse.Namespace(path=session.path, json=False))
+    print(f"\n$ dreamlake tracks {session.path}")
+    _list_tracks(session.path)
     print(f"\n$ dreamlake logs {session.path} --level info")
     for record in _select(iter_logs(session.log_file), "info", None, None):
         print(format_record(record, use_color(sys.stdout)))
@@ -172,7 +234,9 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dreamlake", description="Read and watch dreamlake logs.")
+    parser = argparse.ArgumentParser(
+        prog="dreamlake", description="Read and watch dreamlake logs, parameters and tracks."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     logs = sub.add_parser("logs", help="print a session's records")
     logs.add_argument("path", help="a session folder or its logs.jsonl")
@@ -189,6 +253,12 @@ def build_parser() -> argparse.ArgumentParser:
     params.add_argument("path", help="a session folder")
     params.add_argument("--json", action="store_true", help="print them as one JSON object")
     params.set_defaults(run=cmd_params)
+    tracks = sub.add_parser("tracks", help="list a session's tracks, or print one track's points")
+    tracks.add_argument("path", help="a session folder")
+    tracks.add_argument("name", nargs="?", help="a track's name, such as train/loss")
+    tracks.add_argument("--follow", "-f", action="store_true", help="keep printing new points")
+    tracks.add_argument("--json", action="store_true", help="print the points as JSON Lines")
+    tracks.set_defaults(run=cmd_tracks)
     demo = sub.add_parser("demo", help="log a short simulated training run and show it")
     demo.set_defaults(run=cmd_demo)
     bench = sub.add_parser(

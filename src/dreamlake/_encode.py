@@ -57,6 +57,8 @@ Metadata = str | Deferred | None
 Entry = tuple[int, str, str, Metadata]
 """What `Session.log` queues: (time.time_ns(), level, message, metadata as JSON text, or
 tensors to convert, or None)."""
+Point = tuple[int, Metadata]
+"""What `Track.append` queues: (time.time_ns(), the fields as JSON text or tensors to convert)."""
 
 _NONE = type(None)
 
@@ -296,15 +298,16 @@ _US_TEXT = [f"{i:03d}Z".encode() for i in range(1000)]
 _HEADS_LIMIT = 1024  # distinct messages cached per level (at most ~5 MB); then that cache starts over
 _CACHED = 128  # longer messages are mostly each different: not cached (nor hashed)
 _LINE = b'{"timestamp":"%s%s%s%s,"sequenceNumber":%d}\n'
+_POINT = b'{"index":%d,"data":%s,"createdAt":"%s%s"}\n'
 
 
 class Encoder:
-    """Turns queued entries into JSON Lines, one bytes format per record; one per writer.
+    """Turns queued entries into JSON Lines, one bytes format per line; one per writer.
 
     Each piece is JSON already or made so once: the metadata was encoded at the call,
     the level and the message are cached as one encoded head, and the timestamp
     reuses the formatted millisecond. Nothing a value holds can break a line, and a
-    record costs the same whatever its metadata holds.
+    line costs the same whatever its data holds.
     """
 
     __slots__ = ("_heads", "_ms_prefix", "_ms_start", "_sec", "_sec_bytes")
@@ -313,6 +316,15 @@ class Encoder:
         self._ms_start = self._sec = -(2**63)  # the cached millisecond (in ns) and second
         self._ms_prefix = self._sec_bytes = b""  # their text
         self._heads: dict[str, dict[str, bytes]] = {}
+
+    def _millisecond(self, ns: int) -> tuple[int, bytes]:
+        """The millisecond holding `ns`: its start (in ns) and its text, up to the dot and digits."""
+        ms = ns // 1_000_000
+        if not 0 <= ms - self._sec * 1000 < 1000:
+            self._sec = ms // 1000
+            self._sec_bytes = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self._sec)).encode()
+        self._ms_start, self._ms_prefix = ms * 1_000_000, self._sec_bytes + _MS_BYTES[ms - self._sec * 1000]
+        return self._ms_start, self._ms_prefix
 
     def _head(self, level: str, message: str) -> bytes:
         """`","level":"info","message":"...","metadata":`, cached per level and short message."""
@@ -333,20 +345,15 @@ class Encoder:
         parts: list[bytes] = []
         add = parts.append
         heads = self._heads
-        ms_text, us_text = _MS_BYTES, _US_TEXT
+        us_text = _US_TEXT
         line = _LINE
-        ms_start, prefix, sec, sec_prefix = self._ms_start, self._ms_prefix, self._sec, self._sec_bytes
+        ms_start, prefix = self._ms_start, self._ms_prefix
         sequence = first
         for ns, level, message, metadata in entries:
             offset = ns - ms_start
             if not 0 <= offset < 1_000_000:  # another millisecond: every entry, when logging is sparse
-                ms = ns // 1_000_000
-                ms_start = ms * 1_000_000
+                ms_start, prefix = self._millisecond(ns)
                 offset = ns - ms_start
-                if not 0 <= ms - sec * 1000 < 1000:
-                    sec = ms // 1000
-                    sec_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)).encode()
-                prefix = sec_prefix + ms_text[ms - sec * 1000]
             if len(message) <= _CACHED:
                 try:
                     head = heads[level][message]
@@ -359,5 +366,31 @@ class Encoder:
             sequence += 1
             if pause is not None and not sequence & 15:
                 pause()
-        self._ms_start, self._ms_prefix, self._sec, self._sec_bytes = ms_start, prefix, sec, sec_prefix
+        return b"".join(parts)
+
+    def points(self, entries: list[Point], first: int, pause: Callable[[], None] | None = None) -> bytes:
+        """The points of a track as JSON Lines, indexed from `first`; `pause()` every 16."""
+        parts: list[bytes] = []
+        add = parts.append
+        us_text = _US_TEXT
+        line = _POINT
+        ms_start, prefix = self._ms_start, self._ms_prefix
+        index = first
+        for ns, data in entries:
+            offset = ns - ms_start
+            if not 0 <= offset < 1_000_000:
+                ms_start, prefix = self._millisecond(ns)
+                offset = ns - ms_start
+            add(
+                line
+                % (
+                    index,
+                    data.encode() if type(data) is str else metadata_bytes(data),
+                    prefix,
+                    us_text[offset // 1000],
+                )
+            )
+            index += 1
+            if pause is not None and not index & 15:
+                pause()
         return b"".join(parts)

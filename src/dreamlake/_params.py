@@ -15,7 +15,6 @@ not inherit the folder's descriptor while it holds the lock.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ._encode import Deferred, metadata_bytes, safe_str, snapshot
+from ._files import locked_folder, replace_file
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -134,7 +134,6 @@ def _plain(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 _setting = threading.Lock()  # one set() at a time in this process; a fork waits for it
-_folder_fd = [-1]  # the session folder's descriptor while a set() holds its lock
 _local = threading.local()
 _fork_hook: list[bool] = []
 
@@ -158,18 +157,14 @@ def _merge_into(file: Path, new: dict[str, Any]) -> None:
 
 def _locked_merge(file: Path, new: dict[str, Any]) -> None:
     try:
-        os.makedirs(file.parent, exist_ok=True)  # deleted under an open session: made again, as logs are
-        folder = _folder_fd[0] = os.open(file.parent, os.O_RDONLY | os.O_CLOEXEC)
+        with locked_folder(file.parent) as folder:  # other processes setting this session's parameters
+            stored = _load(file)
+            _merge(stored, new)
+            replace_file(
+                file, orjson.dumps(stored, None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), folder
+            )
     except OSError as exc:
         raise _named(exc, file) from exc
-    try:
-        fcntl.flock(folder, fcntl.LOCK_EX)  # other processes setting this session's parameters
-        stored = _load(file)
-        _merge(stored, new)
-        _replace(file, orjson.dumps(stored, None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE), folder)
-    finally:
-        _folder_fd[0] = -1
-        os.close(folder)  # releases the lock
 
 
 def _merge(stored: dict[str, Any], new: dict[str, Any]) -> None:
@@ -194,37 +189,6 @@ def _prefixes(key: str) -> Iterator[str]:
     while end >= 0:
         yield key[:end]
         end = key.find(".", end + 1)
-
-
-def _replace(file: Path, data: bytes, folder: int) -> None:
-    """Write `data` as `file` whole: a temporary file, fsync, rename, fsync of the folder.
-
-    Called under the folder's lock: every writer holds it while its temporary file
-    exists, so any other one found is left by a killed process, and removed."""
-    for stale in file.parent.glob(f".{file.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
-    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
-    try:
-        mode = os.stat(file).st_mode & 0o777
-    except OSError:
-        mode = 0o644
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, file)
-        os.fsync(folder)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise _named(exc, file) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _named(exc: OSError, file: Path) -> OSError:
@@ -261,10 +225,7 @@ def _after_fork_in_parent() -> None:
 
 def _new_lock() -> None:
     """In a child forked while a set() ran (the fork waited FORK_TIMEOUT for it): a lock of
-    its own, and no copy of the folder's descriptor, which would keep the parent's lock."""
+    its own (`_files` closes its copy of the folder's descriptor)."""
     global _setting
     _setting = threading.Lock()
     _local.active = False
-    if _folder_fd[0] >= 0:
-        os.close(_folder_fd[0])
-        _folder_fd[0] = -1

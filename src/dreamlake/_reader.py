@@ -100,16 +100,25 @@ def follow_logs(
     below what was read (truncated). Ends when `stop()`, asked on each idle
     poll, returns True; without `stop`, runs until interrupted.
     """
-    path = log_file_of(path)
+    return follow(log_file_of(path), lambda lines, bad: _records(lines, 0, bad), interval, stop)
+
+
+def follow(
+    path: Path,
+    parse: Callable[[Iterable[bytes], list[int]], Iterator[dict[str, Any]]],
+    interval: float = 0.2,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """`follow_logs` for any JSON Lines file: `parse(lines, bad)` yields its records."""
     bad = [0]  # lines that are not records are skipped, as in iter_logs
     f = open(path, "rb")
     try:
         lines, following = WholeLines(f), _identity(f)
         while True:
-            yield from _records(lines, 0, bad)
+            yield from parse(lines, bad)
             now = _stat(path)
             if now is not None and (now.st_dev, now.st_ino) != following:
-                yield from _records(lines, 0, bad)  # written to the old file before it was replaced
+                yield from parse(lines, bad)  # written to the old file before it was replaced
                 try:
                     new = open(path, "rb")
                 except FileNotFoundError:  # gone again: poll on

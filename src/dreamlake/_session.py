@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import orjson
 
+from . import _batcher
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
 from ._encode import (
@@ -35,6 +36,7 @@ from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._params import Parameters
 from ._reader import LOG_FILE, Records, read_logs
+from ._tracks import Track, check_name, reinit_lock_in_child, summary, track_names
 
 
 class Session:
@@ -71,10 +73,14 @@ class Session:
         self._channel = Channel(str(self.log_file), repr(self), float(write_interval), when_full == "drop")
         self._emit = _bind_log(self._channel, self._echo)
         self._parameters = Parameters(self)
+        self._tracks: dict[str, Track] = {}
+        self._find = _bind_track(self)
+        # The hot paths: instance attributes shadowing the methods, one call less.
+        # A subclass that overrides one keeps its override.
         if type(self).log is Session.log:
-            # The hot path: an instance attribute shadowing the `log` method, one call
-            # less. A subclass that overrides log() keeps its override.
             self.__dict__["log"] = self._emit
+        if type(self).track is Session.track:
+            self.__dict__["track"] = self._find
 
     def __repr__(self) -> str:
         return (
@@ -107,6 +113,8 @@ class Session:
             if not self.is_open:
                 self._channel.open()
                 open_sessions.append(self)
+                for track in list(self._tracks.values()):
+                    track.open()
         return self
 
     def close(self, timeout: float | None = None) -> None:
@@ -126,7 +134,9 @@ class Session:
         try:
             if self in open_sessions:
                 open_sessions.remove(self)
-            self._channel.close(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            _batcher.close(
+                self._channels(), None if deadline is None else max(0.0, deadline - time.monotonic())
+            )
         finally:
             self._lifecycle.release()
 
@@ -135,7 +145,10 @@ class Session:
 
         With a `timeout` (seconds), raise TimeoutError instead of waiting longer.
         """
-        self._channel.flush(timeout)
+        _batcher.flush(self._channels(), timeout)
+
+    def _channels(self) -> list[Channel]:
+        return [self._channel, *(track._channel for track in list(self._tracks.values()))]
 
     def parameters(self) -> Parameters:
         """This session's parameters (hyperparameters, configuration): `.set(...)`, `.get()`."""
@@ -144,6 +157,43 @@ class Session:
     def params(self, mapping: Mapping[str, Any] | None = None, /, **values: Any) -> None:
         """Same as `parameters().set(...)`."""
         self.parameters().set(mapping, **values)
+
+    def track(
+        self,
+        name: str,
+        description: str | None = None,
+        tags: list[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Track:
+        """This session's track `name` (made on first use): the same object on every call.
+
+        `/` in the name makes folders (`"train/loss"`). `description`, `tags` and
+        `metadata` describe the track in its metadata.json; None leaves them as they are.
+        Raises RuntimeError if the session is not open.
+        """
+        return self._find(name, description, tags, metadata)
+
+    def _track(self, name: str, description: object, tags: object, metadata: object) -> Track:
+        check_name(name)
+        with self._lifecycle:
+            if not self.is_open:
+                self._channel.refuse("track()")
+            track = self._tracks.get(name)
+            if track is None:
+                track = Track(self, name, self._channel)
+                track.describe(description, tags, metadata)
+                track.open()
+                self._tracks[name] = track
+            else:
+                track.describe(description, tags, metadata)
+        return track
+
+    def _list_tracks(self) -> list[dict[str, Any]]:
+        """Every track of this session on disk (every open, every process): name,
+        totalDataPoints, description and tags, after writing what this process queued."""
+        tracks = dict(self._tracks)
+        _batcher.write([track._channel for track in tracks.values()])
+        return [summary(self.path, name, tracks.get(name)) for name in track_names(self.path)]
 
     def logging_handler(self, level: int = logging.NOTSET) -> LoggingHandler:
         """A `logging.Handler` that sends stdlib log records into this session.
@@ -179,6 +229,8 @@ class Session:
         self._emit(message, level, metadata)
 
 
+_OPEN = (State.OPEN, State.EXITING)
+
 open_sessions: list[Session] = []
 """Open sessions, oldest first: the module-level `dreamlake.log` uses the last."""
 
@@ -198,6 +250,8 @@ def _track_for_fork(session: Session) -> None:
 def _new_locks_in_child() -> None:
     for session in list(_all_sessions):
         session._lifecycle = threading.RLock()
+        for track in session._tracks.values():
+            reinit_lock_in_child(track)
 
 
 def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
@@ -238,6 +292,28 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
 
     log.__doc__ = Session.log.__doc__
     return log
+
+
+def _bind_track(session: Session) -> Callable[..., Track]:
+    """session.track(): a dict lookup for a track already made (the call inside a loop)."""
+    get = session._tracks.get
+    channel = session._channel
+    opened = _OPEN
+    owner = weakref.ref(session)  # not the session itself: its own attribute would keep it alive
+
+    def track(name: str, description: object = None, tags: object = None, metadata: object = None) -> Track:
+        try:
+            found = get(name)
+        except TypeError:  # unhashable: _track() says what a name must be
+            found = None
+        if found is None or description is not None or tags is not None or metadata is not None:
+            return owner()._track(name, description, tags, metadata)  # type: ignore[union-attr]
+        if channel.state not in opened:
+            channel.refuse("track()")
+        return found
+
+    track.__doc__ = Session.track.__doc__
+    return track
 
 
 def _echo(entry: Entry) -> None:

@@ -24,8 +24,9 @@ _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 class Sink:
     """An append-only log file at an absolute path."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, key: str = "sequenceNumber") -> None:
         self.path = path
+        self.key = key  # the field that numbers the lines: 0, 1, 2, ... in file order
         self.writes = 0  # batches written; fsync() is needed while `synced` is behind
         self.synced = 0  # the value `writes` had when the last fsync began
         self._fd = -1
@@ -46,7 +47,7 @@ class Sink:
         os.makedirs(folder, exist_ok=True)
         self._fd = os.open(self.path, _FLAGS, 0o644)
         size = os.fstat(self._fd).st_size
-        self._next = _next_sequence(self._fd, size, 0) or 0
+        self._next = next_number(self._fd, size, 0, self.key) or 0
         self._newline = size > 0 and os.pread(self._fd, 1, size - 1) != b"\n"
         self._size = size
 
@@ -57,6 +58,11 @@ class Sink:
         self._fd = -1
         self._size = -1
         self.writes = self.synced = 0
+
+    @property
+    def next_number(self) -> int:
+        """The number the next line gets, as of the last open() or write()."""
+        return self._next
 
     @property
     def is_open(self) -> bool:
@@ -88,7 +94,7 @@ class Sink:
             if start != self._size:  # first write, or another writer appended since
                 if start < self._size:  # truncated under us: look at all of it
                     self._size = -1
-                found = _next_sequence(fd, start, max(self._size, 0))
+                found = next_number(fd, start, max(self._size, 0), self.key)
                 if found is not None or self._size < 0:
                     self._next = found or 0
                 self._newline = start > 0 and os.pread(fd, 1, start - 1) != b"\n"
@@ -165,17 +171,22 @@ class Sink:
         return fd
 
 
-def _next_sequence(fd: int, end: int, floor: int) -> int | None:
-    """The number after the last valid record among lines that end past `floor`, if any."""
+def next_number(fd: int, end: int, floor: int, key: str) -> int | None:
+    """The number after the last valid record's `key` among lines that end past `floor`, if any."""
+    record = last_record(fd, end, floor, key)
+    return None if record is None else int(record[key]) + 1
+
+
+def last_record(fd: int, end: int, floor: int, key: str) -> dict[str, Any] | None:
+    """The last JSON object with an int `key` among the lines that end past `floor`, if any."""
     for line in _lines_backward(fd, end, floor):
         if line[:1] == b"{" and line[-1:] == b"}":
             try:
                 record = orjson.loads(line)
             except orjson.JSONDecodeError:
                 continue
-            sequence = record.get("sequenceNumber") if isinstance(record, dict) else None
-            if type(sequence) is int:
-                return sequence + 1
+            if isinstance(record, dict) and type(record.get(key)) is int:
+                return record
     return None
 
 

@@ -1,0 +1,72 @@
+"""Small JSON files replaced whole, under a lock on their folder: parameters.json, a track's metadata.json.
+
+A writer locks the folder (`flock`, so other processes wait), writes a temporary
+file, fsyncs it, renames it over the old one and fsyncs the folder: a crash leaves
+the old file or the new one, never half of one. A process forked while one of its
+threads holds such a lock closes its copy of the folder's descriptor, which would
+otherwise keep the lock held for as long as the child lives.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+_held: set[int] = set()  # folder descriptors locked (or being locked) by this process
+
+
+@contextmanager
+def locked_folder(folder: Path) -> Iterator[int]:
+    """The folder (made if missing) opened and locked for this process; yields its descriptor."""
+    os.makedirs(folder, exist_ok=True)  # deleted under an open session: made again, as logs are
+    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    _held.add(fd)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        _held.discard(fd)
+        os.close(fd)  # releases the lock
+
+
+def replace_file(file: Path, data: bytes, folder: int) -> None:
+    """Write `data` as `file` whole: a temporary file, fsync, rename, fsync of the folder.
+
+    Called under `locked_folder`: every writer holds the lock while its temporary
+    file exists, so any other one found was left by a killed process, and is removed."""
+    for stale in file.parent.glob(f".{file.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+    tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
+    try:
+        mode = os.stat(file).st_mode & 0o777
+    except OSError:
+        mode = 0o644
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, file)
+        os.fsync(folder)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _close_held_in_child() -> None:
+    for fd in list(_held):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_close_held_in_child)

@@ -1,0 +1,408 @@
+"""Tracks: a session's time series, one JSON Lines file per track, written by the logs' writer.
+
+`track.append(**fields)` checks, stamps, snapshots and queues, like `log()`: the
+writer thread numbers the points in file order (`index` 0, 1, 2, ... with no gaps,
+across re-opens and processes, under the file's lock) and appends them in batches.
+`metadata.json` beside the points is replaced whole when they are made durable
+(flush, close, exit, SIGTERM), never per point.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from . import _batcher
+from ._batcher import Channel, State
+from ._encode import NATIVE, careful, checked, iso_timestamp, metadata_bytes, native, snapshot
+from ._files import locked_folder, replace_file
+from ._reader import Records, WholeLines, follow
+from ._sink import last_record
+
+if TYPE_CHECKING:
+    from ._session import Session
+
+TRACKS = "tracks"
+DATA_FILE = "data.jsonl"
+META_FILE = "metadata.json"
+_OPEN = (State.OPEN, State.EXITING)
+
+
+def check_name(name: object) -> str:
+    """`name` if it names a track: folders joined by `/`, each a plain folder name."""
+    if not isinstance(name, str):
+        msg = f"a track name must be a str, got {type(name).__name__}"
+        raise TypeError(msg)
+    for part in name.split("/"):
+        if part in ("", ".", "..", DATA_FILE, META_FILE) or "\0" in part or "\\" in part:
+            msg = (
+                f"a track name is folder names joined by '/', each not empty, not '.' or '..', "
+                f"not {DATA_FILE!r} or {META_FILE!r}, without '\\' or NUL; got {name!r}"
+            )
+            raise ValueError(msg)
+    return name
+
+
+class Track:
+    """One time series of a session: `append()`, `append_batch()`, `read()`, `stats()`, `list_all()`.
+
+    Get it with `session.track(name)`; every call with that name returns this object.
+    """
+
+    def __init__(self, session: Session, name: str, log_channel: Channel) -> None:
+        self.name = name
+        self._session = session
+        self.folder = session.path / TRACKS / name
+        self._channel = Channel(
+            str(self.folder / DATA_FILE),
+            f"track {name!r} of {session!r}",
+            log_channel.interval,
+            log_channel.drop_when_full,
+            log_channel,
+        )
+        self._channel.after_sync = self._write_metadata
+        self._lock = threading.RLock()  # an index and its point's place in the queue go together
+        self._next = [0]  # the index the next point gets, as far as this process knows
+        self._created = time.time_ns()
+        self._info: dict[str, Any] = {}  # description, tags, metadata given to track()
+        self._described = -1  # the sink's write count when metadata.json was last written
+        self._append = _bind_append(self)
+        if type(self).append is Track.append:
+            self.__dict__["append"] = self._append  # the hot path, one call less (as log())
+
+    def __repr__(self) -> str:
+        return f"<Track {self.name!r} of {self._session!r}>"
+
+    @property
+    def file(self) -> Path:
+        """The JSON Lines file holding the points."""
+        return self.folder / DATA_FILE
+
+    def describe(self, description: object, tags: object, metadata: object) -> None:
+        """Keep what track() was given (None: unchanged); written to metadata.json at the next flush."""
+        info: dict[str, Any] = {}
+        if description is not None:
+            if not isinstance(description, str):
+                msg = f"description must be a str or None, got {type(description).__name__}"
+                raise TypeError(msg)
+            info["description"] = description
+        if tags is not None:
+            if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+                msg = f"tags must be a list of str or None, got {type(tags).__name__}"
+                raise TypeError(msg)
+            tags = list(tags)
+            if not all(isinstance(tag, str) for tag in tags):
+                msg = f"tags must be a list of str, got {tags!r}"
+                raise TypeError(msg)
+            info["tags"] = tags
+        if metadata is not None:
+            info["metadata"] = orjson.loads(metadata_bytes(snapshot(metadata)))
+        if info:
+            self._info = {**self._info, **info}
+            self._described = -1
+
+    def open(self) -> None:
+        """Open the file with the session; the indices go on from the file's last point."""
+        channel = self._channel
+        resuming = channel.registered  # a close failed: its points are still queued
+        channel.open()
+        if not resuming:
+            with self._lock:
+                self._next[0] = channel.sink.next_number
+
+    def append(self, **fields: Any) -> dict[str, int]:
+        """Queue one point (the fields as given); returns `{"index": i}`, its index in the file.
+
+        Values follow the rules of log metadata. Raises RuntimeError if the session
+        is not open, ValueError without any field.
+        """
+        return self._append(**fields)
+
+    def append_batch(self, points: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+        """Queue the points in order, with consecutive indices; returns startIndex, endIndex
+        (inclusive) and count. Every point is checked before any is queued."""
+        if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, Iterable):
+            msg = f"append_batch() takes a list of mappings (one per point), got {type(points).__name__}"
+            raise TypeError(msg)
+        texts = []
+        for i, point in enumerate(points):
+            if not isinstance(point, Mapping):
+                msg = f"point {i} of the batch is a {type(point).__name__}, not a mapping of fields"
+                raise TypeError(msg)
+            if not point:
+                msg = f"point {i} of the batch has no fields"
+                raise ValueError(msg)
+            texts.append(snapshot(point))
+        ns = time.time_ns()
+        entries = [(ns, text) for text in texts]
+        channel, lock = self._channel, self._lock
+        if channel.state not in _OPEN:
+            channel.refuse()
+        with lock:
+            start = self._next[0]
+            channel.queue.extend(entries)
+            self._next[0] = start + len(entries)
+        if entries and len(channel.queue) >= channel.mark:
+            try:
+                channel.pressure(entries[-1])
+            except RuntimeError:  # closed meanwhile: none of the batch is recorded
+                for entry in entries:
+                    try:
+                        channel.queue.remove(entry)
+                    except ValueError:
+                        pass
+                with lock:
+                    self._next[0] -= len(entries)
+                raise
+        return {"startIndex": start, "endIndex": start + len(entries) - 1, "count": len(entries)}
+
+    def read(self, start_index: int = 0, limit: int = 1000) -> dict[str, Any]:
+        """Points `start_index` to `start_index + limit - 1`, after writing what is queued.
+
+        Returns data (each point's index, data and createdAt), startIndex, endIndex
+        (inclusive), total (points in the file, from every process) and hasMore.
+        """
+        for what, value, low in (("start_index", start_index, 0), ("limit", limit, 1)):
+            if type(value) is not int:
+                msg = f"{what} must be an int, got {type(value).__name__}"
+                raise TypeError(msg)
+            if value < low:
+                msg = f"{what} must be at least {low}, got {value}"
+                raise ValueError(msg)
+        self._write()
+        stop = start_index + limit
+        data = []
+        if self.file.exists():
+            with open(self.file, "rb") as f:
+                for point in _points(WholeLines(f), [0]):
+                    index = point["index"]
+                    if index >= stop:
+                        break
+                    if index >= start_index:
+                        data.append(point)
+        total = count_points(self.file)
+        end = data[-1]["index"] if data else start_index - 1
+        return {
+            "data": data,
+            "startIndex": start_index,
+            "endIndex": end,
+            "total": total,
+            "hasMore": total > stop,
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """name, totalDataPoints (in the file, from every process, after writing what is queued),
+        bufferedDataPoints and chunkedDataPoints (the remote tiers: locally every point is in
+        the file, counted as buffered), description, tags, metadata."""
+        self._write()
+        total = count_points(self.file)
+        described = {**_load_metadata(self.folder / META_FILE), **self._info}
+        return {
+            "name": self.name,
+            "totalDataPoints": total,
+            "bufferedDataPoints": total,
+            "chunkedDataPoints": 0,
+            **{key: described.get(key) for key in ("description", "tags", "metadata")},
+        }
+
+    def list_all(self) -> list[dict[str, Any]]:
+        """Every track of the session on disk (every open, every process): name and totalDataPoints."""
+        return self._session._list_tracks()
+
+    def _write(self) -> None:
+        """Write what this process queued, without fsync, so that reading sees it."""
+        if self._channel.state not in _OPEN and not self._channel.registered:
+            return
+        _batcher.write([self._channel])
+
+    def _write_metadata(self) -> None:
+        """metadata.json, replaced whole; run by the syncer after the points' fsync."""
+        writes = self._channel.sink.writes
+        if writes == self._described:
+            return
+        file = self.folder / META_FILE
+        try:
+            with locked_folder(self.folder) as folder:
+                stored = _load_metadata(file)
+                last = last_point(self.file)
+                created = stored.get("createdAt") or iso_timestamp(self._created)
+                meta = {
+                    "name": self.name,
+                    "description": stored.get("description"),
+                    "tags": stored.get("tags"),
+                    "metadata": stored.get("metadata"),
+                    **self._info,
+                    "totalDataPoints": 0 if last is None else last["index"] + 1,
+                    "createdAt": created,
+                    "updatedAt": created if last is None else last.get("createdAt", created),
+                }
+                data = orjson.dumps(meta, None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+                replace_file(file, data, folder)
+        except OSError as exc:
+            msg = f"dreamlake could not write {file}: {exc.strerror or exc}"
+            raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
+        self._described = writes
+
+
+def _bind_append(track: Track) -> Callable[..., dict[str, int]]:
+    """The hot path of one track: snapshot, stamp, number and queue. No I/O."""
+    channel = track._channel
+    queue = channel.queue
+    add = queue.append
+    acquire, release = track._lock.acquire, track._lock.release
+    counter = track._next
+    dumps = orjson.dumps
+    options = NATIVE
+    time_ns = time.time_ns
+
+    def append(**fields: Any) -> dict[str, int]:
+        if not fields:
+            msg = "append() needs at least one field, such as append(value=0.5, step=1)"
+            raise ValueError(msg)
+        data: str | Any
+        try:  # as in log(): JSON now, a deep copy
+            data = dumps(fields, native, options).decode()
+        except TypeError:
+            data = careful(fields)
+        else:
+            if "null" in data:
+                data = checked(fields, data)
+        entry = (time_ns(), data)
+        acquire()
+        try:
+            index = counter[0]
+            add(entry)
+            counter[0] = index + 1
+        finally:
+            release()
+        if len(queue) >= channel.mark:
+            try:
+                channel.pressure(entry)
+            except RuntimeError:  # not open: taken back, and so is its index
+                acquire()
+                counter[0] -= 1
+                release()
+                raise
+        return {"index": index}
+
+    append.__doc__ = Track.append.__doc__
+    return append
+
+
+def reinit_lock_in_child(track: Track) -> None:
+    """After a fork: the lock may have been held by a thread the child does not have."""
+    track._lock._at_fork_reinit()  # type: ignore[attr-defined]
+
+
+# -- reading ------------------------------------------------------------------------------
+
+
+def _points(lines: Iterable[bytes], bad: list[int]) -> Iterator[dict[str, Any]]:
+    """The points among `lines`; `bad[0]` counts the lines that are not points."""
+    loads = orjson.loads
+    for line in lines:
+        try:
+            point = loads(line)
+            numbered = type(point["index"]) is int
+        except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
+            numbered = False
+        if numbered:
+            yield point
+        else:
+            bad[0] += 1
+
+
+def track_file(path: str | os.PathLike[str], name: str) -> Path:
+    """The data.jsonl of track `name` in session folder `path`; FileNotFoundError naming what is missing."""
+    folder = Path(path)
+    check_name(name)
+    if not folder.is_dir():
+        msg = f"no session folder at {folder}"
+        raise FileNotFoundError(msg)
+    file = folder / TRACKS / name / DATA_FILE
+    if not file.is_file():
+        known = ", ".join(track_names(folder)) or "none"
+        msg = f"{folder} has no track {name!r} (tracks: {known})"
+        raise FileNotFoundError(msg)
+    return file
+
+
+def iter_track(
+    path: str | os.PathLike[str], name: str, skipped: list[int] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield the points of a track one by one, in file order; lines that are not points are
+    skipped (counted in `skipped[0]` when given), a last line without its newline too."""
+    bad = [0]
+    with open(track_file(path, name), "rb") as f:
+        lines = WholeLines(f)
+        yield from _points(lines, bad)
+    if lines.tail:
+        bad[0] += 1
+    if skipped is not None:
+        skipped[:] = bad
+
+
+def follow_track(
+    path: str | os.PathLike[str], name: str, interval: float = 0.2, stop: Callable[[], bool] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Yield every point of the track, then each new one once its line is complete (see follow_logs)."""
+    return follow(track_file(path, name), _points, interval, stop)
+
+
+def read_track(path: str | os.PathLike[str], name: str) -> Records:
+    """All points of track `name` of the session folder `path`, in file order: each a dict of
+    index, data and createdAt. Torn lines are skipped; `result.skipped` says how many."""
+    counter = [0]
+    points = Records(iter_track(path, name, counter))
+    points.skipped = counter[0]
+    return points
+
+
+def track_names(session: Path) -> list[str]:
+    """The tracks of a session folder, by name."""
+    root = session / TRACKS
+    return sorted(str(file.parent.relative_to(root)) for file in root.rglob(DATA_FILE) if file.is_file())
+
+
+def count_points(file: Path) -> int:
+    """Points in a track's file: the last one's index + 1 (indices are contiguous in file order)."""
+    last = last_point(file)
+    return 0 if last is None else int(last["index"]) + 1
+
+
+def last_point(file: Path) -> dict[str, Any] | None:
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        return last_record(fd, os.fstat(fd).st_size, 0, "index")
+    finally:
+        os.close(fd)
+
+
+def _load_metadata(file: Path) -> dict[str, Any]:
+    """A track's metadata.json, or {} when missing or not an object (it is ours to rewrite)."""
+    try:
+        loaded = orjson.loads(file.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
+
+
+def summary(session: Path, name: str, track: Track | None = None) -> dict[str, Any]:
+    """What `list_all()` shows of one track: name, totalDataPoints, description, tags."""
+    file = session / TRACKS / name / DATA_FILE
+    described = {**_load_metadata(file.with_name(META_FILE)), **(track._info if track is not None else {})}
+    return {
+        "name": name,
+        "totalDataPoints": count_points(file),
+        "description": described.get("description"),
+        "tags": described.get("tags"),
+    }
