@@ -6,7 +6,7 @@
 
 The scenarios are `dreamlake._bench`'s, the ones `dreamlake bench` runs. Peers need
 `pip install -e '.[bench]'`; those not installed are left out. Prints Markdown
-tables of medians over --reps runs, and whether each target of issue 9 holds.
+tables of medians over --reps runs, and whether each target of issues 9 and 10 holds.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dreamlake import _bench
 from dreamlake._bench import duration
 from dreamlake._contenders import DREAMLAKE, NOOP, SYNC, available
 
-SCENARIOS = ("hot", "e2e", "train", "shapes", "sessions", "threads", "memory", "read")
+SCENARIOS = ("hot", "e2e", "train", "shapes", "sessions", "threads", "tracks", "memory", "read")
 TRAINING = {  # label: (step µs, logs per step, GIL-bound)
     "70 µs GIL-free, 1 log": (70, 1, False),
     "150 µs GIL-free, 1 log": (150, 1, False),
@@ -59,6 +59,8 @@ def child(args: argparse.Namespace) -> Any:
         return _bench.medians([_bench.sessions(args.e2e_calls) for _ in range(reps)])
     if args.child == "threads":
         return _bench.medians([_bench.threads(args.e2e_calls) for _ in range(reps)])
+    if args.child == "tracks":
+        return _bench.medians([tracks(args.calls, args.e2e_calls) for _ in range(reps)])
     if args.child == "memory":
         return memory(args.contender, args.memory_calls)
     return read_back(reps, args.read_records)
@@ -81,6 +83,54 @@ def memory(name: str, calls: int) -> dict[str, float]:
     return figures
 
 
+TRACK_CALLS = {  # the same metric, as a log record and as a track point
+    "session.log(...)": 's.log("loss", metadata={"value": i * 1e-6, "step": i})',
+    "session.track(...).append(...)": 's.track("loss").append(value=i * 1e-6, step=i)',
+}
+_TRACK_HOT = """
+def loop(s, n, lat, clock):
+    for i in range(n):
+        t0 = clock()
+        CALL
+        lat[i] = clock() - t0
+"""
+_TRACK_E2E = """
+def loop(s, n):
+    for i in range(n):
+        CALL
+"""
+
+
+def tracks(calls: int, e2e_calls: int) -> dict[str, dict[str, float]]:
+    """A metric logged and tracked, alternating, each in a fresh session: caller p50 and p99 (ns),
+    then end to end (calls, flush, fsync): CPU per call (ns)."""
+    from array import array
+
+    import dreamlake
+
+    out: dict[str, dict[str, float]] = {}
+    for name, call in TRACK_CALLS.items():
+        hot = _bench._compile(_TRACK_HOT.replace("CALL", call), "")
+        e2e = _bench._compile(_TRACK_E2E.replace("CALL", call), "")
+        lat = array("q", bytes(8 * calls))
+        with tempfile.TemporaryDirectory() as tmp:
+            with dreamlake.Session(name="hot", workspace="bench", local_path=tmp) as s:
+                gc.collect()
+                hot(s, calls, lat, time.perf_counter_ns)
+            with dreamlake.Session(name="e2e", workspace="bench", local_path=tmp) as s:
+                gc.collect()
+                cpu = time.process_time_ns()
+                e2e(s, e2e_calls)
+                s.flush()
+                cpu = time.process_time_ns() - cpu
+            tracked = "track" in name
+            written = len(dreamlake.read_track(s.path, "loss") if tracked else dreamlake.read_logs(s.path))
+            assert written == e2e_calls, f"{name}: {written} written, {e2e_calls} expected"
+        values = sorted(lat)
+        out[name] = {"p50": _bench._at(values, 0.5), "p99": _bench._at(values, 0.99), "cpu": cpu / e2e_calls}
+    return out
+
+
 def current_rss() -> int:
     with open("/proc/self/status") as f:
         for line in f:
@@ -90,28 +140,37 @@ def current_rss() -> int:
 
 
 def read_back(reps: int, count: int) -> dict[str, dict[str, float]]:
-    """read_logs on a file of `count` records, next to a bare orjson.loads loop over its lines."""
+    """read_logs on a file of `count` records and read_track on a track of `count` points, each
+    next to a bare orjson.loads loop over the lines of the same file."""
     import orjson
 
     import dreamlake
 
-    samples: dict[str, list[float]] = {"bare orjson loop": [], "dreamlake.read_logs": []}
+    def bare(file: Any) -> list[Any]:
+        with open(file, "rb") as f:
+            return [orjson.loads(line) for line in f.read().split(b"\n")[:-1]]
+
+    readers = {
+        "logs: bare orjson loop": lambda s: bare(s.log_file),
+        "dreamlake.read_logs": lambda s: dreamlake.read_logs(s.path),
+        "track: bare orjson loop": lambda s: bare(s.path / "tracks" / "loss" / "data.jsonl"),
+        "dreamlake.read_track": lambda s: dreamlake.read_track(s.path, "loss"),
+    }
+    samples: dict[str, list[float]] = {name: [] for name in readers}
     with tempfile.TemporaryDirectory() as tmp:
         with dreamlake.Session(name="read", workspace="bench", local_path=tmp) as s:
+            track = s.track("loss")
             for i in range(count):
                 s.log("Batch", "debug", {"loss": i * 1e-6, "lr": 0.001})
+                track.append(value=i * 1e-6, step=i)
         for _ in range(reps):
-            gc.collect()
-            t0 = time.perf_counter()
-            with open(s.log_file, "rb") as f:
-                bare = [orjson.loads(line) for line in f.read().split(b"\n")[:-1]]
-            t1 = time.perf_counter()
-            records = dreamlake.read_logs(s.path)
-            t2 = time.perf_counter()
-            assert len(bare) == len(records) == count
-            del bare, records
-            samples["bare orjson loop"].append(t1 - t0)
-            samples["dreamlake.read_logs"].append(t2 - t1)
+            for name, read in readers.items():
+                gc.collect()
+                t0 = time.perf_counter()
+                got = read(s)
+                samples[name].append(time.perf_counter() - t0)
+                assert len(got) == count, f"{name}: {len(got)} read, {count} expected"
+                del got
     return {name: {"seconds": statistics.median(runs)} for name, runs in samples.items()}
 
 
@@ -229,6 +288,20 @@ class Report:
         self.check(f"7. 1,000 sessions <= 1.2x the CPU per entry of one: {ratio:.2f}x", ratio <= 1.2)
         print()
 
+    def tracks(self, tracks: dict[str, Any], args: argparse.Namespace) -> None:
+        print(
+            f"### Tracks: one metric as a log record and as a track point; {args.calls:,} calls "
+            f"timed each, {args.e2e_calls:,} end to end (then flush + fsync)\n"
+        )
+        print("| call | p50 | p99 | CPU / call end to end |\n|---|---|---|---|")
+        for name, r in tracks.items():
+            print(f"| `{name}` | {duration(r['p50'])} | {duration(r['p99'])} | {duration(r['cpu'])} |")
+        log, track = tracks.values()
+        for figure, what in (("p50", "caller p50"), ("cpu", "end-to-end CPU")):
+            ratio = track[figure] / log[figure]
+            self.check(f"10. track append {what} <= 1.5x log()'s: {ratio:.2f}x", ratio <= 1.5)
+        print()
+
     def threads(self, threads: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"### Threads: {args.e2e_calls:,} calls into one session, then flush\n")
         print("| threads | entries/s |\n|---|---|")
@@ -264,7 +337,7 @@ def main() -> None:
     only = args.only.split(",")
     report = Report([c.name for c in available()])
     print(f"{_bench.environment()}, {time.strftime('%Y-%m-%d')}, medians of {args.reps} runs\n")
-    for scenario in ("hot", "e2e", "train", "shapes", "sessions", "threads"):
+    for scenario in ("hot", "e2e", "train", "shapes", "sessions", "threads", "tracks"):
         if scenario in only:
             getattr(report, scenario)(spawn(args, scenario), args)
     if "memory" in only:
@@ -276,13 +349,15 @@ def main() -> None:
         print()
     if "read" in only:
         read = spawn(args, "read")
-        floor = read["bare orjson loop"]["seconds"]
-        print(f"### Read-back: {args.read_records:,} records\n")
-        print("| reader | seconds | ratio |\n|---|---|---|")
+        print(f"### Read-back: {args.read_records:,} records, {args.read_records:,} points\n")
+        print("| reader | seconds | speed / bare orjson loop |\n|---|---|---|")
         for name, r in read.items():
-            print(f"| {name} | {r['seconds']:.2f} | {r['seconds'] / floor:.2f}x |")
+            floor = read[("logs" if "logs" in name else "track") + ": bare orjson loop"]["seconds"]
+            print(f"| {name} | {r['seconds']:.2f} | {floor / r['seconds']:.2f}x |")
+        speed = read["track: bare orjson loop"]["seconds"] / read["dreamlake.read_track"]["seconds"]
+        report.check(f"10. read_track at >= 0.7x the speed of a bare orjson loop: {speed:.2f}x", speed >= 0.7)
         print()
-    print("### Targets (issue 9)\n")
+    print("### Targets (issues 9 and 10)\n")
     for text, ok in report.checks:
         print(f"- {'met' if ok else '**not met**'}: {text}")
 

@@ -230,7 +230,7 @@ def _doc_train_model() -> None:
                 train_loss = 0.0
                 train_correct = 0
 
-                for batch_idx, (data, target) in enumerate(train_loader):  # noqa: F821
+                for batch_idx, (data, target) in enumerate(train_loader):  # noqa: B007, F821
                     loss, correct = train_step(data, target)  # noqa: F821
                     train_loss += loss
                     train_correct += correct
@@ -321,13 +321,13 @@ def test_system_monitoring(monkeypatch: pytest.MonkeyPatch) -> None:
     paused: list[float] = []
     monkeypatch.setattr(real_time, "sleep", paused.append)  # the doc waits 5 s per sample
 
-    import psutil  # type: ignore[import-not-found]
+    import psutil  # type: ignore[import-not-found]  # noqa: I001 - as the doc writes them
     import time
 
     from dreamlake import Session
 
     with Session(name="system-monitor", workspace="monitoring", local_path="./data") as session:
-        for i in range(100):
+        for i in range(100):  # noqa: B007
             # Get system metrics
             cpu_percent = psutil.cpu_percent(interval=1)
             memory = psutil.virtual_memory()
@@ -417,7 +417,7 @@ def test_data_storage_local_mode() -> None:
 def test_training_with_validation() -> None:
     epochs = 3
     metrics = iter([{"loss": 1.0 / (i + 1), "acc": i / 10} for i in range(6)])
-    train_epoch = validate_epoch = lambda: next(metrics)  # noqa: E731
+    train_epoch = validate_epoch = lambda: next(metrics)
 
     with Session(name="training", workspace="ml", local_path="./data") as session:
         for epoch in range(epochs):
@@ -734,7 +734,7 @@ def test_read_pages_through_the_track(session: Session) -> None:
     ],
 )
 def test_read_refuses_bad_ranges(session: Session, kwargs: dict[str, Any], error: type) -> None:
-    with pytest.raises(error, match="start_index|limit"):
+    with pytest.raises(error, match=r"start_index|limit"):
         session.track("loss").read(**kwargs)
 
 
@@ -930,3 +930,19 @@ def test_ls_counts_tracks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["ls", str(tmp_path)]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows["ws/run"][6] == "3" and rows["ws/bare"][6] == "0"
+
+
+def test_the_readme_tracks_example_makes_the_files_it_shows() -> None:
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("## Tracks\n", 1)[1].split("\n## ", 1)[0]
+    code, point_example, meta_example = (block.split("\n", 1)[1] for block in section.split("```")[1:6:2])
+    exec(code, {"Session": Session})
+    stored = points("test", "demo", "train/loss")
+    assert len(stored) == 1002 and stored[-1]["data"] == {"value": 0.09, "step": 1001}
+    shown = [orjson.loads(line) for line in point_example.splitlines()]
+    assert [list(p) for p in shown] == [list(p) for p in stored[:2]]
+    assert [p["data"] for p in shown] == [p["data"] for p in stored[:2]]
+    meta = described("test", "demo", "train/loss")
+    assert list(json.loads(meta_example)) == list(meta)
+    assert meta["totalDataPoints"] == json.loads(meta_example)["totalDataPoints"]
+    assert described("test", "demo", "val/accuracy")["description"] == "top-1"

@@ -186,7 +186,7 @@ class Channel:
         if not count:
             return None
         reason = "when_full='drop'" if self.drop_when_full else "the file could not be written"
-        what = "entries" if self.log_channel is None else f"points of track {self.name}"
+        what = "entries" if self.log_channel is None else f"points of {self.name}"
         message = f"dreamlake dropped {count} {what}: the queue was full ({reason})"
         return (time.time_ns(), "warn", message, f'{{"dropped":{count}}}')
 

@@ -36,7 +36,7 @@ from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._params import Parameters
 from ._reader import LOG_FILE, Records, read_logs
-from ._tracks import Track, check_name, reinit_lock_in_child, summary, track_names
+from ._tracks import Track, check_name, summary, track_after_fork_in_child, track_names
 
 
 class Session:
@@ -148,7 +148,8 @@ class Session:
         _batcher.flush(self._channels(), timeout)
 
     def _channels(self) -> list[Channel]:
-        return [self._channel, *(track._channel for track in list(self._tracks.values()))]
+        """The tracks' channels, then the log's: a track's drop notice goes to the log."""
+        return [*(track._channel for track in list(self._tracks.values())), self._channel]
 
     def parameters(self) -> Parameters:
         """This session's parameters (hyperparameters, configuration): `.set(...)`, `.get()`."""
@@ -251,7 +252,7 @@ def _new_locks_in_child() -> None:
     for session in list(_all_sessions):
         session._lifecycle = threading.RLock()
         for track in session._tracks.values():
-            reinit_lock_in_child(track)
+            track_after_fork_in_child(track)
 
 
 def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:

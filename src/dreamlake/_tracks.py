@@ -295,9 +295,11 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int]]:
     return append
 
 
-def reinit_lock_in_child(track: Track) -> None:
-    """After a fork: the lock may have been held by a thread the child does not have."""
+def track_after_fork_in_child(track: Track) -> None:
+    """The lock may have been held by a thread the child does not have; the child's file
+    handle counts its writes from 0: a child that appends describes the track at its flush."""
     track._lock._at_fork_reinit()  # type: ignore[attr-defined]
+    track._described = 0
 
 
 # -- reading ------------------------------------------------------------------------------

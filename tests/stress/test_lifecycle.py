@@ -273,7 +273,8 @@ def test_forked_child_that_changes_directory_logs_under_the_original_folder(chil
 
 @pytest.mark.parametrize("leave", ["sys.exit(0)", "pass"], ids=["sys-exit", "end-of-script"])
 def test_forked_child_that_logged_nothing_does_not_fsync_at_exit(child: Child, leave: str) -> None:
-    """A fork child that never logged leaves without touching the disk: no os.fsync at its exit."""
+    """A fork child that never logged leaves without touching the disk: no os.fsync at its exit
+    (nor a track's metadata.json, replaced with an fsync)."""
     result = child.run(
         f"""
         import atexit
@@ -285,6 +286,7 @@ def test_forked_child_that_logged_nothing_does_not_fsync_at_exit(child: Child, l
         atexit.register(report)
         s = session().open()
         s.log("parent")
+        s.track("loss").append(v=1)
         s.flush()
         pid = os.fork()
         if pid == 0:
