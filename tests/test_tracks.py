@@ -946,3 +946,102 @@ def test_the_readme_tracks_example_makes_the_files_it_shows() -> None:
     assert list(json.loads(meta_example)) == list(meta)
     assert meta["totalDataPoints"] == json.loads(meta_example)["totalDataPoints"]
     assert described("test", "demo", "val/accuracy")["description"] == "top-1"
+
+
+def test_read_finds_any_page_of_a_long_track_with_torn_lines(session: Session) -> None:
+    """read() bisects the file to its start: every page matches the file, torn lines or not."""
+    track = session.track("loss")
+    track.append_batch([{"v": i, "pad": "x" * (i % 97)} for i in range(20_000)])
+    session.flush()
+    with open(track.file, "ab") as f:
+        f.write(b'{"index":20000,"data":{"v"')  # a crash mid-line; the next write starts a new line
+    track.append_batch([{"v": i, "pad": ""} for i in range(20_000, 30_000)])
+    session.flush()
+    stored = {p["index"]: p for p in read_track(session.path, "loss")}
+    assert len(stored) == 30_000
+    rng = random.Random(7)
+    for start in [0, 1, 19_999, 20_000, 29_999, 30_000, *rng.sample(range(30_000), 40)]:
+        limit = rng.choice([1, 3, 1000])
+        page = track.read(start_index=start, limit=limit)
+        assert page["data"] == [stored[i] for i in range(start, min(start + limit, 30_000))]
+        assert page["total"] == 30_000
+
+
+def test_read_takes_numpy_integers(session: Session) -> None:
+    np = pytest.importorskip("numpy")
+    session.track("loss").append_batch([{"v": i} for i in range(5)])
+    page = session.track("loss").read(start_index=np.int64(2), limit=np.int32(2))
+    assert [p["index"] for p in page["data"]] == [2, 3]
+
+
+def test_a_metadata_write_that_fails_is_reported_and_the_close_goes_on(tmp_path: Path) -> None:
+    session = Session(name="run", workspace="ws", local_path=tmp_path).open()
+    session.track("loss").append(v=1)
+    (session.path / "tracks" / "loss" / "metadata.json").mkdir()  # cannot be replaced by a file
+    with pytest.raises(OSError, match=r"could not write .*tracks/loss/metadata.json"):
+        session.close()
+    assert not session.is_open
+    session.close()  # closed: nothing left to retry
+    assert [p["data"] for p in read_track(session.path, "loss")] == [{"v": 1}]
+
+
+def test_a_track_that_cannot_be_opened_leaves_the_session_closed(tmp_path: Path) -> None:
+    session = Session(name="run", workspace="ws", local_path=tmp_path)
+    with session:
+        session.track("m").append(v=0)
+    blocker = session.path / "tracks" / "m"
+    for child in blocker.iterdir():
+        child.unlink()
+    blocker.rmdir()
+    blocker.write_text("in the way")
+    with pytest.raises(OSError):
+        session.open()
+    assert not session.is_open
+    with pytest.raises(RuntimeError, match="closed"):
+        session.log("nothing")
+    blocker.unlink()
+    with session:
+        assert session.track("m").append(v=1) == {"index": 0}
+        session.log("back")
+
+
+def test_a_description_given_while_metadata_is_written_is_not_lost(session: Session) -> None:
+    import threading
+
+    import dreamlake._tracks as T
+
+    real, inside, go_on = T.replace_file, threading.Event(), threading.Event()
+
+    def gated(*args: Any) -> None:
+        inside.set()
+        go_on.wait(10)
+        real(*args)
+
+    track = session.track("loss", description="old")
+    track.append(v=1)
+    T.replace_file = gated  # type: ignore[assignment]
+    try:
+        flusher = threading.Thread(target=session.flush)
+        flusher.start()
+        assert inside.wait(10)
+        session.track("loss", description="new")
+        go_on.set()
+        flusher.join()
+    finally:
+        T.replace_file = real  # type: ignore[assignment]
+    session.flush()
+    assert described("ws", "run", "loss", str(session.local_path))["description"] == "new"
+
+
+@pytest.mark.parametrize("name", ["a/.metadata.json.1.tmp", "x" * 256, "ok/" + "é" * 128])
+def test_names_that_would_break_the_files_are_refused(session: Session, name: str) -> None:
+    with pytest.raises(ValueError, match="a track name"):
+        session.track(name)
+
+
+def test_cli_errors_escape_control_characters(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
+    session.track("x\x1b[31mRED").append(v=1)
+    session.flush()
+    assert main(["tracks", str(session.path), "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\\x1b[31mRED" in err and err.count("\n") == 1

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import _process
@@ -71,7 +71,7 @@ class Channel:
         self.state = State.NEW
         # A track's points are numbered by "index"; its drop notices go to its session's log.
         self.log_channel = log_channel
-        self.sink = Sink(path, "sequenceNumber" if log_channel is None else "index")
+        self.sink = Sink(path) if log_channel is None else Sink(path, "index", keep_open=False)
         self.after_sync: Callable[[], None] | None = None  # called by the syncer after each fsync
         self.pending: list[Any] = []  # taken from the queue, not yet written
         self.drops = itertools.count()  # next() per dropped entry: atomic, and O(1) memory
@@ -121,13 +121,13 @@ class Channel:
                 self.mark = 0
             if len(self.queue) > QUEUE_LIMIT:
                 try:
-                    self._make_room()
+                    if not self._wait_for_room():
+                        self._drop()
                 except KeyboardInterrupt:  # a log() that raises writes nothing
-                    if self.log_channel is None:  # (a point keeps its place: the indices after it hold)
-                        try:
-                            self.queue.remove(entry)
-                        except ValueError:
-                            pass  # written already: the writer took it while we waited
+                    try:
+                        self.queue.remove(entry)
+                    except ValueError:
+                        pass  # written already: the writer took it while we waited
                     raise
         elif state is State.EXITING:
             try:  # the process is ending: nothing will come back for it later
@@ -141,6 +141,50 @@ class Channel:
                 return  # the closing writer took it: it is in the file when close() returns
             self.refuse()
 
+    def pressure_points(self, points: Sequence[Point], later: int = 0) -> int:
+        """pressure() for a track: `points` were just queued, the newest, under the track's lock
+        (and `later` more of its batch will not be, if these are dropped: counted too).
+
+        Returns how many of them (the last ones) were taken back: dropped, or refused
+        because the session closed meanwhile while the closing writer took the others.
+        Raises RuntimeError, taking them all back, when the session is not open.
+        A point whose index the caller returned is never dropped: only these.
+        """
+        state = self.state
+        if state is State.OPEN:
+            _worker.wake()
+            self.mark = QUEUE_LIMIT
+            if self.state is not State.OPEN:
+                self.mark = 0
+            # Ctrl-C while waiting leaves the points queued: the indices after them hold.
+            if len(self.queue) > QUEUE_LIMIT and not self._wait_for_room():
+                over = points[len(points) - min(len(points), len(self.queue) - QUEUE_LIMIT) :]
+                dropped = self._take_back(over)
+                for _ in range(dropped + later if dropped else 0):
+                    next(self.drops)
+                return dropped
+            return 0
+        if state is State.EXITING:
+            self.pressure(points[-1])
+            return 0
+        taken = self._take_back(points)  # the closing writer wrote the others: in the file
+        if taken == len(points):
+            self.refuse()
+        return taken
+
+    def _take_back(self, points: Sequence[Point]) -> int:
+        """Remove `points` from the end of the queue, newest first, unless the writer took them."""
+        queue, taken = self.queue, 0
+        for point in reversed(points):
+            if not queue or queue[-1] is not point:
+                break
+            try:
+                queue.pop()
+            except IndexError:  # the writer took it meanwhile, and so the ones before it
+                break
+            taken += 1
+        return taken
+
     def refuse(self, call: str = "") -> None:
         """Raise the RuntimeError that says why `call` (log() or append()) records nothing now."""
         call = call or self.what
@@ -151,15 +195,15 @@ class Channel:
         )
         raise RuntimeError(msg)
 
-    def _make_room(self) -> None:
-        """Wait while the worker makes progress; drop (counted) when it cannot."""
+    def _wait_for_room(self) -> bool:
+        """Wait while the queue is over its limit and the worker makes progress; False when
+        the newest entries must be dropped instead (counted)."""
         if _worker.is_current():
-            return  # a value converted by the worker logged: it cannot wait for itself
+            return True  # a value converted by the worker logged: it cannot wait for itself
         deadline = time.monotonic() + STALL_TIMEOUT
         while len(self.queue) > QUEUE_LIMIT:
             if self.drop_when_full or self.error is not None or self.stalled:
-                self._drop()
-                return
+                return False
             latch = _latch()
             self.waiters.append(latch)
             _worker.wake()
@@ -171,6 +215,7 @@ class Channel:
                     f"writing {self.sink.path} made no progress for {STALL_TIMEOUT:g} s; "
                     f"new entries are dropped, and counted in a warn record, until it does"
                 )
+        return True
 
     def _drop(self) -> None:
         if len(self.queue) > QUEUE_LIMIT:
@@ -659,14 +704,17 @@ class Worker:
         for ch in request.channels:
             try:
                 ch.sink.fsync()
-                if ch.after_sync is not None:
-                    ch.after_sync()
             except OSError as exc:
                 errors.append(exc)
                 if kind is _Kind.CLOSE and ch not in self.channels:
                     ch.error = exc  # keep it: the writer retries, a later close() ends it
                     self.channels.append(ch)
                 continue
+            if ch.after_sync is not None:
+                try:  # the entries are durable: a failure here is reported, and the close goes on
+                    ch.after_sync()
+                except OSError as exc:
+                    errors.append(exc)
             if kind is _Kind.CLOSE and ch.registered and ch not in self.channels:
                 ch.sink.close()
                 ch.registered = False

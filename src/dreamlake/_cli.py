@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except UsageError as exc:
-        print(f"dreamlake: {exc}", file=sys.stderr)
+        print(f"dreamlake: {visible(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

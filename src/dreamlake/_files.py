@@ -38,7 +38,8 @@ def replace_file(file: Path, data: bytes, folder: int) -> None:
     Called under `locked_folder`: every writer holds the lock while its temporary
     file exists, so any other one found was left by a killed process, and is removed."""
     for stale in file.parent.glob(f".{file.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     tmp = file.with_name(f".{file.name}.{os.getpid()}.tmp")
     try:
         mode = os.stat(file).st_mode & 0o777

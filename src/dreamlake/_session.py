@@ -112,9 +112,18 @@ class Session:
         with self._lifecycle:
             if not self.is_open:
                 self._channel.open()
+                opened = [self._channel]
+                try:
+                    for track in list(self._tracks.values()):
+                        track.open()
+                        opened.insert(0, track._channel)
+                except BaseException:  # all or nothing: a later open() starts again
+                    try:
+                        _batcher.close(opened, None)
+                    except OSError:
+                        pass  # the error that matters is the one being raised
+                    raise
                 open_sessions.append(self)
-                for track in list(self._tracks.values()):
-                    track.open()
         return self
 
     def close(self, timeout: float | None = None) -> None:

@@ -24,9 +24,12 @@ _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 class Sink:
     """An append-only log file at an absolute path."""
 
-    def __init__(self, path: str, key: str = "sequenceNumber") -> None:
+    def __init__(self, path: str, key: str = "sequenceNumber", keep_open: bool = True) -> None:
         self.path = path
         self.key = key  # the field that numbers the lines: 0, 1, 2, ... in file order
+        # Without keep_open the file is opened for each write and fsync: a session with
+        # thousands of tracks must not hold thousands of descriptors.
+        self.keep_open = keep_open
         self.writes = 0  # batches written; fsync() is needed while `synced` is behind
         self.synced = 0  # the value `writes` had when the last fsync began
         self._fd = -1
@@ -50,6 +53,8 @@ class Sink:
         self._next = next_number(self._fd, size, 0, self.key) or 0
         self._newline = size > 0 and os.pread(self._fd, 1, size - 1) != b"\n"
         self._size = size
+        if not self.keep_open:
+            self._release()
 
     def reopen(self) -> None:
         """A fresh handle on the same path (after a fork: the inherited one shares the lock)."""
@@ -110,6 +115,8 @@ class Sink:
             self._newline = False
             self.writes += 1
             batch.clear()
+            if not self.keep_open:
+                self._release()
         except BaseException as exc:
             if start >= 0 and batch:  # not committed: leave no part of it in the file
                 try:
@@ -120,7 +127,8 @@ class Sink:
                 raise self.error(exc) from exc
             raise
         finally:
-            fcntl.flock(fd, fcntl.LOCK_UN)
+            if self._fd == fd:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def fsync(self) -> None:
         """Make what was written durable; raise OSError naming the file.
@@ -129,10 +137,17 @@ class Sink:
         counted as not yet synced.
         """
         target = self.writes
-        if self.synced >= target or self._fd < 0:
+        if self.synced >= target:
             return
         try:
-            os.fsync(self._fd)
+            if self._fd >= 0:
+                os.fsync(self._fd)
+            else:  # written and closed: the data is the file's, whichever descriptor syncs it
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
             if self._new_folder:
                 folder = os.open(os.path.dirname(self.path), os.O_RDONLY | os.O_CLOEXEC)
                 try:
@@ -152,9 +167,17 @@ class Sink:
         return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
 
     def _open_quietly(self) -> None:
+        self._new_folder = self._new_folder or not os.path.exists(self.path)
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         self._fd = os.open(self.path, _FLAGS, 0o644)
-        self._size = -1
+        if self.keep_open:
+            self._size = -1
+        # else the size after our last write stands: write() compares it with the file's
+
+    def _release(self) -> None:
+        """Close the descriptor between writes, keeping what is known of the file (see write())."""
+        os.close(self._fd)  # releases the lock too
+        self._fd = -1
 
     def _lock(self) -> int:
         """Take the file lock; a file deleted under us is replaced by a new one first."""

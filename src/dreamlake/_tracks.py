@@ -9,6 +9,7 @@ across re-opens and processes, under the file's lock) and appends them in batche
 
 from __future__ import annotations
 
+import operator
 import os
 import threading
 import time
@@ -32,6 +33,8 @@ TRACKS = "tracks"
 DATA_FILE = "data.jsonl"
 META_FILE = "metadata.json"
 _OPEN = (State.OPEN, State.EXITING)
+_CHUNK = 4096  # points of a batch queued at once
+_SCAN = 1 << 16  # bytes read() goes through line by line, once bisecting has narrowed the file to them
 
 
 def check_name(name: object) -> str:
@@ -40,10 +43,17 @@ def check_name(name: object) -> str:
         msg = f"a track name must be a str, got {type(name).__name__}"
         raise TypeError(msg)
     for part in name.split("/"):
-        if part in ("", ".", "..", DATA_FILE, META_FILE) or "\0" in part or "\\" in part:
+        if (
+            part in ("", ".", "..", DATA_FILE, META_FILE)
+            or part.startswith(f".{META_FILE}.")  # our temporary files
+            or "\0" in part
+            or "\\" in part
+            or len(part.encode("utf-8", "surrogatepass")) > 255
+        ):
             msg = (
                 f"a track name is folder names joined by '/', each not empty, not '.' or '..', "
-                f"not {DATA_FILE!r} or {META_FILE!r}, without '\\' or NUL; got {name!r}"
+                f"not {DATA_FILE!r}, {META_FILE!r} or '.{META_FILE}.*', at most 255 bytes, "
+                f"without '\\' or NUL; got {name!r}"
             )
             raise ValueError(msg)
     return name
@@ -116,8 +126,9 @@ class Track:
             with self._lock:
                 self._next[0] = channel.sink.next_number
 
-    def append(self, **fields: Any) -> dict[str, int]:
-        """Queue one point (the fields as given); returns `{"index": i}`, its index in the file.
+    def append(self, **fields: Any) -> dict[str, int | None]:
+        """Queue one point (the fields as given); returns `{"index": i}`, its index in the file
+        (`{"index": None}` if it was dropped: when_full="drop", or a disk that refuses).
 
         Values follow the rules of log metadata. Raises RuntimeError if the session
         is not open, ValueError without any field.
@@ -126,7 +137,9 @@ class Track:
 
     def append_batch(self, points: Iterable[Mapping[str, Any]]) -> dict[str, int]:
         """Queue the points in order, with consecutive indices; returns startIndex, endIndex
-        (inclusive) and count. Every point is checked before any is queued."""
+        (inclusive) and count. Every point is checked before any is queued; count is less
+        than the batch's length only when points were dropped (when_full="drop", a disk
+        that refuses) or the session was closed meanwhile by another thread."""
         if isinstance(points, (str, bytes, Mapping)) or not isinstance(points, Iterable):
             msg = f"append_batch() takes a list of mappings (one per point), got {type(points).__name__}"
             raise TypeError(msg)
@@ -141,26 +154,29 @@ class Track:
             texts.append(snapshot(point))
         ns = time.time_ns()
         entries = [(ns, text) for text in texts]
-        channel, lock = self._channel, self._lock
-        if channel.state not in _OPEN:
-            channel.refuse()
-        with lock:
-            start = self._next[0]
-            channel.queue.extend(entries)
-            self._next[0] = start + len(entries)
-        if entries and len(channel.queue) >= channel.mark:
-            try:
-                channel.pressure(entries[-1])
-            except RuntimeError:  # closed meanwhile: none of the batch is recorded
-                for entry in entries:
+        channel, queue, counter = self._channel, self._channel.queue, self._next
+        with self._lock:
+            if channel.state not in _OPEN:
+                channel.refuse()
+            start = queued = counter[0]
+            for at in range(0, len(entries), _CHUNK):  # a queue-full wait or a drop at a time
+                chunk = entries[at : at + _CHUNK]
+                counter[0] = queued + len(chunk)
+                queue.extend(chunk)
+                if len(queue) >= channel.mark:
                     try:
-                        channel.queue.remove(entry)
-                    except ValueError:
-                        pass
-                with lock:
-                    self._next[0] -= len(entries)
-                raise
-        return {"startIndex": start, "endIndex": start + len(entries) - 1, "count": len(entries)}
+                        taken = channel.pressure_points(chunk, len(entries) - at - len(chunk))
+                    except RuntimeError:  # closed meanwhile: what came before is in the file
+                        counter[0] = queued
+                        if queued == start:
+                            raise
+                        break
+                    counter[0] -= taken
+                    if taken:
+                        break  # dropped, or closed meanwhile: the rest is not queued either
+                queued = counter[0]
+            count = counter[0] - start
+        return {"startIndex": start, "endIndex": start + count - 1, "count": count}
 
     def read(self, start_index: int = 0, limit: int = 1000) -> dict[str, Any]:
         """Points `start_index` to `start_index + limit - 1`, after writing what is queued.
@@ -168,18 +184,13 @@ class Track:
         Returns data (each point's index, data and createdAt), startIndex, endIndex
         (inclusive), total (points in the file, from every process) and hasMore.
         """
-        for what, value, low in (("start_index", start_index, 0), ("limit", limit, 1)):
-            if type(value) is not int:
-                msg = f"{what} must be an int, got {type(value).__name__}"
-                raise TypeError(msg)
-            if value < low:
-                msg = f"{what} must be at least {low}, got {value}"
-                raise ValueError(msg)
+        start_index, limit = _count("start_index", start_index, 0), _count("limit", limit, 1)
         self._write()
         stop = start_index + limit
         data = []
         if self.file.exists():
             with open(self.file, "rb") as f:
+                f.seek(_offset_before(f.fileno(), start_index))
                 for point in _points(WholeLines(f), [0]):
                     index = point["index"]
                     if index >= stop:
@@ -223,7 +234,7 @@ class Track:
 
     def _write_metadata(self) -> None:
         """metadata.json, replaced whole; run by the syncer after the points' fsync."""
-        writes = self._channel.sink.writes
+        writes, info = self._channel.sink.writes, self._info
         if writes == self._described:
             return
         file = self.folder / META_FILE
@@ -237,7 +248,7 @@ class Track:
                     "description": stored.get("description"),
                     "tags": stored.get("tags"),
                     "metadata": stored.get("metadata"),
-                    **self._info,
+                    **info,
                     "totalDataPoints": 0 if last is None else last["index"] + 1,
                     "createdAt": created,
                     "updatedAt": created if last is None else last.get("createdAt", created),
@@ -247,21 +258,60 @@ class Track:
         except OSError as exc:
             msg = f"dreamlake could not write {file}: {exc.strerror or exc}"
             raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
-        self._described = writes
+        if self._info is info:  # else track() described it anew meanwhile: write again next time
+            self._described = writes
 
 
-def _bind_append(track: Track) -> Callable[..., dict[str, int]]:
+def _count(what: str, value: object, low: int) -> int:
+    if isinstance(value, bool):
+        value = str(value)  # not an index: refused below
+    try:
+        number = operator.index(value)  # type: ignore[arg-type]  # int, numpy integers
+    except TypeError:
+        msg = f"{what} must be an int, got {type(value).__name__}"
+        raise TypeError(msg) from None
+    if number < low:
+        msg = f"{what} must be at least {low}, got {number}"
+        raise ValueError(msg)
+    return number
+
+
+def _offset_before(fd: int, target: int) -> int:
+    """A line start in the file before every point whose index is `target` or more: found by
+    bisecting the bytes, as indices grow in file order. 0 when anything looks odd."""
+    low, high = 0, os.fstat(fd).st_size
+    while high - low > _SCAN:
+        middle = (low + high) // 2
+        block = os.pread(fd, _SCAN, middle)
+        begin = block.find(b"\n") + 1
+        end = block.find(b"\n", begin)
+        if begin == 0 or end < 0:
+            return low  # a line longer than the window: read from `low`
+        try:
+            index = orjson.loads(block[begin:end])["index"]
+        except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
+            return low  # a torn or foreign line: read from `low`
+        if type(index) is not int:
+            return low
+        if index < target:
+            low = middle + begin
+        else:
+            high = middle
+    return low
+
+
+def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
     """The hot path of one track: snapshot, stamp, number and queue. No I/O."""
     channel = track._channel
     queue = channel.queue
     add = queue.append
-    acquire, release = track._lock.acquire, track._lock.release
+    lock = track._lock
     counter = track._next
     dumps = orjson.dumps
     options = NATIVE
     time_ns = time.time_ns
 
-    def append(**fields: Any) -> dict[str, int]:
+    def append(**fields: Any) -> dict[str, int | None]:
         if not fields:
             msg = "append() needs at least one field, such as append(value=0.5, step=1)"
             raise ValueError(msg)
@@ -274,21 +324,22 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int]]:
             if "null" in data:
                 data = checked(fields, data)
         entry = (time_ns(), data)
-        acquire()
-        try:
+        # `with`, not acquire(): no signal handler can run between taking the lock and the
+        # block. The index is taken before the point is queued: a handler that appends in
+        # between (at the call's end) comes after this point, in the queue and in index.
+        with lock:
             index = counter[0]
-            add(entry)
             counter[0] = index + 1
-        finally:
-            release()
-        if len(queue) >= channel.mark:
-            try:
-                channel.pressure(entry)
-            except RuntimeError:  # not open: taken back, and so is its index
-                acquire()
-                counter[0] -= 1
-                release()
-                raise
+            add(entry)
+            if len(queue) >= channel.mark:
+                try:
+                    dropped = channel.pressure_points((entry,))
+                except RuntimeError:  # not open: taken back, and so is its index
+                    counter[0] = index
+                    raise
+                if dropped:
+                    counter[0] = index
+                    return {"index": None}
         return {"index": index}
 
     append.__doc__ = Track.append.__doc__

@@ -273,3 +273,131 @@ def test_when_full_drop_counts_dropped_points_in_the_log(child: Child) -> None:
     assert dropped and "points of track 'loss'" in dropped[0]["message"]
     assert len(kept) + sum(r["metadata"]["dropped"] for r in dropped) == 20000
     assert [p["data"]["i"] for p in kept] == sorted(p["data"]["i"] for p in kept)
+
+
+def test_dropped_points_take_no_index(child: Child) -> None:
+    """when_full="drop" with a writer held back: a dropped point returns index None, a batch
+    says how many it queued, and every index returned is the point's index in the file."""
+    result = child.run(
+        """
+        import threading, json
+        import dreamlake._sink as S
+        real, gate = S.Sink.write, threading.Event()
+        def held(self, batch, encode):
+            gate.wait()
+            return real(self, batch, encode)
+        S.Sink.write = held
+        s = session(when_full="drop").open()
+        track = s.track("loss")
+        got = {}
+        for i in range(20000):
+            got[i] = track.append(i=i)["index"]
+        batch = track.append_batch([{"i": 20000 + j} for j in range(10000)])
+        gate.set()
+        s.close()
+        print(json.dumps({"got": got, "batch": batch}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    out = orjson.loads(result.stdout)
+    by_i = {p["data"]["i"]: p["index"] for p in track_points(child)}
+    returned = {int(i): index for i, index in out["got"].items()}
+    assert {i for i, index in returned.items() if index is not None} == {i for i in by_i if i < 20000}
+    assert all(by_i[i] == index for i, index in returned.items() if index is not None)
+    assert None in returned.values()
+    batch = out["batch"]
+    assert batch["count"] == sum(1 for i in by_i if i >= 20000) < 10000
+    assert [by_i[20000 + j] for j in range(batch["count"])] == list(
+        range(batch["startIndex"], batch["endIndex"] + 1)
+    )
+    logs = [orjson.loads(line) for line in child.log_file.read_bytes().splitlines()]
+    assert sum(r["metadata"]["dropped"] for r in logs if r["level"] == "warn") == 30000 - len(by_i)
+
+
+def test_a_signal_handler_that_appends_gets_its_own_index(child: Child) -> None:
+    """SIGALRM every 0.1 ms appends from inside the main thread's append(): no index given twice."""
+    result = child.run(
+        """
+        import json
+        s = session().open()
+        track = s.track("loss")
+        got = []
+        def handler(*_):
+            got.append(("h", track.append(src="h")["index"]))
+        signal.signal(signal.SIGALRM, handler)
+        signal.setitimer(signal.ITIMER_REAL, 1e-4, 1e-4)
+        for i in range(200000):
+            got.append((i, track.append(i=i)["index"]))
+        signal.setitimer(signal.ITIMER_REAL, 0, 0)
+        s.close()
+        print(json.dumps(got))
+        """,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    got = orjson.loads(result.stdout)
+    points = track_points(child)
+    handled = [index for who, index in got if who == "h"]
+    assert handled, "the timer never fired inside the loop"
+    assert len(points) == len(got) and sorted(index for _, index in got) == list(range(len(points)))
+    for who, index in got:
+        assert points[index]["data"] == ({"src": "h"} if who == "h" else {"i": who})
+
+
+def test_thousands_of_tracks_hold_no_descriptors(child: Child) -> None:
+    result = child.run(
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+        with session() as s:
+            for i in range(1500):
+                s.track(f"layer{i}/grad_norm").append(v=i)
+            s.flush()
+            print(len(os.listdir("/proc/self/fd")))
+        """,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout) < 20
+    assert track_metadata(child, "layer1499/grad_norm")["totalDataPoints"] == 1
+
+
+def test_a_batch_that_races_close_raises_only_if_none_of_it_is_written(child: Child) -> None:
+    result = child.run(
+        """
+        import threading, time, json
+        import dreamlake._batcher as B, dreamlake._sink as S
+        real_pressure, inside = B.Channel.pressure_points, threading.Event()
+        def slowed(self, points, *rest):
+            inside.set()
+            time.sleep(0.05)  # ok: stands for a thread switch between queueing and the check
+            return real_pressure(self, points, *rest)
+        B.Channel.pressure_points = slowed
+        real_write = S.Sink.write
+        def slow_write(self, batch, encode):
+            time.sleep(0.005)  # ok: a slow disk, so that close() writes part of the batch
+            return real_write(self, batch, encode)
+        S.Sink.write = slow_write
+        s = session().open()
+        track = s.track("loss")
+        out = {}
+        def go():
+            try:
+                out["r"] = track.append_batch([{"i": i} for i in range(10000)])
+            except RuntimeError as exc:
+                out["r"] = str(exc)
+        t = threading.Thread(target=go)
+        t.start()
+        inside.wait()
+        s.close()
+        t.join()
+        print(json.dumps(out["r"]))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    returned = orjson.loads(result.stdout)
+    written = len(track_points(child))
+    if isinstance(returned, str):
+        assert "closed" in returned and written == 0
+    else:
+        assert returned["count"] == written > 0 and returned["endIndex"] == written - 1
