@@ -305,7 +305,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
     channel = track._channel
     queue = channel.queue
     add = queue.append
-    lock = track._lock
+    acquire, release = track._lock.acquire, track._lock.release
     counter = track._next
     dumps = orjson.dumps
     options = NATIVE
@@ -324,10 +324,11 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
             if "null" in data:
                 data = checked(fields, data)
         entry = (time_ns(), data)
-        # `with`, not acquire(): no signal handler can run between taking the lock and the
-        # block. The index is taken before the point is queued: a handler that appends in
-        # between (at the call's end) comes after this point, in the queue and in index.
-        with lock:
+        # The index is taken before the point is queued: a signal handler that appends in
+        # between (at the end of add()) comes after this point, in the queue and in index.
+        # acquire() inside the try: an exception right after it still releases the lock.
+        try:
+            acquire()
             index = counter[0]
             counter[0] = index + 1
             add(entry)
@@ -340,6 +341,11 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
                 if dropped:
                     counter[0] = index
                     return {"index": None}
+        finally:
+            try:
+                release()
+            except RuntimeError:  # acquire() itself was interrupted: the lock is not ours
+                pass
         return {"index": index}
 
     append.__doc__ = Track.append.__doc__
