@@ -113,12 +113,7 @@ class Channel:
         """The queue reached the mark: wake the worker, make room, or say why log() cannot."""
         state = self.state
         if state is State.OPEN:
-            _worker.wake()
-            # The worker is on its way: until it is, only a full queue matters. Write,
-            # then check: if the worker changed the state meanwhile, its 0 must stand.
-            self.mark = QUEUE_LIMIT
-            if self.state is not State.OPEN:
-                self.mark = 0
+            self._wake_worker()
             if len(self.queue) > QUEUE_LIMIT:
                 try:
                     if not self._wait_for_room():
@@ -152,10 +147,7 @@ class Channel:
         """
         state = self.state
         if state is State.OPEN:
-            _worker.wake()
-            self.mark = QUEUE_LIMIT
-            if self.state is not State.OPEN:
-                self.mark = 0
+            self._wake_worker()
             # Ctrl-C while waiting leaves the points queued: the indices after them hold.
             if len(self.queue) > QUEUE_LIMIT and not self._wait_for_room():
                 over = points[len(points) - min(len(points), len(self.queue) - QUEUE_LIMIT) :]
@@ -171,6 +163,14 @@ class Channel:
         if taken == len(points):
             self.refuse()
         return taken
+
+    def _wake_worker(self) -> None:
+        _worker.wake()
+        # The worker is on its way: until it is, only a full queue matters. Write, then
+        # check: if the worker changed the state meanwhile, its 0 must stand.
+        self.mark = QUEUE_LIMIT
+        if self.state is not State.OPEN:
+            self.mark = 0
 
     def _take_back(self, points: Sequence[Point]) -> int:
         """Remove `points` from the end of the queue, newest first, unless the writer took them."""
