@@ -7,6 +7,7 @@ import math
 import random
 import re
 import sys
+import time
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -210,6 +211,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\n$ dreamlake logs {session.path} --level info")
     for record in _select(iter_logs(session.log_file), "info", None, None):
         print(format_record(record, use_color(sys.stdout)))
+    print(
+        f"\nTo look at it: dreamlake plot {session.path} (pip install 'dreamlake[plot]'), "
+        f"or dreamlake plot {session.path} --html report.html"
+    )
 
 
 def cmd_params(args: argparse.Namespace) -> None:
@@ -224,6 +229,51 @@ def cmd_params(args: argparse.Namespace) -> None:
     width = max((len(key) for key, _ in rows), default=0)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from ._plot_term import MISSING, draw, load_plotext
+    from ._series import collect, runs_of
+
+    if args.html is None:
+        try:
+            load_plotext()
+        except ImportError:
+            raise UsageError(MISSING) from None
+    try:
+        runs = runs_of(args.paths)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from None
+    if args.html is not None:
+        _plot_html(args, runs)
+        return
+    color = use_color(sys.stdout)
+    while True:
+        series = collect(runs, args.track, args.field, args.x == "time")
+        if args.follow and color:
+            sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
+        if not series:
+            print(f"no numeric series in {', '.join(visible(str(run.path)) for run in runs)}")
+        else:
+            draw(series, sys.stdout, color)
+        if not args.follow:
+            return
+        sys.stdout.flush()
+        time.sleep(args.interval)  # ok: --follow polls the files
+
+
+def _plot_html(args: argparse.Namespace, runs: list[Any]) -> None:
+    from ._plot_html import page
+    from ._series import collect
+
+    series = collect(runs, args.track, args.field, args.x == "time")
+    title = "dreamlake: " + ", ".join(run.name for run in runs)
+    try:
+        Path(args.html).write_text(page(runs, series, title), encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.html}: {exc.strerror or exc}") from None
+    count = sum(len(members) for members in series.values())
+    print(f"wrote {args.html}: {len(series)} series, {count} lines, {len(runs)} runs")
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
@@ -259,6 +309,22 @@ def build_parser() -> argparse.ArgumentParser:
     tracks.add_argument("--follow", "-f", action="store_true", help="keep printing new points")
     tracks.add_argument("--json", action="store_true", help="print the points as JSON Lines")
     tracks.set_defaults(run=cmd_tracks)
+    plot = sub.add_parser(
+        "plot",
+        help="draw tracks and numeric log metadata: in the terminal, or as one HTML page",
+        description="Draw every track field (against step, else epoch, else index) and every numeric "
+        "metadata field of the logs (against sequence number) of one or more sessions, one chart a "
+        "series, the runs overlaid. Needs 'pip install dreamlake[plot]' for the terminal; --html "
+        "needs nothing more.",
+    )
+    plot.add_argument("paths", nargs="+", metavar="PATH", help="session folders, or workspace folders")
+    plot.add_argument("--html", metavar="FILE", help="write one self-contained HTML page instead")
+    plot.add_argument("--track", metavar="GLOB", help="only these tracks (a glob such as 'train/*')")
+    plot.add_argument("--field", metavar="GLOB", help="only these log metadata fields")
+    plot.add_argument("--x", choices=("step", "time"), default="step", help="x axis (default: step)")
+    plot.add_argument("--follow", "-f", action="store_true", help="redraw as new points arrive")
+    plot.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    plot.set_defaults(run=cmd_plot)
     demo = sub.add_parser("demo", help="log a short simulated training run and show it")
     demo.set_defaults(run=cmd_demo)
     bench = sub.add_parser(

@@ -1,0 +1,60 @@
+"""`dreamlake plot` in the terminal: one small chart a series, drawn by plotext (an optional extra)."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from typing import Any, TextIO
+
+from ._format import visible
+from ._series import Series, thin
+
+MISSING = "dreamlake plot needs plotext: pip install 'dreamlake[plot]'"
+
+
+def load_plotext() -> Any:
+    """The plotext module, or ImportError with the one line to install it."""
+    try:
+        import plotext
+    except ImportError:
+        raise ImportError(MISSING) from None
+    return plotext
+
+
+def headline(name: str, runs: list[Series]) -> list[str]:
+    """The series' name, then per run: points, min / last / max, NaN or infinite values."""
+    lines = [visible(name)]
+    for series in runs:
+        low, last, high = series.summary()
+        bad = f"  {series.nonfinite} NaN/inf" if series.nonfinite else ""
+        lines.append(
+            f"  {visible(series.run.name)}: {len(series.xs)} points  "
+            f"min {_num(low)}  last {_num(last)}  max {_num(high)}{bad}"
+        )
+    return lines
+
+
+def _num(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:.6g}"
+
+
+def draw(all_series: dict[str, list[Series]], out: TextIO, color: bool) -> None:
+    """Every series: its headline and a chart with a line per run."""
+    plotext = load_plotext()
+    width = max(40, min(shutil.get_terminal_size((100, 24)).columns, 160))
+    figure = plotext.figure
+    for name, runs in all_series.items():
+        figure.clear()
+        figure.plot_size(width, 15)
+        for series in runs:
+            thinned = thin(series, width * 2)  # plotext draws two points a cell
+            if thinned.xs:
+                signal = figure.signal(thinned.xs, thinned.ys).lines()
+                if len(runs) > 1:
+                    signal.label(visible(series.run.name))
+                figure.draw(signal)
+        out.write("\n".join(headline(name, runs)) + "\n")
+        if any(series.finite for series in runs):
+            out.write(figure.build().string(colorless=not color))
+            out.write("\n")
+        out.write("\n")

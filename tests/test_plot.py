@@ -1,0 +1,221 @@
+"""`dreamlake plot`: series, thinning, the terminal charts and the HTML page in a real browser."""
+
+import math
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from dreamlake import Session
+from dreamlake._cli import main
+from dreamlake._series import Series, collect, runs_of, thin
+
+from .browser import Browser, find_chromium
+
+ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
+
+
+def make_run(root: Path, name: str, lr: float, points: int = 200, spike_at: int | None = None) -> Path:
+    with Session(name=name, workspace="sweep", local_path=root) as session:
+        session.params(lr=lr, batch_size=32, optimizer="sgd")
+        track = session.track("train/loss")
+        batch = []
+        for step in range(points):
+            value = 1.0 / (step + 1) + lr
+            if step == spike_at:
+                value = 50.0
+            batch.append({"value": value, "step": step, "accuracy": step / points})
+            if len(batch) == 10_000:
+                track.append_batch(batch)
+                batch = []
+        track.append_batch(batch)
+        session.track("val/loss").append(value=math.nan, epoch=0)
+        session.track("val/loss").append(value=0.5, epoch=1)
+        for i in range(5):
+            session.log("epoch", metadata={"loss": 1.0 / (i + 1), "note": "text"})
+    return root / "sweep" / name
+
+
+# -- series and thinning -------------------------------------------------------------
+
+
+def test_series_of_tracks_and_logs(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "a", 0.1)
+    series = collect(runs_of([run]), None, None, False)
+    assert list(series) == ["logs.loss", "train/loss.accuracy", "train/loss.value", "val/loss.value"]
+    (loss,) = series["train/loss.value"]
+    assert loss.x_label == "step" and list(loss.xs) == list(range(200))
+    (val,) = series["val/loss.value"]
+    assert val.x_label == "epoch" and val.nonfinite == 1 and val.summary() == (0.5, 0.5, 0.5)
+    (logs,) = series["logs.loss"]
+    assert logs.x_label == "sequenceNumber" and len(logs.xs) == 5
+    assert list(collect(runs_of([run]), "val/*", None, False)) == ["val/loss.value"]
+    assert list(collect(runs_of([run]), None, "lo*", False)) == ["logs.loss"]
+    (timed,) = collect(runs_of([run]), "train/*", None, True)["train/loss.value"]
+    assert timed.x_label == "time" and abs(timed.xs[0] - __import__("time").time()) < 600
+
+
+def test_a_workspace_folder_holds_several_runs(tmp_path: Path) -> None:
+    make_run(tmp_path, "a", 0.1)
+    make_run(tmp_path, "b", 0.2)
+    assert [run.name for run in runs_of([tmp_path / "sweep"])] == ["a", "b"]
+    assert runs_of([tmp_path / "sweep"])[1].params == {"lr": 0.2, "batch_size": 32, "optimizer": "sgd"}
+    with pytest.raises(FileNotFoundError, match="holds no dreamlake session"):
+        runs_of([tmp_path])
+
+
+def test_thinning_keeps_a_single_spike_and_marks_nan() -> None:
+    series = Series(run=None, name="s", x_label="step")  # type: ignore[arg-type]
+    for i in range(1_000_000):
+        series.xs.append(float(i))
+        series.ys.append(50.0 if i == 612_345 else (math.nan if i == 777_777 else 1.0 + (i % 7) * 1e-3))
+    thinned = thin(series, 1000)
+    assert len(thinned.xs) <= 4000
+    assert max(thinned.ys) == 50.0 and thinned.xs[thinned.ys.index(50.0)] == 612_345
+    assert min(thinned.ys) == 1.0
+    assert thinned.marks == [777_777.0]
+    assert thinned.xs == sorted(thinned.xs)
+
+
+# -- the terminal --------------------------------------------------------------------
+
+
+def test_terminal_shows_names_summaries_and_nan_counts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("plotext")
+    make_run(tmp_path, "a", 0.1)
+    make_run(tmp_path, "b", 0.2)
+    assert main(["plot", str(tmp_path / "sweep")]) == 0
+    out = capsys.readouterr().out
+    for name in ("train/loss.value", "train/loss.accuracy", "val/loss.value", "logs.loss"):
+        assert f"\n{name}\n" in f"\n{out}"
+    assert "a: 200 points  min 0.105  last 0.105  max 1.1" in out
+    assert "b: 2 points  min 0.5  last 0.5  max 0.5  1 NaN/inf" in out
+    assert "┤" in out and "\x1b[" not in out  # a chart, without colour when not a terminal
+
+
+def test_terminal_without_plotext_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "plotext", None)  # import fails
+    assert main(["plot", str(make_run(tmp_path, "a", 0.1))]) == 2
+    err = capsys.readouterr().err
+    assert err == "dreamlake: dreamlake plot needs plotext: pip install 'dreamlake[plot]'\n"
+
+
+def test_an_empty_session_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("plotext")
+    with Session(name="empty", workspace="w", local_path=tmp_path) as session:
+        session.log("no numbers here", metadata={"note": "text"})
+    assert main(["plot", str(session.path)]) == 0
+    assert capsys.readouterr().out.startswith("no numeric series in ")
+
+
+def test_plot_mistakes_are_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plot", str(tmp_path / "missing")]) == 2
+    assert main(["plot", str(make_run(tmp_path, "a", 0.1)), "--html", str(tmp_path / "no" / "x.html")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 2 and all(line.startswith("dreamlake: ") for line in err)
+
+
+# -- the page ------------------------------------------------------------------------
+
+
+def test_the_page_is_self_contained(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "a", 0.1)
+    out = tmp_path / "report.html"
+    assert main(["plot", str(run), "--html", str(out)]) == 0
+    text = out.read_text()
+    assert "uPlot" in text and "http://" not in text.replace("http://www.w3.org", "")
+    assert "<script src" not in text and "<link" not in text
+
+
+@pytest.fixture
+def browser(request: pytest.FixtureRequest) -> Iterator[Browser]:
+    binary = find_chromium()
+    if binary is None:
+        pytest.skip(
+            "no Chromium on this machine: apt-get install chromium (or any Chrome) to run the page tests"
+        )
+    page = Browser(binary)
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def chart_pixels(browser: Browser) -> list[int]:
+    """Per chart, the canvas pixels that are not blank."""
+    return browser.run(  # type: ignore[no-any-return]
+        """window.dreamlakeCharts.map(u => {
+            const c = u.ctx.canvas, d = u.ctx.getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
+            return n; })"""
+    )
+
+
+def test_the_page_in_a_browser(tmp_path: Path, browser: Browser) -> None:
+    runs = [make_run(tmp_path, "run-a", 0.1, 1_000_000, spike_at=654_321), make_run(tmp_path, "run-b", 0.2)]
+    out = tmp_path / "report.html"
+    assert main(["plot", *map(str, runs), "--html", str(out)]) == 0
+    assert out.stat().st_size < 2_000_000
+    try:
+        browser.open(out)
+        assert browser.run("window.dreamlakeCharts.length") == 4
+        assert browser.errors() == []
+        assert all(n > 500 for n in chart_pixels(browser)), chart_pixels(browser)
+        names = browser.run("window.dreamlakeCharts.map(u => u.series.slice(1).map(s => s.label))")
+        assert all({"run-a", "run-b"} <= set(labels) for labels in names), names
+        # the spike at one point of a million is inside the drawn range of train/loss.value
+        index = browser.run("DATA.charts.findIndex(c => c.name === 'train/loss.value')")
+        assert browser.run(f"window.dreamlakeCharts[{index}].scales.y.max") >= 50.0
+        # a NaN is marked
+        assert any("NaN/inf run-b" in labels for labels in names)
+        # the parameter that differs is highlighted, the others are not
+        rows = browser.run(
+            "[...document.querySelectorAll('table.params tr.differs td:first-child')].map(td => td.textContent)"
+        )
+        assert rows == ["lr"]
+        # hovering shows the values under the cursor
+        box = browser.run(
+            f"(() => {{ const o = window.dreamlakeCharts[{index}].over; o.scrollIntoView({{block: 'center'}}); const r = o.getBoundingClientRect(); return [r.left, r.top, r.width, r.height]; }})()"
+        )
+        left, top, width, height = box
+        legend = f"[...window.dreamlakeCharts[{index}].root.querySelectorAll('.u-value')].map(e => e.textContent).join('|')"
+        before = browser.run(legend)
+        browser.mouse("mouseMoved", left + width * 0.3, top + height / 2)
+        hovered = browser.run(legend)
+        browser.mouse("mouseMoved", left + width * 0.7, top + height / 2)
+        assert hovered != before and browser.run(legend) != hovered
+        # dragging zooms in on x
+        x_range = (
+            f"[window.dreamlakeCharts[{index}].scales.x.min, window.dreamlakeCharts[{index}].scales.x.max]"
+        )
+        full = browser.run(x_range)
+        browser.mouse("mousePressed", left + width * 0.4, top + height / 2, buttons=1)
+        browser.mouse("mouseMoved", left + width * 0.5, top + height / 2, buttons=1)
+        browser.mouse("mouseReleased", left + width * 0.5, top + height / 2)
+        zoomed = browser.run(x_range)
+        assert full[0] < zoomed[0] < zoomed[1] < full[1]
+        # smoothing and log scale redraw without errors
+        browser.run(
+            "(() => { const s = document.getElementById('smoothing'); s.value = 0.9; s.dispatchEvent(new Event('input')); })()"
+        )
+        browser.run("document.getElementById('log-scale').click()")
+        assert browser.run(f"window.dreamlakeCharts[{index}].scales.y.distr") == 3
+        assert browser.errors() == []
+        assert all(n > 500 for n in chart_pixels(browser))
+        if os.environ.get("DREAMLAKE_SCREENSHOT"):  # the picture in the README
+            browser.run(
+                "(() => { const s = document.getElementById('smoothing'); s.value = 0; s.dispatchEvent(new Event('input')); document.getElementById('log-scale').click(); })()"
+            )
+            browser.run("window.scrollTo(0, 0)")
+            clip = {"x": 0, "y": 0, "width": 1185, "height": 1000, "scale": 0.6}
+            browser.screenshot(Path(os.environ["DREAMLAKE_SCREENSHOT"]), clip)
+    except BaseException:
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.screenshot(ARTIFACTS / "test_the_page_in_a_browser.png")
+        raise
