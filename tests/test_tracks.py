@@ -1045,3 +1045,49 @@ def test_cli_errors_escape_control_characters(session: Session, capsys: pytest.C
     assert main(["tracks", str(session.path), "nosuch"]) == 2
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b[31mRED" in err and err.count("\n") == 1
+
+
+def test_a_file_deleted_before_its_fsync_does_not_keep_close_failing(tmp_path: Path) -> None:
+    session = Session(name="run", workspace="ws", local_path=tmp_path).open()
+    track = session.track("loss")
+    track.append(v=1)
+    track.read()  # written, not yet fsynced
+    track.file.unlink()
+    session.close()  # nothing of ours is left to make durable
+    with session:
+        assert track.append(v=2) == {"index": 0}
+    assert [p["data"] for p in read_track(session.path, "loss")] == [{"v": 2}]
+
+
+def test_appends_racing_close_and_reopen_get_the_index_in_the_file(tmp_path: Path) -> None:
+    import threading
+
+    session = Session(name="run", workspace="ws", local_path=tmp_path).open()
+    track = session.track("loss")
+    returned: dict[int, int] = {}
+    stop = threading.Event()
+    interval = sys.getswitchinterval()
+
+    def spin() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                returned[i] = track.append(i=i)["index"]  # type: ignore[assignment]
+            except RuntimeError:  # closed at that moment: not recorded
+                pass
+            i += 1
+
+    sys.setswitchinterval(5e-6)
+    thread = threading.Thread(target=spin)
+    thread.start()
+    try:
+        for _ in range(300):
+            session.close()
+            session.open()
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+        session.close()
+    stored = {p["data"]["i"]: p["index"] for p in read_track(session.path, "loss")}
+    assert stored == returned

@@ -92,6 +92,7 @@ class Channel:
             _worker.call(_Kind.REOPEN, [self], None)
             return
         self.sink.open()
+        self.queue.clear()  # closed and written: anything here was refused (an interrupted take-back)
         self.error, self.stalled = None, False
         # Opened by an exit handler (ours may have run, or will not run for it): write at once.
         self.arm(_worker.exiting or getattr(threading, "_SHUTTING_DOWN", False))
@@ -136,30 +137,42 @@ class Channel:
                 return  # the closing writer took it: it is in the file when close() returns
             self.refuse()
 
-    def pressure_points(self, points: Sequence[Point], later: int = 0) -> int:
-        """pressure() for a track: `points` were just queued, the newest, under the track's lock
-        (and `later` more of its batch will not be, if these are dropped: counted too).
+    def admit(self, count: int) -> bool:
+        """For a track, before `count` points are queued, under the track's lock, when the
+        queue is at the mark: wake the worker and wait for room; False when the points must
+        be dropped (counted). Raises RuntimeError when the session is not open.
 
-        Returns how many of them (the last ones) were taken back: dropped, or refused
-        because the session closed meanwhile while the closing writer took the others.
-        Raises RuntimeError, taking them all back, when the session is not open.
-        A point whose index the caller returned is never dropped: only these.
+        Deciding before queueing leaves nothing to take back: no index given out is ever
+        dropped, and a signal handler that appends meanwhile finds the counter as it was.
         """
         state = self.state
         if state is State.OPEN:
             self._wake_worker()
-            # Ctrl-C while waiting leaves the points queued: the indices after them hold.
-            if len(self.queue) > QUEUE_LIMIT and not self._wait_for_room():
-                over = points[len(points) - min(len(points), len(self.queue) - QUEUE_LIMIT) :]
-                dropped = self._take_back(over)
-                for _ in range(dropped + later if dropped else 0):
-                    next(self.drops)
-                return dropped
+            if len(self.queue) + count > QUEUE_LIMIT and not self._wait_for_room(QUEUE_LIMIT - count):
+                self.count_drops(count)
+                return False
+            return True
+        if state is not State.EXITING:
+            self.refuse()
+        return True
+
+    def count_drops(self, count: int) -> None:
+        for _ in range(count):
+            next(self.drops)
+
+    def settle(self, points: Sequence[Point]) -> int:
+        """For a track, right after `points` were queued at the mark, under the track's lock:
+        wake the worker, or write them now (the process is exiting). If the session was closed
+        meanwhile, take back those the closing writer did not take: raise RuntimeError if
+        that is all of them, else return how many."""
+        state = self.state
+        if state is State.OPEN:
+            self._wake_worker()
             return 0
         if state is State.EXITING:
             self.pressure(points[-1])
             return 0
-        taken = self._take_back(points)  # the closing writer wrote the others: in the file
+        taken = self._take_back(points)
         if taken == len(points):
             self.refuse()
         return taken
@@ -195,13 +208,13 @@ class Channel:
         )
         raise RuntimeError(msg)
 
-    def _wait_for_room(self) -> bool:
-        """Wait while the queue is over its limit and the worker makes progress; False when
-        the newest entries must be dropped instead (counted)."""
+    def _wait_for_room(self, limit: int = QUEUE_LIMIT) -> bool:
+        """Wait while the queue holds more than `limit` and the worker makes progress; False
+        when the newest entries must be dropped instead."""
         if _worker.is_current():
             return True  # a value converted by the worker logged: it cannot wait for itself
         deadline = time.monotonic() + STALL_TIMEOUT
-        while len(self.queue) > QUEUE_LIMIT:
+        while len(self.queue) > limit:
             if self.drop_when_full or self.error is not None or self.stalled:
                 return False
             latch = _latch()

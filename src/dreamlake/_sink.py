@@ -58,10 +58,7 @@ class Sink:
 
     def reopen(self) -> None:
         """A fresh handle on the same path (after a fork: the inherited one shares the lock)."""
-        if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
-        self._size = -1
+        self.close()
         self.writes = self.synced = 0
 
     @property
@@ -75,8 +72,7 @@ class Sink:
 
     def close(self) -> None:
         if self._fd >= 0:
-            os.close(self._fd)
-        self._fd = -1
+            self._release()
         self._size = -1
 
     def write(self, batch: list[Any], encode: Callable[[list[Any], int], bytes]) -> None:
@@ -143,7 +139,11 @@ class Sink:
             if self._fd >= 0:
                 os.fsync(self._fd)
             else:  # written and closed: the data is the file's, whichever descriptor syncs it
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:  # deleted since: nothing of ours left to make durable
+                    self.synced = target
+                    return
                 try:
                     os.fsync(fd)
                 finally:
@@ -176,8 +176,11 @@ class Sink:
 
     def _release(self) -> None:
         """Close the descriptor between writes, keeping what is known of the file (see write())."""
-        os.close(self._fd)  # releases the lock too
-        self._fd = -1
+        fd, self._fd = self._fd, -1  # forgotten first: a failed close must not leave its number here
+        try:
+            os.close(fd)  # releases the lock too
+        except OSError:
+            pass  # Linux frees the descriptor anyway; what was written is in the file
 
     def _lock(self) -> int:
         """Take the file lock; a file deleted under us is replaced by a new one first."""

@@ -120,10 +120,10 @@ class Track:
     def open(self) -> None:
         """Open the file with the session; the indices go on from the file's last point."""
         channel = self._channel
-        resuming = channel.registered  # a close failed: its points are still queued
-        channel.open()
-        if not resuming:
-            with self._lock:
+        with self._lock:  # no append between opening and setting the count
+            resuming = channel.registered  # a close failed: its points are still queued
+            channel.open()
+            if not resuming:
                 self._next[0] = channel.sink.next_number
 
     def append(self, **fields: Any) -> dict[str, int | None]:
@@ -158,25 +158,42 @@ class Track:
         with self._lock:
             if channel.state not in _OPEN:
                 channel.refuse()
-            start = queued = counter[0]
-            for at in range(0, len(entries), _CHUNK):  # a queue-full wait or a drop at a time
+            start, queued, end = -1, 0, counter[0] - 1
+            for at in range(0, len(entries), _CHUNK):  # a wait for room, or a drop, at a time
                 chunk = entries[at : at + _CHUNK]
-                counter[0] = queued + len(chunk)
-                queue.extend(chunk)
-                if len(queue) >= channel.mark:
+                size = len(chunk)
+                if len(queue) + size > channel.mark:
                     try:
-                        taken = channel.pressure_points(chunk, len(entries) - at - len(chunk))
+                        room = channel.admit(size)
                     except RuntimeError:  # closed meanwhile: what came before is in the file
-                        counter[0] = queued
-                        if queued == start:
+                        if start < 0:
                             raise
                         break
-                    counter[0] -= taken
+                    if not room:
+                        channel.count_drops(len(entries) - at - size)  # the rest of the batch too
+                        break
+                first = counter[0]  # no call between this and the extend: see append()
+                counter[0] = first + size
+                queue.extend(chunk)
+                if start < 0:
+                    start = first
+                queued, end = queued + size, first + size - 1
+                if len(queue) >= channel.mark:
+                    try:
+                        taken = channel.settle(chunk)
+                    except RuntimeError:  # closed meanwhile: what came before is in the file
+                        counter[0] = first
+                        if first == start:
+                            raise
+                        queued, end = queued - size, first - 1
+                        break
                     if taken:
-                        break  # dropped, or closed meanwhile: the rest is not queued either
-                queued = counter[0]
-            count = counter[0] - start
-        return {"startIndex": start, "endIndex": start + count - 1, "count": count}
+                        counter[0] -= taken
+                        queued, end = queued - taken, end - taken
+                        break
+            if start < 0:
+                start = end + 1
+        return {"startIndex": start, "endIndex": end, "count": queued}
 
     def read(self, start_index: int = 0, limit: int = 1000) -> dict[str, Any]:
         """Points `start_index` to `start_index + limit - 1`, after writing what is queued.
@@ -324,23 +341,24 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
             if "null" in data:
                 data = checked(fields, data)
         entry = (time_ns(), data)
-        # The index is taken before the point is queued: a signal handler that appends in
-        # between (at the end of add()) comes after this point, in the queue and in index.
-        # acquire() inside the try: an exception right after it still releases the lock.
+        # Room is decided before the index is taken and the point queued: a dropped point
+        # takes nothing back. The index is taken just before queueing, with no call in
+        # between: a signal handler that appends at the end of add() comes after this point,
+        # in the queue and in index. acquire() inside the try: an exception right after it
+        # still releases the lock.
         try:
             acquire()
+            if len(queue) >= channel.mark and not channel.admit(1):
+                return {"index": None}
             index = counter[0]
             counter[0] = index + 1
             add(entry)
-            if len(queue) >= channel.mark:
+            if len(queue) >= channel.mark:  # woken, exiting, or closed meanwhile
                 try:
-                    dropped = channel.pressure_points((entry,))
-                except RuntimeError:  # not open: taken back, and so is its index
+                    channel.settle((entry,))
+                except RuntimeError:  # closed meanwhile: taken back, and so is its index
                     counter[0] = index
                     raise
-                if dropped:
-                    counter[0] = index
-                    return {"index": None}
         finally:
             try:
                 release()

@@ -367,12 +367,12 @@ def test_a_batch_that_races_close_raises_only_if_none_of_it_is_written(child: Ch
         """
         import threading, time, json
         import dreamlake._batcher as B, dreamlake._sink as S
-        real_pressure, inside = B.Channel.pressure_points, threading.Event()
-        def slowed(self, points, *rest):
+        real_settle, inside = B.Channel.settle, threading.Event()
+        def slowed(self, points):
             inside.set()
             time.sleep(0.05)  # ok: stands for a thread switch between queueing and the check
-            return real_pressure(self, points, *rest)
-        B.Channel.pressure_points = slowed
+            return real_settle(self, points)
+        B.Channel.settle = slowed
         real_write = S.Sink.write
         def slow_write(self, batch, encode):
             time.sleep(0.005)  # ok: a slow disk, so that close() writes part of the batch
