@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import shutil
 from typing import Any, TextIO
@@ -55,6 +57,8 @@ def draw(all_series: dict[str, list[Series]], out: TextIO, color: bool) -> None:
                 figure.draw(signal)
         out.write("\n".join(headline(name, runs)) + "\n")
         if any(series.finite for series in runs):
-            out.write(figure.build().string(colorless=not color))
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                chart = figure.build().string(colorless=not color)  # plotext's warnings: not ours to show
+            out.write(chart)
             out.write("\n")
         out.write("\n")

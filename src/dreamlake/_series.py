@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import calendar
 import fnmatch
+import functools
 import math
+import multiprocessing
 import os
 import time
 from array import array
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,20 +101,42 @@ def collect(
     runs: list[Run], tracks: str | None, fields: str | None, by_time: bool
 ) -> dict[str, list[Series]]:
     """Every series of every run, by name: track fields matching `tracks` and log metadata fields
-    matching `fields` (glob patterns; both None: all of both)."""
+    matching `fields` (glob patterns; both None: all of both). Big runs are read in parallel,
+    one process a run, as many at once as there are cores."""
+    read = functools.partial(_collect_run, tracks=tracks, fields=fields, by_time=by_time)
+    size = sum(_bytes(run.path) for run in runs)
+    workers = min(len(runs), os.cpu_count() or 1)
+    if workers > 1 and size > _PARALLEL_BYTES and "fork" in multiprocessing.get_all_start_methods():
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+            per_run = list(pool.map(read, runs))
+    else:
+        per_run = [read(run) for run in runs]
     out: dict[str, list[Series]] = {}
-    everything = tracks is None and fields is None
-    for run in runs:
-        found: dict[str, Series] = {}
-        if everything or tracks is not None:
-            for name in track_names(run.path):
-                if everything or fnmatch.fnmatchcase(name, tracks or "*"):
-                    _read_track(run, name, by_time, found)
-        if (everything or fields is not None) and (run.path / LOG_FILE).is_file():
-            _read_logs(run, fields or "*", by_time, found)
+    for run, found in zip(runs, per_run, strict=True):
         for series in found.values():
+            series.run = run  # the same object for every series of a run, whichever process read it
             out.setdefault(series.name, []).append(series)
     return dict(sorted(out.items()))
+
+
+_PARALLEL_BYTES = 50 << 20  # below this, starting processes costs more than it saves
+
+
+def _bytes(folder: Path) -> int:
+    files = [folder / LOG_FILE, *(folder / TRACKS).rglob("data.jsonl")]
+    return sum(file.stat().st_size for file in files if file.is_file())
+
+
+def _collect_run(run: Run, tracks: str | None, fields: str | None, by_time: bool) -> dict[str, Series]:
+    found: dict[str, Series] = {}
+    everything = tracks is None and fields is None
+    if everything or tracks is not None:
+        for name in track_names(run.path):
+            if everything or fnmatch.fnmatchcase(name, tracks or "*"):
+                _read_track(run, name, by_time, found)
+    if (everything or fields is not None) and (run.path / LOG_FILE).is_file():
+        _read_logs(run, fields or "*", by_time, found)
+    return found
 
 
 def _read_track(run: Run, name: str, by_time: bool, found: dict[str, Series]) -> None:
