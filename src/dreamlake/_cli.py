@@ -232,7 +232,7 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from ._plot_term import MISSING, draw, load_plotext
+    from ._plot_term import MISSING, draw, load_plotext, terminal_columns
     from ._series import collect, runs_of
 
     if args.html is None:
@@ -249,7 +249,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
         return
     color = use_color(sys.stdout)
     while True:
-        series = collect(runs, args.track, args.field, args.x == "time")
+        series = collect(runs, args.track, args.field, args.x == "time", terminal_columns())
         if args.follow and color:
             sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
         if not series:
@@ -263,10 +263,10 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def _plot_html(args: argparse.Namespace, runs: list[Any]) -> None:
-    from ._plot_html import page
+    from ._plot_html import COLUMNS, page
     from ._series import collect
 
-    series = collect(runs, args.track, args.field, args.x == "time")
+    series = collect(runs, args.track, args.field, args.x == "time", COLUMNS)
     title = "dreamlake: " + ", ".join(run.name for run in runs)
     try:
         Path(args.html).write_text(page(runs, series, title), encoding="utf-8")

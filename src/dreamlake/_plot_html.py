@@ -44,7 +44,7 @@ def payload(runs: list[Run], all_series: dict[str, list[Series]]) -> dict[str, A
                     "x": [_short(thinned.xs[i]) for i in order],
                     "y": [_short(thinned.ys[i]) for i in order],
                     "marks": [_short(x) for x in thinned.marks],
-                    "points": len(series.xs),
+                    "points": series.points,
                     "nonfinite": series.nonfinite,
                     "summary": [None if math.isnan(v) else v for v in (low, last, high)],
                 }

@@ -30,7 +30,7 @@ def headline(name: str, runs: list[Series]) -> list[str]:
         low, last, high = series.summary()
         bad = f"  {series.nonfinite} NaN/inf" if series.nonfinite else ""
         lines.append(
-            f"  {visible(series.run.name)}: {len(series.xs)} points  "
+            f"  {visible(series.run.name)}: {series.points} points  "
             f"min {_num(low)}  last {_num(last)}  max {_num(high)}{bad}"
         )
     return lines
@@ -40,16 +40,25 @@ def _num(value: float) -> str:
     return "-" if math.isnan(value) else f"{value:.6g}"
 
 
+def width() -> int:
+    return max(40, min(shutil.get_terminal_size((100, 24)).columns, 160))
+
+
+def terminal_columns() -> int:
+    """Columns a series is thinned to for the terminal: plotext draws two points a cell."""
+    return width() * 2
+
+
 def draw(all_series: dict[str, list[Series]], out: TextIO, color: bool) -> None:
     """Every series: its headline and a chart with a line per run."""
     plotext = load_plotext()
-    width = max(40, min(shutil.get_terminal_size((100, 24)).columns, 160))
+    columns = width()
     figure = plotext.figure
     for name, runs in all_series.items():
         figure.clear()
-        figure.plot_size(width, 15)
+        figure.plot_size(columns, 15)
         for series in runs:
-            thinned = thin(series, width * 2)  # plotext draws two points a cell
+            thinned = thin(series, columns * 2)  # plotext draws two points a cell
             if thinned.xs:
                 signal = figure.signal(thinned.xs, thinned.ys).lines()
                 if len(runs) > 1:

@@ -49,17 +49,28 @@ class Series:
     xs: array[float] = field(default_factory=lambda: array("d"))
     ys: array[float] = field(default_factory=lambda: array("d"))
     nonfinite: int = 0
+    points: int = 0  # as read: xs and ys may have been thinned since
+    stats: tuple[float, float, float] = (math.nan, math.nan, math.nan)  # min, last, max as read
 
     @property
     def finite(self) -> list[float]:
         return [y for y in self.ys if y == y]
 
     def summary(self) -> tuple[float, float, float]:
-        """min, last, max of the finite values (NaN when there are none)."""
+        """min, last, max of the finite values as read (NaN when there are none)."""
+        return self.stats
+
+    def settle(self, buckets: int | None) -> None:
+        """Count and summarize the points as read; then, with `buckets`, keep only the thinned
+        ones (the NaN marks kept as NaN points), so that less travels between processes."""
+        self.points = len(self.xs)
         values = self.finite
-        if not values:
-            return math.nan, math.nan, math.nan
-        return min(values), values[-1], max(values)
+        if values:
+            self.stats = (min(values), values[-1], max(values))
+        if buckets is not None:
+            thinned = thin(self, buckets)
+            self.xs = array("d", thinned.xs + thinned.marks)
+            self.ys = array("d", thinned.ys + [math.nan] * len(thinned.marks))
 
 
 def runs_of(paths: list[str | os.PathLike[str]]) -> list[Run]:
@@ -98,12 +109,13 @@ def _params(folder: Path) -> dict[str, Any]:
 
 
 def collect(
-    runs: list[Run], tracks: str | None, fields: str | None, by_time: bool
+    runs: list[Run], tracks: str | None, fields: str | None, by_time: bool, buckets: int | None = None
 ) -> dict[str, list[Series]]:
     """Every series of every run, by name: track fields matching `tracks` and log metadata fields
-    matching `fields` (glob patterns; both None: all of both). Big runs are read in parallel,
-    one process a run, as many at once as there are cores."""
-    read = functools.partial(_collect_run, tracks=tracks, fields=fields, by_time=by_time)
+    matching `fields` (glob patterns; both None: all of both), thinned to `buckets` columns if
+    given. Big runs are read (and thinned) in parallel, one process a run, as many at once as
+    there are cores."""
+    read = functools.partial(_collect_run, tracks=tracks, fields=fields, by_time=by_time, buckets=buckets)
     size = sum(_bytes(run.path) for run in runs)
     workers = min(len(runs), os.cpu_count() or 1)
     if workers > 1 and size > _PARALLEL_BYTES and "fork" in multiprocessing.get_all_start_methods():
@@ -127,7 +139,9 @@ def _bytes(folder: Path) -> int:
     return sum(file.stat().st_size for file in files if file.is_file())
 
 
-def _collect_run(run: Run, tracks: str | None, fields: str | None, by_time: bool) -> dict[str, Series]:
+def _collect_run(
+    run: Run, tracks: str | None, fields: str | None, by_time: bool, buckets: int | None
+) -> dict[str, Series]:
     found: dict[str, Series] = {}
     everything = tracks is None and fields is None
     if everything or tracks is not None:
@@ -136,6 +150,8 @@ def _collect_run(run: Run, tracks: str | None, fields: str | None, by_time: bool
                 _read_track(run, name, by_time, found)
     if (everything or fields is not None) and (run.path / LOG_FILE).is_file():
         _read_logs(run, fields or "*", by_time, found)
+    for series in found.values():
+        series.settle(buckets)
     return found
 
 
