@@ -219,3 +219,21 @@ def test_the_page_in_a_browser(tmp_path: Path, browser: Browser) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
         browser.screenshot(ARTIFACTS / "test_the_page_in_a_browser.png")
         raise
+
+
+def test_the_page_keeps_x_whole(tmp_path: Path) -> None:
+    """Steps past ten million and call times to the microsecond survive into the page."""
+    import orjson
+
+    with Session(name="big", workspace="w", local_path=tmp_path) as session:
+        session.track("loss").append_batch([{"value": 0.5, "step": 12_345_678 + i} for i in range(3)])
+    out = tmp_path / "r.html"
+    assert main(["plot", str(session.path), "--html", str(out)]) == 0
+    data = orjson.loads(out.read_text().split('id="dreamlake-data">', 1)[1].split("</script>", 1)[0])
+    assert data["charts"][0]["lines"][0]["x"] == [12_345_678, 12_345_679, 12_345_680]
+    assert main(["plot", str(session.path), "--html", str(out), "--x", "time"]) == 0
+    data = orjson.loads(out.read_text().split('id="dreamlake-data">', 1)[1].split("</script>", 1)[0])
+    stamps = [p["createdAt"] for p in __import__("dreamlake").read_track(session.path, "loss")]
+    assert data["charts"][0]["lines"][0]["x"][0] % 1 == pytest.approx(
+        float("0." + stamps[0][20:26]), abs=1e-6
+    )

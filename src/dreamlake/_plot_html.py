@@ -26,7 +26,7 @@ def _vendored(name: str) -> str:
 
 
 def _short(value: float) -> float:
-    """A float with 7 significant digits: a third of the text, nothing a chart can show lost."""
+    """A y value with 7 significant digits: a third of the text, nothing a chart can show lost."""
     return float(f"{value:.7g}")
 
 
@@ -41,9 +41,9 @@ def payload(runs: list[Run], all_series: dict[str, list[Series]]) -> dict[str, A
             lines.append(
                 {
                     "run": series.run.name,
-                    "x": [_short(thinned.xs[i]) for i in order],
+                    "x": [thinned.xs[i] for i in order],  # whole: steps past 10^7, times to the µs
                     "y": [_short(thinned.ys[i]) for i in order],
-                    "marks": [_short(x) for x in thinned.marks],
+                    "marks": thinned.marks,
                     "points": series.points,
                     "nonfinite": series.nonfinite,
                     "summary": [None if math.isnan(v) else v for v in (low, last, high)],
