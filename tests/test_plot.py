@@ -237,3 +237,24 @@ def test_the_page_keeps_x_whole(tmp_path: Path) -> None:
     assert data["charts"][0]["lines"][0]["x"][0] % 1 == pytest.approx(
         float("0." + stamps[0][20:26]), abs=1e-6
     )
+
+
+@pytest.mark.parametrize("name", ["@DATA@", "@APP@", "plain"])
+def test_names_and_values_cannot_break_out_of_the_page(tmp_path: Path, name: str) -> None:
+    hostile = "<img src=x onerror=alert(1)></script><script>alert(2)</script><!--<script>@DATA@@APP@"
+    with Session(name=name, workspace="w", local_path=tmp_path) as session:
+        session.params(note=hostile)
+        session.track("loss").append(value=1.0, step=1, **{hostile: 2.0})
+    out = tmp_path / "r.html"
+    assert main(["plot", str(session.path), "--html", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("<script") == 3 and text.count("</script>") == 3
+    assert "<img" not in text and "<!--" not in text
+    data = __import__("orjson").loads(text.split('id="dreamlake-data">', 1)[1].split("</script>", 1)[0])
+    assert data["params"][0]["values"] == [__import__("orjson").dumps(hostile).decode()]
+    assert f"loss.{hostile}" in [chart["name"] for chart in data["charts"]]
+
+
+def test_the_same_session_twice_gets_two_names(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "a", 0.1)
+    assert [r.name for r in runs_of([run, run])] == ["sweep/a", "sweep/a (2)"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from importlib import resources
 from typing import Any
 
@@ -70,15 +71,18 @@ def _params_table(runs: list[Run]) -> list[dict[str, Any]]:
 
 def page(runs: list[Run], all_series: dict[str, list[Series]], title: str) -> str:
     """The whole HTML document."""
-    data = orjson.dumps(payload(runs, all_series)).decode().replace("</", "<\\/")
-    return (
-        _TEMPLATE.replace("@TITLE@", html.escape(title))
-        .replace("@UPLOT_CSS@", _vendored("uPlot.min.css"))
-        .replace("@UPLOT_JS@", _vendored("uPlot.iife.min.js").replace("</script", "<\\/script"))
-        .replace("@UPLOT_VERSION@", UPLOT_VERSION)
-        .replace("@DATA@", data)
-        .replace("@APP@", _APP)
-    )
+    # In the JSON, `<` is written \u003c: no name or value can close or open a script there.
+    data = orjson.dumps(payload(runs, all_series)).decode().replace("<", "\\u003c")
+    pieces = {
+        "TITLE": html.escape(title),
+        "UPLOT_CSS": _vendored("uPlot.min.css"),
+        "UPLOT_JS": _vendored("uPlot.iife.min.js").replace("</script", "<\\/script"),
+        "UPLOT_VERSION": UPLOT_VERSION,
+        "DATA": data,
+        "APP": _APP,
+    }
+    # One pass: what one piece holds (a session named @DATA@) is never read as another's place.
+    return re.sub(r"@([A-Z_]+)@", lambda m: pieces.get(m[1], m[0]), _TEMPLATE)
 
 
 _TEMPLATE = """<!doctype html>

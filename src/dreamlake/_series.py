@@ -92,6 +92,11 @@ def runs_of(paths: list[str | os.PathLike[str]]) -> list[Run]:
     for run in runs:  # the same session name in two workspaces: say which
         if names.count(run.name) > 1:
             run.name = f"{run.path.parent.name}/{run.path.name}"
+    seen: dict[str, int] = {}
+    for run in runs:  # still the same (two roots, or a path given twice): number them
+        seen[run.name] = seen.get(run.name, 0) + 1
+        if seen[run.name] > 1:
+            run.name = f"{run.name} ({seen[run.name]})"
     return runs
 
 
