@@ -33,6 +33,7 @@ from typing import Any
 
 from . import _process
 from ._encode import Encoder, Entry, Point
+from ._files import reworded
 from ._process import EXIT_TIMEOUT
 from ._sink import Sink
 
@@ -255,11 +256,11 @@ class Channel:
     def kept_error(self) -> OSError:
         exc = self.error or OSError("unknown error")
         kept = len(self.queue) + len(self.pending)
-        msg = (
-            f"{exc.strerror or exc}. {kept} entries are kept in memory; "
-            f"fix the cause and call flush() or close() again"
+        return reworded(
+            exc,
+            f"{exc.strerror or exc}. {kept} entries are kept in memory; fix the cause and call flush() or "
+            f"close() again",
         )
-        return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
 
     def after_fork_in_child(self) -> None:
         """The parent writes what it had queued; the child starts clean, with its own handle."""

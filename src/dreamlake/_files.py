@@ -61,6 +61,11 @@ def replace_file(file: Path, data: bytes, folder: int) -> None:
         raise
 
 
+def reworded(exc: OSError, message: str) -> OSError:
+    """An OSError with `message` and the errno of `exc`, so callers can still tell ENOSPC from EIO."""
+    return OSError(exc.errno, message) if exc.errno is not None else OSError(message)
+
+
 def _close_held_in_child() -> None:
     for fd in list(_held):
         try:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from ._encode import Deferred, metadata_bytes, safe_str, snapshot
-from ._files import locked_folder, replace_file
+from ._files import locked_folder, replace_file, reworded
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -193,8 +193,7 @@ def _prefixes(key: str) -> Iterator[str]:
 
 def _named(exc: OSError, file: Path) -> OSError:
     """`exc`, saying which file, and that what was stored before is kept."""
-    msg = f"{file}: {exc.strerror or exc}; the parameters stored before are kept"
-    return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
+    return reworded(exc, f"{file}: {exc.strerror or exc}; the parameters stored before are kept")
 
 
 def _load(file: Path) -> dict[str, Any]:

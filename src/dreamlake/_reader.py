@@ -77,14 +77,32 @@ def iter_logs(
     newline is still being written, or was torn by a crash, and is not yielded.
     """
     floor = RANK[normalize_level(level)] if level is not None else 0
+    yield from each_record(log_file_of(path), lambda lines, bad: _records(lines, floor, bad), skipped)
+
+
+Parse = Callable[[Iterable[bytes], list[int]], Iterator[dict[str, Any]]]
+"""Yields the records among whole lines, counting in `bad[0]` the lines that are not records."""
+
+
+def each_record(file: Path, parse: Parse, skipped: list[int] | None) -> Iterator[dict[str, Any]]:
+    """The records `parse` finds in the whole lines of `file`, read in chunks. Lines that are not
+    records, and a last line without its newline, are counted in `skipped[0]` when given."""
     bad = [0]
-    with open(log_file_of(path), "rb") as f:
+    with open(file, "rb") as f:
         lines = WholeLines(f)
-        yield from _records(lines, floor, bad)
+        yield from parse(lines, bad)
     if lines.tail:
         bad[0] += 1
     if skipped is not None:
         skipped[:] = bad
+
+
+def all_records(records: Callable[[list[int]], Iterable[dict[str, Any]]]) -> Records:
+    """`records(skipped)` as a Records list, with `.skipped` set from it."""
+    counter = [0]
+    out = Records(records(counter))
+    out.skipped = counter[0]
+    return out
 
 
 def follow_logs(
@@ -105,7 +123,7 @@ def follow_logs(
 
 def follow(
     path: Path,
-    parse: Callable[[Iterable[bytes], list[int]], Iterator[dict[str, Any]]],
+    parse: Parse,
     interval: float = 0.2,
     stop: Callable[[], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -159,7 +177,4 @@ def read_logs(path: str | os.PathLike[str], level: str | None = None) -> Records
     `level` keeps that level and the more severe ones. Lines that are not
     records are skipped; `result.skipped` says how many.
     """
-    counter = [0]
-    records = Records(iter_logs(path, level, counter))
-    records.skipped = counter[0]
-    return records
+    return all_records(lambda skipped: iter_logs(path, level, skipped))

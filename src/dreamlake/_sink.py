@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from ._files import reworded
+
 _CHUNK = 1 << 16  # bytes read at a time when looking back for the last record
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
@@ -163,8 +165,7 @@ class Sink:
         """`exc`, reworded to name the file."""
         if exc.strerror and self.path in exc.strerror:
             return exc
-        msg = f"dreamlake could not write {self.path}: {exc.strerror or exc}"
-        return OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)
+        return reworded(exc, f"dreamlake could not write {self.path}: {exc.strerror or exc}")
 
     def _open_quietly(self) -> None:
         self._new_folder = self._new_folder or not os.path.exists(self.path)

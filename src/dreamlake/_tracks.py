@@ -22,8 +22,8 @@ import orjson
 from . import _batcher
 from ._batcher import Channel, State
 from ._encode import NATIVE, careful, checked, iso_timestamp, metadata_bytes, native, snapshot
-from ._files import locked_folder, replace_file
-from ._reader import Records, WholeLines, follow
+from ._files import locked_folder, replace_file, reworded
+from ._reader import Records, WholeLines, all_records, each_record, follow
 from ._sink import last_record
 
 if TYPE_CHECKING:
@@ -273,8 +273,7 @@ class Track:
                 data = orjson.dumps(meta, None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
                 replace_file(file, data, folder)
         except OSError as exc:
-            msg = f"dreamlake could not write {file}: {exc.strerror or exc}"
-            raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
+            raise reworded(exc, f"dreamlake could not write {file}: {exc.strerror or exc}") from exc
         if self._info is info:  # else track() described it anew meanwhile: write again next time
             self._described = writes
 
@@ -415,14 +414,7 @@ def iter_track(
 ) -> Iterator[dict[str, Any]]:
     """Yield the points of a track one by one, in file order; lines that are not points are
     skipped (counted in `skipped[0]` when given), a last line without its newline too."""
-    bad = [0]
-    with open(track_file(path, name), "rb") as f:
-        lines = WholeLines(f)
-        yield from _points(lines, bad)
-    if lines.tail:
-        bad[0] += 1
-    if skipped is not None:
-        skipped[:] = bad
+    yield from each_record(track_file(path, name), _points, skipped)
 
 
 def follow_track(
@@ -435,10 +427,7 @@ def follow_track(
 def read_track(path: str | os.PathLike[str], name: str) -> Records:
     """All points of track `name` of the session folder `path`, in file order: each a dict of
     index, data and createdAt. Torn lines are skipped; `result.skipped` says how many."""
-    counter = [0]
-    points = Records(iter_track(path, name, counter))
-    points.skipped = counter[0]
-    return points
+    return all_records(lambda skipped: iter_track(path, name, skipped))
 
 
 def track_names(session: Path) -> list[str]:
