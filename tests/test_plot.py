@@ -2,13 +2,15 @@
 
 import math
 import os
+import random
 import sys
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from dreamlake import Session
+from dreamlake import Session, _series
 from dreamlake._cli import main
 from dreamlake._series import Series, collect, runs_of, thin
 
@@ -69,8 +71,8 @@ def test_a_workspace_folder_holds_several_runs(tmp_path: Path) -> None:
 def test_thinning_keeps_a_single_spike_and_marks_nan() -> None:
     series = Series(run=None, name="s", x_label="step")  # type: ignore[arg-type]
     for i in range(1_000_000):
-        series.xs.append(float(i))
-        series.ys.append(50.0 if i == 612_345 else (math.nan if i == 777_777 else 1.0 + (i % 7) * 1e-3))
+        series.add(i, 50.0 if i == 612_345 else ("NaN" if i == 777_777 else 1.0 + (i % 7) * 1e-3))
+    assert series.ascending and series.nonfinite == 1
     thinned = thin(series, 1000)
     assert len(thinned.xs) <= 4000
     assert max(thinned.ys) == 50.0 and thinned.xs[thinned.ys.index(50.0)] == 612_345
@@ -79,7 +81,120 @@ def test_thinning_keeps_a_single_spike_and_marks_nan() -> None:
     assert thinned.xs == sorted(thinned.xs)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_thinning_by_bisection_picks_what_the_point_by_point_loop_picks(seed: int) -> None:
+    """xs that never decrease are cut into columns by bisection: the same points must come out
+    as from the loop that any order needs, including repeated x, ties and empty columns."""
+    rng = random.Random(seed)
+    fast = Series(run=None, name="s", x_label="step")  # type: ignore[arg-type]
+    x = 0.0
+    for _ in range(rng.randrange(1, 20_000)):
+        x += rng.choice([0.0, 0.5, 1.0, 37.0])
+        fast.add(x, rng.choice([1.0, 2.0, rng.random(), rng.random() * 100, "NaN"]))
+    slow = Series(
+        run=None, name="s", x_label="step", xs=fast.xs, ys=fast.ys, marks=fast.marks, ascending=False
+    )  # type: ignore[arg-type]
+    assert fast.ascending
+    for buckets in (1, 7, 1000):
+        assert thin(fast, buckets) == thin(slow, buckets)
+
+
 # -- the terminal --------------------------------------------------------------------
+
+
+def test_x_going_back_where_parts_or_batches_meet_is_seen() -> None:
+    """Each part and each batch is ascending on its own; where they meet, x goes back: bisection
+    would then cut the columns wrongly."""
+
+    def part(xs: list[float]) -> Series:
+        series = Series(run=None, name="s", x_label="step")  # type: ignore[arg-type]
+        series.extend(array("d", xs), array("d", [1.0] * len(xs)), True)
+        return series
+
+    joined = part([0, 1, 2, 3])
+    joined.join(part([1, 2]))
+    assert not joined.ascending
+    batches = part([0, 1, 2, 3])
+    batches.extend(array("d", [2.5]), array("d", [1.0]), True)
+    assert not batches.ascending
+    fine = part([0, 1, 2])
+    fine.join(part([2, 3]))
+    fine.join(part([]))
+    fine.extend(array("d", [3, 4]), array("d", [1.0, 1.0]), True)
+    assert fine.ascending
+
+
+def odd_run(root: Path) -> Path:
+    """A run whose track has everything a hand or a crash can put there."""
+    with Session(name="odd", workspace="w", local_path=root) as session:
+        track = session.track("t")
+        for step in range(3000):
+            point: dict[str, object] = {
+                "step": step if step != 1701 else 5,
+                "value": step * 0.5,
+                "flag": step % 3 == 0,
+            }
+            point["note"] = "text"
+            if step % 7 == 0:
+                point["val"] = -step
+            if step % 50 == 0:
+                point["value"] = "NaN" if step % 100 else float("inf")
+            track.append(**point)
+        for i in range(500):
+            session.log(
+                "m", metadata={"loss": 1 / (i + 1), "note": "x", **({"rare": i} if i % 9 == 0 else {})}
+            )
+    file = session.path / "tracks" / "t" / "data.jsonl"
+    with open(file, "ab") as f:
+        f.write(b'{"index":3000,"data":[1,2],"createdAt":"2025-01-01T00:00:00.000000Z"}\nnot json\n')
+        f.write(b'{"index":3001,"data":{"value":3.0},"createdAt":"2025-01-01T00:00:00.000000Z"}\n')
+    return session.path
+
+
+@pytest.mark.parametrize("buckets", [None, 40])
+def test_files_read_in_parts_side_by_side_give_what_one_reader_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, buckets: int | None
+) -> None:
+    runs = runs_of([odd_run(tmp_path)])
+    whole = collect(runs, None, None, False, buckets)
+    files = list(_series._files(runs, None, None))
+    assert len(_series._split(files, [f.file.stat().st_size for f in files], 2000)) > 50
+    monkeypatch.setattr(_series, "_PARALLEL_BYTES", 0)
+    monkeypatch.setattr(_series, "_PART_BYTES", 2000)
+    parts = collect(runs, None, None, False, buckets)
+    assert list(parts) == list(whole) == ["logs.loss", "logs.rare", "t.flag", "t.val", "t.value"]
+    fields = ("name", "x_label", "xs", "ys", "marks", "ascending", "nonfinite", "unplaced", "points", "stats")
+    for name in whole:
+        (one,), (other,) = whole[name], parts[name]
+        assert [getattr(one, f) for f in fields] == [getattr(other, f) for f in fields], name
+    (value,) = whole["t.value"]
+    assert (value.nonfinite, value.unplaced, value.ascending, value.points) == (60, 1, False, 3000)
+    assert value.stats == (0.5, 1499.5, 1499.5)
+    (flag,) = whole["t.flag"]
+    assert set(flag.ys) == {0.0, 1.0}  # a flag is drawn as 0 and 1
+
+
+def test_lines_skipped_and_points_without_x_are_told(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("plotext")
+    path = odd_run(tmp_path)
+    assert main(["plot", str(path), "--track", "t"]) == 0
+    out, err = capsys.readouterr()
+    assert "odd: 3000 points  min 0.5  last 1499.5  max 1499.5  60 NaN/inf  1 without step" in out
+    assert err == f"dreamlake plot: {path / 'tracks' / 't' / 'data.jsonl'}: 1 lines are not points, skipped\n"
+    real = _series.each_batch
+
+    def unreadable(file: Path, *args: object) -> object:
+        if file.name == "data.jsonl":
+            raise PermissionError(13, "Permission denied", str(file))
+        return real(file, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_series, "each_batch", unreadable)
+    assert main(["plot", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert "logs.loss" in out and "t.value" not in out
+    assert err == f"dreamlake plot: cannot read {path / 'tracks' / 't' / 'data.jsonl'}: Permission denied\n"
 
 
 def test_terminal_shows_names_summaries_and_nan_counts(

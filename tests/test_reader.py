@@ -6,6 +6,8 @@ from pathlib import Path
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dreamlake import Session, _reader, iter_logs, read_logs
 
@@ -53,6 +55,74 @@ def test_iter_logs_reads_lines_across_chunks(tmp_path: Path, monkeypatch: pytest
     assert next(it)["message"] == "m3"
     assert [r["message"] for r in it] == ["m4", "m8", "m9", "m13", "m14"]
     assert counter == [0]
+
+
+@pytest.mark.parametrize("run_bytes", [1, 40, 1 << 14])
+def test_each_line_is_judged_alone_when_lines_are_parsed_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_bytes: int
+) -> None:
+    """Lines are parsed a run at a time, as one JSON array: two torn lines that would make one
+    value together, or one line holding two values, must still count as lines that are not records."""
+    monkeypatch.setattr(_reader, "_RUN", run_bytes)
+    good = [orjson.dumps({"level": "info", "message": f"m{i}", "metadata": {}}) for i in range(4)]
+    lines = [
+        good[0],
+        b'{"level":"info","message":"a","metadata":[1',
+        b"2]}",
+        good[1],
+        good[2] + b"," + good[3],
+        b"",
+    ]
+    file = tmp_path / "logs.jsonl"
+    file.write_bytes(b"\n".join([*lines, good[3]]) + b"\n")
+    records = read_logs(file)
+    assert [r["message"] for r in records] == ["m0", "m1", "m3"]
+    assert records.skipped == 4
+
+
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.integers(0, 10**6).map(
+                lambda i: orjson.dumps({"level": "info", "message": "x" * (i % 300), "metadata": {"i": i}})
+            ),
+            st.sampled_from([b"", b"not json", b"[1, 2]", b'{"level": 5', b"{}"]),
+        ),
+        max_size=60,
+    ),
+    torn=st.booleans(),
+    cuts=st.lists(st.integers(0, 1 << 16), max_size=5),
+    chunk=st.sampled_from([3, 64, 1 << 20]),
+)
+@settings(max_examples=150, deadline=None)
+def test_parts_of_a_file_hold_each_line_once(
+    tmp_path_factory: pytest.TempPathFactory, lines: list[bytes], torn: bool, cuts: list[int], chunk: int
+) -> None:
+    """Reading a file in parts cut at any bytes gives what reading it whole gives: every record
+    once, in order, and each line that is not a record (the torn last line too) counted once."""
+    file = tmp_path_factory.mktemp("parts") / "logs.jsonl"
+    file.write_bytes(b"".join(line + b"\n" for line in lines) + (b'{"level":"in' if torn else b""))
+    size = file.stat().st_size
+    bounds = sorted({0, *(cut % (size + 1) for cut in cuts)})
+    whole_skipped: list[int] = []
+    whole = [r for batch in _reader.each_batch(file, _reader.log_records, whole_skipped) for r in batch]
+    parts, skipped = [], 0
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_reader, "_CHUNK", chunk)
+        for start, end in zip(bounds, [*bounds[1:], None], strict=True):
+            counted: list[int] = []
+            parts += [
+                r
+                for batch in _reader.each_batch(file, _reader.log_records, counted, start, end)
+                for r in batch
+            ]
+            skipped += counted[0]
+    assert parts == whole
+    assert (
+        skipped
+        == whole_skipped[0]
+        == sum(1 for line in lines if not line.startswith(b'{"level":"info"')) + torn
+    )
 
 
 def test_open_session_reads_what_it_logged(tmp_path: Path) -> None:

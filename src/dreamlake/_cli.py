@@ -248,8 +248,11 @@ def cmd_plot(args: argparse.Namespace) -> None:
         _plot_html(args, runs)
         return
     color = use_color(sys.stdout)
+    told: set[str] = set()
     while True:
-        series = collect(runs, args.track, args.field, args.x == "time", terminal_columns())
+        notes: list[str] = []
+        series = collect(runs, args.track, args.field, args.x == "time", terminal_columns(), notes)
+        _tell(notes, told)
         if args.follow and color:
             sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
         if not series:
@@ -262,11 +265,21 @@ def cmd_plot(args: argparse.Namespace) -> None:
         time.sleep(args.interval)  # ok: --follow polls the files
 
 
+def _tell(notes: list[str], told: set[str]) -> None:
+    """Lines skipped and files not read, on stderr, each once."""
+    for note in notes:
+        if note not in told:
+            told.add(note)
+            print(f"dreamlake plot: {visible(note)}", file=sys.stderr)
+
+
 def _plot_html(args: argparse.Namespace, runs: list[Any]) -> None:
     from ._plot_html import COLUMNS, page
     from ._series import collect
 
-    series = collect(runs, args.track, args.field, args.x == "time", COLUMNS)
+    notes: list[str] = []
+    series = collect(runs, args.track, args.field, args.x == "time", COLUMNS, notes)
+    _tell(notes, set())
     title = "dreamlake: " + ", ".join(run.name for run in runs)
     try:
         Path(args.html).write_text(page(runs, series, title), encoding="utf-8")

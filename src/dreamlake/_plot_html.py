@@ -47,6 +47,7 @@ def payload(runs: list[Run], all_series: dict[str, list[Series]]) -> dict[str, A
                     "marks": thinned.marks,
                     "points": series.points,
                     "nonfinite": series.nonfinite,
+                    "unplaced": series.unplaced,
                     "summary": [None if math.isnan(v) else v for v in (low, last, high)],
                 }
             )
@@ -232,6 +233,7 @@ function layout() {
       const numbers = `min ${fmt(low)}, last ${fmt(last)}, max ${fmt(high)}`;
       const p = text("div", `${line.run}: ${line.points} points, ${numbers}`, "summary");
       if (line.nonfinite) p.appendChild(text("span", `, ${line.nonfinite} NaN/inf`, "bad"));
+      if (line.unplaced) p.appendChild(text("span", `, ${line.unplaced} without ${chart.xLabel}`, "bad"));
       div.appendChild(p);
     });
     const box = document.createElement("div");

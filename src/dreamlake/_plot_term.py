@@ -29,6 +29,8 @@ def headline(name: str, runs: list[Series]) -> list[str]:
     for series in runs:
         low, last, high = series.summary()
         bad = f"  {series.nonfinite} NaN/inf" if series.nonfinite else ""
+        if series.unplaced:
+            bad += f"  {series.unplaced} without {series.x_label}"
         lines.append(
             f"  {visible(series.run.name)}: {series.points} points  "
             f"min {_num(low)}  last {_num(last)}  max {_num(high)}{bad}"
@@ -65,7 +67,7 @@ def draw(all_series: dict[str, list[Series]], out: TextIO, color: bool) -> None:
                     signal.label(visible(series.run.name))
                 figure.draw(signal)
         out.write("\n".join(headline(name, runs)) + "\n")
-        if any(series.finite for series in runs):
+        if any(series.ys for series in runs):
             with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
                 chart = figure.build().string(colorless=not color)  # plotext's warnings: not ours to show
             out.write(chart)

@@ -12,6 +12,7 @@ from ._levels import RANK, normalize_level
 
 LOG_FILE = "logs.jsonl"
 _CHUNK = 1 << 20
+_RUN = 16 << 10  # bytes of lines parsed at once: few enough objects alive that the collector idles
 
 
 class Records(list[dict[str, Any]]):
@@ -34,37 +35,73 @@ def log_file_of(path: str | os.PathLike[str]) -> Path:
 class WholeLines:
     """The complete lines of a binary file, read in chunks; a last line without its newline waits.
 
-    Each pass (`for line in lines`) reads on to the current end of the file, so
-    iterating again after more was written continues where the last pass
-    stopped, and completes the line that was partial then (finish a pass
-    before starting the next). `tail` holds the partial last line.
+    Iterating yields runs of whole lines, each run one bytes object of about
+    `_RUN` bytes, its lines joined by newlines: parsed as one JSON array, a run
+    makes no bytes object a line. Each pass (`for text in lines`) reads on to the
+    current end of the file, so iterating again after more was written continues
+    where the last pass stopped, and completes the line that was partial then
+    (finish a pass before starting the next). `tail` holds the partial last line.
+    With `end`, a pass stops at the first line that starts at or after that offset.
     """
 
-    def __init__(self, file: BinaryIO) -> None:
+    def __init__(self, file: BinaryIO, end: int | None = None) -> None:
         self.file = file
         self.tail = b""
+        self.end = end
 
     def __iter__(self) -> Iterator[bytes]:
-        read = self.file.read
-        while chunk := read(_CHUNK):
-            lines = (self.tail + chunk).split(b"\n")
-            self.tail = lines.pop()
-            yield from lines
+        read, end = self.file.read, self.end
+        while chunk := read(_CHUNK if end is None else max(0, min(_CHUNK, end - self.file.tell()))):
+            text = self.tail + chunk
+            last = text.rfind(b"\n")
+            self.tail = text[last + 1 :]
+            start = 0
+            while start <= last:
+                cut = text.find(b"\n", start + _RUN, last)
+                if cut < 0:
+                    cut = last
+                yield text[start:cut]
+                start = cut + 1
+        if end is not None and self.tail:  # the line that crosses `end` belongs to this part
+            self.tail += self.file.readline()
+            if self.tail.endswith(b"\n"):
+                line, self.tail = self.tail[:-1], b""
+                yield line
 
 
-def _records(lines: Iterable[bytes], floor: int, bad: list[int]) -> Iterator[dict[str, Any]]:
-    """The records among `lines` whose level ranks at least `floor`; `bad[0]` counts non-records."""
+def parse_run(text: bytes, keep: Callable[[list[Any]], bool]) -> list[Any] | None:
+    """The values of the lines in `text` (a run of `WholeLines`), parsed in one call, if each line
+    is one value and `keep(values)` approves them all; else None (sort the lines one by one)."""
+    try:
+        values: list[Any] = orjson.loads(b"[" + text.replace(b"\n", b",") + b"]")
+        if len(values) == text.count(b"\n") + 1 and keep(values):
+            return values
+    except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
+        pass
+    return None
+
+
+def log_records(text: bytes, bad: list[int], floor: int = 0) -> list[dict[str, Any]]:
+    """The records among the lines of `text` whose level ranks at least `floor`; `bad[0]` counts
+    the lines that are not records."""
     rank = RANK
-    loads = orjson.loads
-    for line in lines:
+    records = parse_run(text, lambda values: _STR.issuperset([type(value["level"]) for value in values]))
+    if records is not None:
+        return [record for record in records if rank.get(record["level"], 0) >= floor] if floor else records
+    records = []
+    for line in text.split(b"\n"):
         try:
-            record = loads(line)
+            record = orjson.loads(line)
             keep = rank.get(record["level"], 0) >= floor
         except (orjson.JSONDecodeError, TypeError, KeyError):
             bad[0] += 1
             continue
         if keep:
-            yield record
+            records.append(record)
+    return records
+
+
+_STR = frozenset({str})
 
 
 def iter_logs(
@@ -77,24 +114,39 @@ def iter_logs(
     newline is still being written, or was torn by a crash, and is not yielded.
     """
     floor = RANK[normalize_level(level)] if level is not None else 0
-    yield from each_record(log_file_of(path), lambda lines, bad: _records(lines, floor, bad), skipped)
+    yield from each_record(log_file_of(path), lambda text, bad: log_records(text, bad, floor), skipped)
 
 
-Parse = Callable[[Iterable[bytes], list[int]], Iterator[dict[str, Any]]]
-"""Yields the records among whole lines, counting in `bad[0]` the lines that are not records."""
+Parse = Callable[[bytes, list[int]], list[dict[str, Any]]]
+"""The records among a run of whole lines, counting in `bad[0]` the lines that are not records."""
 
 
-def each_record(file: Path, parse: Parse, skipped: list[int] | None) -> Iterator[dict[str, Any]]:
-    """The records `parse` finds in the whole lines of `file`, read in chunks. Lines that are not
-    records, and a last line without its newline, are counted in `skipped[0]` when given."""
+def each_batch(
+    file: Path, parse: Parse, skipped: list[int] | None, start: int = 0, end: int | None = None
+) -> Iterator[list[dict[str, Any]]]:
+    """The records `parse` finds in the whole lines of `file`, a batch at a time. Lines that are
+    not records, and a last line without its newline, are counted in `skipped[0]` when given.
+    With `start` and `end`, only the lines that start in that byte range: parts of one file
+    read side by side hold each line once."""
     bad = [0]
     with open(file, "rb") as f:
-        lines = WholeLines(f)
-        yield from parse(lines, bad)
+        if start:
+            f.seek(start - 1)
+            f.readline()  # the rest of the line before `start`: the previous part's
+        lines = WholeLines(f, end)
+        for text in lines:
+            if records := parse(text, bad):
+                yield records
     if lines.tail:
         bad[0] += 1
     if skipped is not None:
         skipped[:] = bad
+
+
+def each_record(file: Path, parse: Parse, skipped: list[int] | None) -> Iterator[dict[str, Any]]:
+    """The records of `each_batch`, one by one."""
+    for batch in each_batch(file, parse, skipped):
+        yield from batch
 
 
 def all_records(records: Callable[[list[int]], Iterable[dict[str, Any]]]) -> Records:
@@ -118,7 +170,7 @@ def follow_logs(
     below what was read (truncated). Ends when `stop()`, asked on each idle
     poll, returns True; without `stop`, runs until interrupted.
     """
-    return follow(log_file_of(path), lambda lines, bad: _records(lines, 0, bad), interval, stop)
+    return follow(log_file_of(path), log_records, interval, stop)
 
 
 def follow(
@@ -133,10 +185,12 @@ def follow(
     try:
         lines, following = WholeLines(f), _identity(f)
         while True:
-            yield from parse(lines, bad)
+            for text in lines:
+                yield from parse(text, bad)
             now = _stat(path)
             if now is not None and (now.st_dev, now.st_ino) != following:
-                yield from parse(lines, bad)  # written to the old file before it was replaced
+                for text in lines:  # written to the old file before it was replaced
+                    yield from parse(text, bad)
                 try:
                     new = open(path, "rb")
                 except FileNotFoundError:  # gone again: poll on

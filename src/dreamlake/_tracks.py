@@ -9,6 +9,7 @@ across re-opens and processes, under the file's lock) and appends them in batche
 
 from __future__ import annotations
 
+import itertools
 import operator
 import os
 import threading
@@ -23,7 +24,7 @@ from . import _batcher
 from ._batcher import Channel, State
 from ._encode import NATIVE, careful, checked, iso_timestamp, metadata_bytes, native, snapshot
 from ._files import locked_folder, replace_file, reworded
-from ._reader import Records, WholeLines, all_records, each_record, follow
+from ._reader import Records, WholeLines, all_records, each_record, follow, parse_run
 from ._sink import last_record
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ class Track:
         if self.file.exists():
             with open(self.file, "rb") as f:
                 f.seek(_offset_before(f.fileno(), start_index))
-                for point in _points(WholeLines(f), [0]):
+                for point in itertools.chain.from_iterable(track_points(text, [0]) for text in WholeLines(f)):
                     index = point["index"]
                     if index >= stop:
                         break
@@ -379,19 +380,26 @@ def track_after_fork_in_child(track: Track) -> None:
 # -- reading ------------------------------------------------------------------------------
 
 
-def _points(lines: Iterable[bytes], bad: list[int]) -> Iterator[dict[str, Any]]:
-    """The points among `lines`; `bad[0]` counts the lines that are not points."""
-    loads = orjson.loads
-    for line in lines:
+def track_points(text: bytes, bad: list[int]) -> list[dict[str, Any]]:
+    """The points among the lines of `text`; `bad[0]` counts the lines that are not points."""
+    points = parse_run(text, lambda values: _INT.issuperset([type(value["index"]) for value in values]))
+    if points is not None:
+        return points
+    points = []
+    for line in text.split(b"\n"):
         try:
-            point = loads(line)
+            point = orjson.loads(line)
             numbered = type(point["index"]) is int
         except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
             numbered = False
         if numbered:
-            yield point
+            points.append(point)
         else:
             bad[0] += 1
+    return points
+
+
+_INT = frozenset({int})
 
 
 def track_file(path: str | os.PathLike[str], name: str) -> Path:
@@ -414,14 +422,14 @@ def iter_track(
 ) -> Iterator[dict[str, Any]]:
     """Yield the points of a track one by one, in file order; lines that are not points are
     skipped (counted in `skipped[0]` when given), a last line without its newline too."""
-    yield from each_record(track_file(path, name), _points, skipped)
+    yield from each_record(track_file(path, name), track_points, skipped)
 
 
 def follow_track(
     path: str | os.PathLike[str], name: str, interval: float = 0.2, stop: Callable[[], bool] | None = None
 ) -> Iterator[dict[str, Any]]:
     """Yield every point of the track, then each new one once its line is complete (see follow_logs)."""
-    return follow(track_file(path, name), _points, interval, stop)
+    return follow(track_file(path, name), track_points, interval, stop)
 
 
 def read_track(path: str | os.PathLike[str], name: str) -> Records:
