@@ -3,7 +3,10 @@
 import math
 import os
 import random
+import signal
+import subprocess
 import sys
+import threading
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,21 +160,86 @@ def test_files_read_in_parts_side_by_side_give_what_one_reader_gives(
 ) -> None:
     runs = runs_of([odd_run(tmp_path)])
     whole = collect(runs, None, None, False, buckets)
-    files = list(_series._files(runs, None, None))
-    assert len(_series._split(files, [f.file.stat().st_size for f in files], 2000)) > 50
+    files = [_series._Part(run, file, track, None) for run, file, track in _series._files(runs, None, None)]
+    assert len(_series._split(files, [part.file.stat().st_size for part in files], 2000)) > 50
     monkeypatch.setattr(_series, "_PARALLEL_BYTES", 0)
     monkeypatch.setattr(_series, "_PART_BYTES", 2000)
     parts = collect(runs, None, None, False, buckets)
     assert list(parts) == list(whole) == ["logs.loss", "logs.rare", "t.flag", "t.val", "t.value"]
-    fields = ("name", "x_label", "xs", "ys", "marks", "ascending", "nonfinite", "unplaced", "points", "stats")
-    for name in whole:
-        (one,), (other,) = whole[name], parts[name]
-        assert [getattr(one, f) for f in fields] == [getattr(other, f) for f in fields], name
+    same_series(whole, parts)
     (value,) = whole["t.value"]
     assert (value.nonfinite, value.unplaced, value.ascending, value.points) == (60, 1, False, 3000)
     assert value.stats == (0.5, 1499.5, 1499.5)
     (flag,) = whole["t.flag"]
     assert set(flag.ys) == {0.0, 1.0}  # a flag is drawn as 0 and 1
+
+
+FIELDS = ("name", "x_label", "xs", "ys", "marks", "ascending", "nonfinite", "unplaced", "points", "stats")
+
+
+def same_series(one: dict[str, list[Series]], other: dict[str, list[Series]]) -> None:
+    assert list(one) == list(other)
+    for name in one:
+        for a, b in zip(one[name], other[name], strict=True):
+            assert [getattr(a, f) for f in FIELDS] == [getattr(b, f) for f in FIELDS], name
+
+
+@pytest.mark.parametrize("buckets", [None, 40])
+def test_following_reads_what_was_added_and_shows_what_reading_anew_shows(
+    tmp_path: Path, buckets: int | None
+) -> None:
+    """`--follow` keeps the files open and reads only what was written since: at each poll it
+    must show what reading every file anew shows, after growth, a new track and a truncation."""
+    with Session(name="live", workspace="w", local_path=tmp_path) as session:
+        session.track("loss")  # described before its first point: the x is decided by that point
+        runs = runs_of([session.path])
+        with _series.Watch(runs, None, None, False) as watch:
+            assert watch.collect(buckets) == {}
+            for round_ in range(3):
+                for step in range(round_ * 500, round_ * 500 + 500):
+                    session.track("loss").append(value=1 / (step + 1), step=step)
+                    session.log("m", metadata={"lr": step * 1e-3})
+                if round_ == 1:
+                    session.track("acc").append(value="NaN", epoch=0)
+                session.flush()
+                shown = watch.collect(buckets)
+                same_series(shown, collect(runs, None, None, False, buckets))
+            assert shown["loss.value"][0].x_label == "step" and shown["loss.value"][0].points == 1500
+            assert shown["acc.value"][0].nonfinite == 1
+            data = session.path / "tracks" / "loss" / "data.jsonl"
+            data.write_bytes(b"\n".join(data.read_bytes().split(b"\n")[:10]) + b"\n")  # truncated
+            shown = watch.collect(buckets)
+            same_series(shown, collect(runs, None, None, False, buckets))
+            assert shown["loss.value"][0].points == 10
+
+
+def test_plot_follow_redraws_as_points_arrive(tmp_path: Path) -> None:
+    pytest.importorskip("plotext")
+    with Session(name="live", workspace="w", local_path=tmp_path) as session:
+        for step in range(100):
+            session.track("loss").append(value=1.0, step=step)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "dreamlake", "plot", str(session.path), "--follow", "--interval", "0.05"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watchdog = threading.Timer(60, follower.kill)  # a hang fails the test instead of the suite
+    watchdog.start()
+    with follower:
+        try:
+            headlines = (line for line in follower.stdout if "live: " in line)  # type: ignore[union-attr]
+            assert "live: 100 points" in next(headlines)
+            with Session(name="live", workspace="w", local_path=tmp_path) as again:
+                for step in range(100, 250):
+                    again.track("loss").append(value=2.0, step=step)
+            assert any("live: 250 points  min 1  last 2  max 2" in line for line in headlines)
+            follower.send_signal(signal.SIGINT)
+            assert follower.wait(timeout=30) == 130
+            assert follower.stderr.read() == ""  # type: ignore[union-attr]
+        finally:
+            watchdog.cancel()
+            follower.kill()
 
 
 def test_lines_skipped_and_points_without_x_are_told(

@@ -232,8 +232,8 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from ._plot_term import MISSING, draw, load_plotext, terminal_columns
-    from ._series import collect, runs_of
+    from ._plot_term import MISSING, load_plotext, terminal_columns
+    from ._series import Watch, collect, runs_of
 
     if args.html is None:
         try:
@@ -248,21 +248,31 @@ def cmd_plot(args: argparse.Namespace) -> None:
         _plot_html(args, runs)
         return
     color = use_color(sys.stdout)
-    told: set[str] = set()
-    while True:
+    if not args.follow:
         notes: list[str] = []
-        series = collect(runs, args.track, args.field, args.x == "time", terminal_columns(), notes)
-        _tell(notes, told)
-        if args.follow and color:
-            sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
-        if not series:
-            print(f"no numeric series in {', '.join(visible(str(run.path)) for run in runs)}")
-        else:
-            draw(series, sys.stdout, color)
-        if not args.follow:
-            return
-        sys.stdout.flush()
-        time.sleep(args.interval)  # ok: --follow polls the files
+        _draw(collect(runs, args.track, args.field, args.x == "time", terminal_columns(), notes), runs, color)
+        _tell(notes, set())
+        return
+    told: set[str] = set()
+    with Watch(runs, args.track, args.field, args.x == "time") as watch:
+        while True:
+            notes = []
+            series = watch.collect(terminal_columns(), notes)
+            if color:
+                sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
+            _draw(series, runs, color)
+            _tell(notes, told)
+            sys.stdout.flush()
+            time.sleep(args.interval)  # ok: --follow polls the files
+
+
+def _draw(series: dict[str, list[Any]], runs: list[Any], color: bool) -> None:
+    from ._plot_term import draw
+
+    if series:
+        draw(series, sys.stdout, color)
+    else:
+        print(f"no numeric series in {', '.join(visible(str(run.path)) for run in runs)}")
 
 
 def _tell(notes: list[str], told: set[str]) -> None:

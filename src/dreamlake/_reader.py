@@ -179,36 +179,62 @@ def follow(
     interval: float = 0.2,
     stop: Callable[[], bool] | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """`follow_logs` for any JSON Lines file: `parse(lines, bad)` yields its records."""
+    """`follow_logs` for any JSON Lines file: `parse(text, bad)` gives its records."""
     bad = [0]  # lines that are not records are skipped, as in iter_logs
-    f = open(path, "rb")
-    try:
-        lines, following = WholeLines(f), _identity(f)
+    with Tail(path) as tail:
         while True:
-            for text in lines:
+            for text in tail:
                 yield from parse(text, bad)
-            now = _stat(path)
-            if now is not None and (now.st_dev, now.st_ino) != following:
-                for text in lines:  # written to the old file before it was replaced
-                    yield from parse(text, bad)
-                try:
-                    new = open(path, "rb")
-                except FileNotFoundError:  # gone again: poll on
-                    pass
-                else:
-                    f.close()
-                    f = new
-                    lines, following = WholeLines(f), _identity(f)
-                    continue
-            elif now is not None and now.st_size < f.tell():
-                f.seek(0)
-                lines = WholeLines(f)
-                continue
             if stop is not None and stop():
                 return
             time.sleep(interval)
-    finally:
-        f.close()
+
+
+class Tail:
+    """A file read on as it grows, as `tail -F` does: each pass (`for text in tail`) gives the runs
+    of whole lines (see WholeLines) written since the last one.
+
+    A pass ends at the end of the file, after checking the path: a different file
+    there (the writer starts a new one when the session folder was deleted) is read
+    from its start, after what the old file got last; a file that shrank below what
+    was read (truncated) is read again from its start, and `restarts` counts up
+    before its first run is given.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, "rb")
+        self.lines = WholeLines(self.file)
+        self.identity = _identity(self.file)
+        self.restarts = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            yield from self.lines
+            now = _stat(self.path)
+            if now is not None and (now.st_dev, now.st_ino) != self.identity:
+                yield from self.lines  # written to the old file before it was replaced
+                try:
+                    new = open(self.path, "rb")
+                except FileNotFoundError:  # gone again: look on the next pass
+                    return
+                self.file.close()
+                self.file, self.lines, self.identity = new, WholeLines(new), _identity(new)
+            elif now is not None and now.st_size < self.file.tell():
+                self.file.seek(0)
+                self.lines = WholeLines(self.file)
+                self.restarts += 1
+            else:
+                return
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> "Tail":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def _stat(path: Path) -> os.stat_result | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import dataclasses
 import fnmatch
 import functools
 import itertools
@@ -21,20 +22,21 @@ import operator
 import os
 import time
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ._params import PARAMS_FILE, read_params
-from ._reader import LOG_FILE, each_batch, each_record, log_records
+from ._reader import LOG_FILE, Parse, Tail, each_batch, log_records
 from ._tracks import TRACKS, track_file, track_names, track_points
 
 _NONFINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 _NUMBERS = frozenset({int, float, bool})  # a flag is drawn as 0 and 1
 _DICTS = frozenset({dict})
 _AXES = ("step", "epoch")  # the x of a track's points, when its first point has one: else the index
+_X_FIELDS = frozenset(_AXES)  # drawn as x, not as series (but with --x time)
 
 
 def _floats() -> array[float]:
@@ -160,7 +162,8 @@ class _Part:
     run: Run
     file: Path
     track: str | None  # None: the logs
-    axis: str  # a track's x: step, epoch or index
+    axis: str | None  # the x: step, epoch or index for a track (None: as its first point read
+    # says), sequenceNumber for the logs
     start: int = 0
     end: int | None = None
 
@@ -187,7 +190,7 @@ def collect(
     Big files are read in parallel, in parts of about equal size, as many at once as there
     are cores; a file read whole is thinned where it was read, so little travels back.
     """
-    files = list(_files(runs, tracks, fields))
+    files = [_Part(run, file, track, _axis(file, track)) for run, file, track in _files(runs, tracks, fields)]
     sizes = [_size(part.file) for part in files]
     workers = os.cpu_count() or 1
     forks = "fork" in multiprocessing.get_all_start_methods()
@@ -213,47 +216,137 @@ def collect(
             if first is not series:
                 first.join(series)
     if notes is not None:
-        what = {True: "not points", False: "not records"}
-        notes.extend(
-            f"{file}: {count} lines are {what[file.name != LOG_FILE]}, skipped"
-            for file, count in skipped.items()
-            if count
-        )
-    out: dict[str, list[Series]] = {}
+        notes.extend(_skipped(file, count) for file, count in skipped.items() if count)
     for (_, file, _), series in joined.items():
         if file not in whole:
             series.settle(buckets)
-        if series.points or series.unplaced:  # else a field that never held a number
+    return _by_name(joined.values())
+
+
+class Watch:
+    """`collect` again and again as the files grow (`--follow`): each call reads only the lines
+    written since the last, from files kept open. A file truncated is read again from its start."""
+
+    def __init__(self, runs: list[Run], tracks: str | None, fields: str | None, by_time: bool) -> None:
+        self.runs, self.tracks, self.fields, self.by_time = runs, tracks, fields, by_time
+        self._files: dict[tuple[int, Path], _Followed] = {}
+
+    def collect(self, buckets: int | None, notes: list[str] | None = None) -> dict[str, list[Series]]:
+        """What `collect` would give now."""
+        found: list[Series] = []
+        for run, file, track in _files(self.runs, self.tracks, self.fields):
+            followed = self._files.get((id(run), file))
+            try:
+                if followed is None:
+                    part = _Part(run, file, track, "sequenceNumber" if track is None else None)
+                    followed = self._files[id(run), file] = _Followed(Tail(file), part, self)
+                followed.read()
+            except OSError as exc:
+                if notes is not None:
+                    notes.append(_unreadable(file, exc))
+                continue
+            if followed.bad[0] and notes is not None:
+                notes.append(_skipped(file, followed.bad[0]))
+            found.extend(followed.shown(buckets))
+        return _by_name(found)
+
+    def close(self) -> None:
+        for followed in self._files.values():
+            followed.tail.close()
+        self._files.clear()
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Followed:
+    """A file of a run, kept open, and its series as read so far."""
+
+    def __init__(self, tail: Tail, part: _Part, watch: Watch) -> None:
+        self.tail, self.part, self.watch = tail, part, watch
+        self.restarts = 0
+        self.columns = _Columns(part, watch.fields or "*", watch.by_time)
+        self.bad = [0]
+        self._shown: dict[str, tuple[tuple[int | None, int, int, int], Series]] = {}
+
+    def read(self) -> None:
+        for text in self.tail:
+            if self.tail.restarts != self.restarts:  # truncated: what was read is gone
+                self.restarts = self.tail.restarts
+                self.columns = _Columns(self.part, self.watch.fields or "*", self.watch.by_time)
+                self.bad = [0]
+                self._shown.clear()
+            self.columns.feed(self.columns.parse(text, self.bad))
+
+    def shown(self, buckets: int | None) -> list[Series]:
+        """Each series settled (thinned) for `buckets`: again only if it grew since."""
+        out = []
+        for name, series in self.columns.series.items():
+            state = (buckets, len(series.xs), len(series.marks), series.unplaced)
+            last = self._shown.get(name)
+            if last is None or last[0] != state:
+                shown = dataclasses.replace(series)  # the same arrays: settling gives it its own
+                shown.settle(buckets)
+                last = self._shown[name] = (state, shown)
+            out.append(last[1])
+        return out
+
+
+def _by_name(found: Iterable[Series]) -> dict[str, list[Series]]:
+    """The series by name, names sorted; fields that never held a number left out."""
+    out: dict[str, list[Series]] = {}
+    for series in found:
+        if series.points or series.unplaced:
             out.setdefault(series.name, []).append(series)
     return dict(sorted(out.items()))
+
+
+def _skipped(file: Path, count: int) -> str:
+    return f"{file}: {count} lines are not {'records' if file.name == LOG_FILE else 'points'}, skipped"
+
+
+def _unreadable(file: Path, exc: OSError) -> str:
+    return f"cannot read {file}: {exc.strerror or exc}"
 
 
 _PARALLEL_BYTES = 50 << 20  # below this, starting processes costs more than it saves
 _PART_BYTES = 16 << 20
 
 
-def _files(runs: list[Run], tracks: str | None, fields: str | None) -> Iterable[_Part]:
+def _files(runs: list[Run], tracks: str | None, fields: str | None) -> Iterable[tuple[Run, Path, str | None]]:
+    """Each file to read: run, path, and the track's name (None for the logs)."""
     everything = tracks is None and fields is None
     for run in runs:
         if everything or tracks is not None:
             for name in track_names(run.path):
                 if everything or fnmatch.fnmatchcase(name, tracks or "*"):
-                    file = track_file(run.path, name)
-                    yield _Part(run, file, name, _axis(file))
+                    yield run, track_file(run.path, name), name
         if (everything or fields is not None) and (run.path / LOG_FILE).is_file():
-            yield _Part(run, run.path / LOG_FILE, None, "sequenceNumber")
+            yield run, run.path / LOG_FILE, None
 
 
-def _axis(file: Path) -> str:
-    """A track's x: `step` if its first point has a number there, else `epoch`, else `index`."""
+def _axis(file: Path, track: str | None) -> str:
+    """A track's x: `step` if its first point has a number there, else `epoch`, else `index`;
+    the logs' x: their sequence number."""
+    if track is None:
+        return "sequenceNumber"
     try:
-        for point in each_record(file, track_points, None):
-            data = point.get("data")
-            if type(data) is dict:
-                return next((axis for axis in _AXES if type(data.get(axis)) in _NUMBERS), "index")
+        with open(file, "rb") as f:
+            for line in f:  # the first point, not the first megabyte
+                for point in track_points(line.rstrip(b"\n"), [0]):
+                    data = point.get("data")
+                    if type(data) is dict:
+                        return _axis_of(data)
     except OSError:
         pass  # told when it is read
     return "index"
+
+
+def _axis_of(data: dict[str, Any]) -> str:
+    return next((axis for axis in _AXES if type(data.get(axis)) in _NUMBERS), "index")
 
 
 def _size(file: Path) -> int:
@@ -278,94 +371,83 @@ def _read_part(
     part: _Part, pattern: str, by_time: bool, buckets: int | None, whole: dict[Path, _Part]
 ) -> _Read:
     skipped = [0]
-    columns: dict[str, Series] = {}
+    columns = _Columns(part, pattern, by_time)
     try:
-        if part.track is not None:
-            _read_track(part, by_time, columns, skipped)
-        else:
-            _read_logs(part, pattern, by_time, columns, skipped)
+        for records in each_batch(part.file, columns.parse, skipped, part.start, part.end):
+            columns.feed(records)
     except OSError as exc:
-        return _Read([], 0, f"cannot read {part.file}: {exc.strerror or exc}")
+        return _Read([], 0, _unreadable(part.file, exc))
     if part.file in whole:
-        for series in columns.values():
+        for series in columns.series.values():
             series.settle(buckets)
-    return _Read(list(columns.values()), skipped[0])
+    return _Read(list(columns.series.values()), skipped[0])
 
 
-def _read_track(part: _Part, by_time: bool, columns: dict[str, Series], skipped: list[int]) -> None:
-    """Every numeric field of the track's points: the loop that big runs spend their time in."""
-    label = "time" if by_time else part.axis
-    left_out: frozenset[str] = frozenset() if by_time else frozenset(_AXES)
+class _Columns:
+    """The series of one file, fed a batch of its records at a time: each field of a batch is
+    taken as a column."""
 
-    def make(key: str) -> Series:
-        return Series(part.run, f"{part.track}.{key}", label)
+    def __init__(self, part: _Part, pattern: str, by_time: bool) -> None:
+        self.part, self.pattern, self.by_time = part, pattern, by_time
+        self.axis = part.axis
+        self.series: dict[str, Series] = {}
+        self.parse: Parse = log_records if part.track is None else track_points
+        self._wanted: dict[str, bool] = {}  # log metadata keys: whether they match `pattern`
 
-    for points in each_batch(part.file, track_points, skipped, part.start, part.end):
-        rows = _column(points, "data")
-        if not _DICTS.issuperset(map(type, rows)):
-            points = [point for point, row in zip(points, rows, strict=True) if type(row) is dict]
-            rows = [point["data"] for point in points]
-        if by_time:
-            xs = [_seconds(point.get("createdAt")) for point in points]
-        elif part.axis == "index":
-            xs = _column(points, "index")
-        else:
-            xs = _column(rows, part.axis)
-        _add_columns(columns, make, xs, rows, set().union(*rows) - left_out)
-
-
-def _read_logs(
-    part: _Part, pattern: str, by_time: bool, columns: dict[str, Series], skipped: list[int]
-) -> None:
-    label = "time" if by_time else "sequenceNumber"
-    wanted: dict[str, bool] = {}
-
-    def make(key: str) -> Series:
-        return Series(part.run, f"logs.{key}", label)
-
-    for records in each_batch(part.file, log_records, skipped, part.start, part.end):
-        rows = _column(records, "metadata")
+    def feed(self, records: list[dict[str, Any]]) -> None:
+        """The loop that big runs spend their time in."""
+        track = self.part.track
+        inner = "metadata" if track is None else "data"
+        rows = _column(records, inner)
         if not _DICTS.issuperset(map(type, rows)):
             records = [record for record, row in zip(records, rows, strict=True) if type(row) is dict]
-            rows = [record["metadata"] for record in records]
-        if by_time:
-            xs = [_seconds(record.get("timestamp")) for record in records]
+            rows = [record[inner] for record in records]
+        if not rows:
+            return
+        axis = self.axis
+        if axis is None:
+            axis = self.axis = _axis_of(rows[0])
+        if self.by_time:
+            stamp = "timestamp" if track is None else "createdAt"
+            xs = [_seconds(record.get(stamp)) for record in records]
         else:
-            xs = _column(records, "sequenceNumber")
+            xs = _column(rows if axis in _AXES else records, axis)
         keys = set().union(*rows)
-        for key in keys - wanted.keys():
-            wanted[key] = fnmatch.fnmatchcase(key, pattern)
-        _add_columns(columns, make, xs, rows, [key for key in keys if wanted[key]])
+        if track is None:
+            for key in keys - self._wanted.keys():
+                self._wanted[key] = fnmatch.fnmatchcase(key, self.pattern)
+            keys = {key for key in keys if self._wanted[key]}
+        elif not self.by_time:
+            keys -= _X_FIELDS
+        self._add(xs, rows, keys)
 
+    def _add(self, xs: list[Any], rows: list[dict[str, Any]], keys: Iterable[str]) -> None:
+        """Field `key` of each of `rows`, against `xs` (an x a row), onto its series.
 
-def _add_columns(
-    columns: dict[str, Series],
-    make: Callable[[str], Series],
-    xs: list[Any],
-    rows: list[dict[str, Any]],
-    keys: Iterable[str],
-) -> None:
-    """Field `key` of each of `rows`, against `xs` (an x a row), onto the series `columns[key]`.
+        The usual batch, a number in every row, goes through C loops only; any other
+        value sends that field of that batch through `Series.add`, a point at a time."""
+        try:
+            placed: array[float] | None = array("d", xs)
+        except TypeError:
+            placed = None
+        ascending = placed is not None and xs == sorted(xs)
+        for key in keys:
+            series = self.series.get(key)
+            if series is None:
+                series = self.series[key] = self._make(key)
+            if placed is not None:
+                try:
+                    series.extend(placed, array("d", map(operator.itemgetter(key), rows)), ascending)
+                    continue
+                except (KeyError, TypeError):  # a row without it, or not a number there
+                    pass
+            for x, y in zip(xs, _column(rows, key), strict=True):
+                series.add(x, y)
 
-    The usual batch, a number in every row, goes through C loops only; any other
-    value sends that field of that batch through `Series.add`, a point at a time."""
-    try:
-        placed: array[float] | None = array("d", xs)
-    except TypeError:
-        placed = None
-    ascending = placed is not None and xs == sorted(xs)
-    for key in keys:
-        series = columns.get(key)
-        if series is None:
-            series = columns[key] = make(key)
-        if placed is not None:
-            try:
-                series.extend(placed, array("d", map(operator.itemgetter(key), rows)), ascending)
-                continue
-            except (KeyError, TypeError):  # a row without it, or not a number there
-                pass
-        for x, y in zip(xs, _column(rows, key), strict=True):
-            series.add(x, y)
+    def _make(self, key: str) -> Series:
+        track = self.part.track
+        name = f"logs.{key}" if track is None else f"{track}.{key}"
+        return Series(self.part.run, name, "time" if self.by_time else self.axis or "index")
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> list[Any]:
