@@ -10,6 +10,7 @@ import threading
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -250,13 +251,13 @@ def test_lines_skipped_and_points_without_x_are_told(
     assert main(["plot", str(path), "--track", "t"]) == 0
     out, err = capsys.readouterr()
     assert "odd: 3000 points  min 0.5  last 1499.5  max 1499.5  60 NaN/inf  1 without step" in out
-    assert err == f"dreamlake plot: {path / 'tracks' / 't' / 'data.jsonl'}: 1 lines are not points, skipped\n"
+    assert err == f"dreamlake plot: {path / 'tracks' / 't' / 'data.jsonl'}: 1 line is not a point, skipped\n"
     real = _series.each_batch
 
-    def unreadable(file: Path, *args: object) -> object:
+    def unreadable(file: Path, *args: Any, **kwargs: Any) -> object:
         if file.name == "data.jsonl":
             raise PermissionError(13, "Permission denied", str(file))
-        return real(file, *args)  # type: ignore[arg-type]
+        return real(file, *args, **kwargs)
 
     monkeypatch.setattr(_series, "each_batch", unreadable)
     assert main(["plot", str(path)]) == 0
@@ -441,3 +442,145 @@ def test_names_and_values_cannot_break_out_of_the_page(tmp_path: Path, name: str
 def test_the_same_session_twice_gets_two_names(tmp_path: Path) -> None:
     run = make_run(tmp_path, "a", 0.1)
     assert [r.name for r in runs_of([run, run])] == ["sweep/a", "sweep/a (2)"]
+
+
+def hostile_run(root: Path) -> Path:
+    """Sparse, mixed and odd fields in a track and in the logs' metadata."""
+    with Session(name="mixed", workspace="w", local_path=root) as session:
+        track = session.track("m")
+        for step in range(2000):
+            point: dict[str, Any] = {"step": step, "a": step * 0.25, "d": step % 2 == 0}
+            if step % 3 == 0:
+                point["b"] = -step
+            point["c"] = "text" if step % 5 == 0 else step
+            if step % 11 == 0:
+                point["e"] = ["NaN", "Infinity", "-Infinity"][step % 3]
+            point["f"] = None if step % 2 else 1.5
+            point["g"] = [step]
+            track.append(**point)
+        for i in range(1500):
+            kind = i % 30
+            session.log(
+                "m", metadata={f"k{kind}": i, f"j{kind}": "NaN" if i % 7 == 0 else i / 2, "text": "x"}
+            )
+    return session.path
+
+
+def plainly(path: Path) -> dict[str, tuple[list[float], list[float], list[float]]]:
+    """The series of a session read the plain way: a record at a time, a field at a time."""
+    from dreamlake import read_logs
+    from dreamlake._tracks import read_track
+
+    out: dict[str, tuple[list[float], list[float], list[float]]] = {}
+
+    def add(name: str, x: float, value: Any) -> None:
+        xs, ys, marks = out.setdefault(name, ([], [], []))
+        if type(value) in (int, float, bool):
+            xs.append(x)
+            ys.append(float(value))
+        elif value in ("NaN", "Infinity", "-Infinity"):
+            marks.append(x)
+
+    for point in read_track(path, "m"):
+        for key, value in point["data"].items():
+            if key != "step" and not isinstance(value, list):
+                add(f"m.{key}", point["data"]["step"], value)
+    for record in read_logs(path):
+        for key, value in record["metadata"].items():
+            add(f"logs.{key}", record["sequenceNumber"], value)
+    return {name: series for name, series in out.items() if series[0] or series[2]}
+
+
+@pytest.mark.parametrize("run_bytes", [300, 16 << 10])
+def test_series_are_what_a_plain_reading_of_the_records_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_bytes: int
+) -> None:
+    """Whole batches of numbers go through C loops, sparse fields through one pass over the rows,
+    the rest a point at a time: together they must give what reading record by record gives."""
+    from dreamlake import _reader
+
+    path = hostile_run(tmp_path)
+    monkeypatch.setattr(_reader, "_RUN", run_bytes)
+    found = collect(runs_of([path]), None, None, False)
+    expected = plainly(path)
+    assert list(found) == sorted(expected)
+    for name, (xs, ys, marks) in expected.items():
+        (series,) = found[name]
+        assert (list(series.xs), list(series.ys), sorted(series.marks)) == (xs, ys, sorted(marks)), name
+        assert series.nonfinite == len(marks) and series.points == len(xs) + len(marks)
+
+
+def test_a_series_no_longer_than_the_columns_is_kept_whole() -> None:
+    series = Series(run=None, name="s", x_label="step")  # type: ignore[arg-type]
+    for i in range(20):
+        series.add(i // 5, float(i) if i != 7 else "NaN")  # five points an x
+    thinned = thin(series, 20)
+    assert thinned.ys == [i for i in range(20) if i != 7] and thinned.marks == [1.0]
+    assert len(thin(series, 4).xs) < 19
+
+
+def test_values_past_what_can_be_drawn_say_so_in_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("plotext")
+    with Session(name="wide", workspace="w", local_path=tmp_path) as session:
+        for i, x in enumerate([-1.7e308, 0.0, 1.7e308] * 400):
+            session.track("t").append(value=float(i), step=x)
+    file = session.path / "tracks" / "u" / "data.jsonl"
+    file.parent.mkdir()
+    file.write_bytes(
+        b'{"index":0,"data":{"v":1.0},"createdAt":"2025-01-01T00:00:00.5Z"}\n'
+        b'{"index":1,"data":{"v":2.0},"createdAt":"2025-01-01T00:00:00.9e999Z"}\n'
+    )
+    assert main(["plot", str(session.path)]) == 0
+    out = capsys.readouterr().out
+    assert "wide: 1200 points  min 0  last 1199  max 1199" in out and "Traceback" not in out
+    assert main(["plot", str(session.path), "--track", "u", "--x", "time"]) == 0
+    assert "wide: 1 points  min 1  last 1  max 1  1 without time" in capsys.readouterr().out
+    assert main(["plot", str(session.path), "--html", str(tmp_path / "p.html")]) == 0
+
+
+def test_names_that_are_not_utf8_are_shown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("plotext")
+    folder = os.fsdecode(bytes(tmp_path) + b"/w/run\xff")
+    file = Path(folder) / "tracks" / os.fsdecode(b"t\xfe") / "data.jsonl"
+    file.parent.mkdir(parents=True)
+    file.write_bytes(b'{"index":0,"data":{"v":1.0,"step":1},"createdAt":"2025-01-01T00:00:00.5Z"}\n')
+    assert main(["plot", folder]) == 0
+    assert "t\ufffd.v\n  run\ufffd: 1 points" in capsys.readouterr().out
+    assert main(["plot", folder, "--html", str(tmp_path / "p.html")]) == 0
+    assert '"runs":["run\ufffd"]' in (tmp_path / "p.html").read_text()
+
+
+def test_a_run_being_written_and_a_session_given_twice_are_told_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("plotext")
+    path = odd_run(tmp_path)
+    with open(path / "tracks" / "t" / "data.jsonl", "ab") as f:
+        f.write(b'{"index":3002,"data":{"val')  # the writer is in the middle of a line
+    assert main(["plot", str(path), str(path), "--track", "t"]) == 0
+    err = capsys.readouterr().err
+    assert err == f"dreamlake plot: {path / 'tracks' / 't' / 'data.jsonl'}: 1 line is not a point, skipped\n"
+
+
+def test_follow_says_its_notes_again_after_each_redraw(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("plotext")
+    from dreamlake import _cli
+
+    path = odd_run(tmp_path)
+    redraws = []
+
+    def sleep(seconds: float) -> None:
+        redraws.append(seconds)
+        if len(redraws) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(_cli, "use_color", lambda stream: True)
+    monkeypatch.setattr(_cli.time, "sleep", sleep)
+    assert main(["plot", str(path), "--track", "t", "--follow"]) == 130
+    out, err = capsys.readouterr()
+    assert out.count("\x1b[2J") == 3
+    assert err.count("1 line is not a point, skipped") == 3

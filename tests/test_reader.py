@@ -65,16 +65,17 @@ def test_each_line_is_judged_alone_when_lines_are_parsed_together(
     value together, or one line holding two values, must still count as lines that are not records."""
     monkeypatch.setattr(_reader, "_RUN", run_bytes)
     good = [orjson.dumps({"level": "info", "message": f"m{i}", "metadata": {}}) for i in range(4)]
-    lines = [
-        good[0],
-        b'{"level":"info","message":"a","metadata":[1',
-        b"2]}",
-        good[1],
+    torn, stray, double = (
+        b'{"level":"info","message":"a","metadata":{"v":[1',
+        b"2]}}",
         good[2] + b"," + good[3],
-        b"",
-    ]
+    )
     file = tmp_path / "logs.jsonl"
-    file.write_bytes(b"\n".join([*lines, good[3]]) + b"\n")
+    file.write_bytes(b"\n".join([good[0], torn, stray, double, good[1]]) + b"\n")  # as many values as lines
+    records = read_logs(file)
+    assert [r["message"] for r in records] == ["m0", "m1"]
+    assert records.skipped == 3
+    file.write_bytes(b"\n".join([good[0], torn, stray, good[1], double, b"", good[3]]) + b"\n")
     records = read_logs(file)
     assert [r["message"] for r in records] == ["m0", "m1", "m3"]
     assert records.skipped == 4

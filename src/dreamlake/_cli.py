@@ -261,7 +261,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
             if color:
                 sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
             _draw(series, runs, color)
-            _tell(notes, told)
+            _tell(notes, set() if color else told)  # the screen was cleared: say them again
             sys.stdout.flush()
             time.sleep(args.interval)  # ok: --follow polls the files
 

@@ -22,6 +22,10 @@ _VISIBLE: dict[int, str] = {
     code: f"\\x{code:02x}" for code in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if code != 0x09
 }
 _VISIBLE.update({0x0A: "\\n", 0x0D: "\\r"})
+# Lone surrogates, such as the bytes of a file name that is not UTF-8 (U+DC80 to U+DCFF for
+# bytes 0x80 to 0xFF), cannot be written to a UTF-8 stream: shown as the escape of that byte.
+_VISIBLE.update({code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)})
+_VISIBLE.update({0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)})
 
 
 def visible(text: str) -> str:

@@ -68,8 +68,11 @@ def draw(all_series: dict[str, list[Series]], out: TextIO, color: bool) -> None:
                 figure.draw(signal)
         out.write("\n".join(headline(name, runs)) + "\n")
         if any(series.ys for series in runs):
-            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-                chart = figure.build().string(colorless=not color)  # plotext's warnings: not ours to show
+            try:
+                with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                    chart = figure.build().string(colorless=not color)  # plotext's warnings: not ours
+            except (ArithmeticError, ValueError) as exc:  # values past what plotext can scale: 1e308
+                chart = f"  (no chart: plotext cannot draw these values: {exc})"
             out.write(chart)
             out.write("\n")
         out.write("\n")

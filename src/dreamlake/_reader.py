@@ -72,9 +72,12 @@ class WholeLines:
 def parse_run(text: bytes, keep: Callable[[list[Any]], bool]) -> list[Any] | None:
     """The values of the lines in `text` (a run of `WholeLines`), parsed in one call, if each line
     is one value and `keep(values)` approves them all; else None (sort the lines one by one)."""
+    joins = text.count(b"\n")
+    if text[:1] != b"{" or text[-1:] != b"}" or text.count(b"\n{") != joins or text.count(b"}\n") != joins:
+        return None  # a line that is not one {...}, as a torn one: two lines could read as one value
     try:
         values: list[Any] = orjson.loads(b"[" + text.replace(b"\n", b",") + b"]")
-        if len(values) == text.count(b"\n") + 1 and keep(values):
+        if len(values) == joins + 1 and keep(values):
             return values
     except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
         pass
@@ -122,12 +125,18 @@ Parse = Callable[[bytes, list[int]], list[dict[str, Any]]]
 
 
 def each_batch(
-    file: Path, parse: Parse, skipped: list[int] | None, start: int = 0, end: int | None = None
+    file: Path,
+    parse: Parse,
+    skipped: list[int] | None,
+    start: int = 0,
+    end: int | None = None,
+    *,
+    unfinished: bool = True,
 ) -> Iterator[list[dict[str, Any]]]:
     """The records `parse` finds in the whole lines of `file`, a batch at a time. Lines that are
-    not records, and a last line without its newline, are counted in `skipped[0]` when given.
-    With `start` and `end`, only the lines that start in that byte range: parts of one file
-    read side by side hold each line once."""
+    not records, and (if `unfinished`) a last line without its newline, are counted in
+    `skipped[0]` when given. With `start` and `end`, only the lines that start in that byte
+    range: parts of one file read side by side hold each line once."""
     bad = [0]
     with open(file, "rb") as f:
         if start:
@@ -137,7 +146,7 @@ def each_batch(
         for text in lines:
             if records := parse(text, bad):
                 yield records
-    if lines.tail:
+    if lines.tail and unfinished:
         bad[0] += 1
     if skipped is not None:
         skipped[:] = bad

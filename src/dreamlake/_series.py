@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import collections
+import contextlib
 import dataclasses
 import fnmatch
 import functools
 import itertools
+import math
 import multiprocessing
 import operator
 import os
@@ -35,6 +38,7 @@ from ._tracks import TRACKS, track_file, track_names, track_points
 _NONFINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 _NUMBERS = frozenset({int, float, bool})  # a flag is drawn as 0 and 1
 _DICTS = frozenset({dict})
+_PLAIN = frozenset({str, type(None)})  # hashable: looked up among the names of NaN and infinities
 _AXES = ("step", "epoch")  # the x of a track's points, when its first point has one: else the index
 _X_FIELDS = frozenset(_AXES)  # drawn as x, not as series (but with --x time)
 
@@ -129,17 +133,22 @@ def runs_of(paths: list[str | os.PathLike[str]]) -> list[Run]:
         else:
             msg = f"no session folder at {path}"
             raise FileNotFoundError(msg)
-        runs.extend(Run(folder, folder.name, _params(folder)) for folder in folders)
+        runs.extend(Run(folder, _readable(folder.name), _params(folder)) for folder in folders)
     names = [run.name for run in runs]
     for run in runs:  # the same session name in two workspaces: say which
         if names.count(run.name) > 1:
-            run.name = f"{run.path.parent.name}/{run.path.name}"
+            run.name = _readable(f"{run.path.parent.name}/{run.path.name}")
     seen: dict[str, int] = {}
     for run in runs:  # still the same (two roots, or a path given twice): number them
         seen[run.name] = seen.get(run.name, 0) + 1
         if seen[run.name] > 1:
             run.name = f"{run.name} ({seen[run.name]})"
     return runs
+
+
+def _readable(name: str) -> str:
+    """A file name as text to show: bytes that are not UTF-8 become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _is_session(path: Path) -> bool:
@@ -198,25 +207,25 @@ def collect(
     parts = _split(files, sizes, max(sum(sizes) // (2 * workers), _PART_BYTES)) if parallel else files
     whole = {part.file: part for part in parts if part.start == 0 and part.end is None}
     read = functools.partial(_read_part, pattern=fields or "*", by_time=by_time, buckets=buckets, whole=whole)
-    if parallel and len(parts) > 1:
-        fork = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(min(workers, len(parts)), mp_context=fork) as pool:
-            done = list(pool.map(read, parts))
-    else:
-        done = [read(part) for part in parts]
     joined: dict[tuple[int, Path, str], Series] = {}  # by run, file and name: parts of a file join
-    skipped: dict[Path, int] = {}
-    for part, result in zip(parts, done, strict=True):
-        if result.error is not None and notes is not None:
-            notes.append(result.error)
-        skipped[part.file] = skipped.get(part.file, 0) + result.skipped
-        for series in result.series:
-            series.run = part.run  # the same object for every series of a run, whichever process read it
-            first = joined.setdefault((id(part.run), part.file, series.name), series)
-            if first is not series:
-                first.join(series)
+    skipped: dict[tuple[int, Path], int] = {}
+    with contextlib.ExitStack() as stack:
+        done: Iterable[_Read] = map(read, parts)
+        if parallel and len(parts) > 1:
+            fork = multiprocessing.get_context("fork")
+            pool = stack.enter_context(ProcessPoolExecutor(min(workers, len(parts)), mp_context=fork))
+            done = pool.map(read, parts)
+        for part, result in zip(parts, done, strict=True):  # each part joined as it comes, then let go
+            if result.error is not None and notes is not None:
+                notes.append(result.error)
+            skipped[id(part.run), part.file] = skipped.get((id(part.run), part.file), 0) + result.skipped
+            for series in result.series:
+                series.run = part.run  # the same object for every series of a run, whichever process read it
+                first = joined.setdefault((id(part.run), part.file, series.name), series)
+                if first is not series:
+                    first.join(series)
     if notes is not None:
-        notes.extend(_skipped(file, count) for file, count in skipped.items() if count)
+        notes.extend(_skipped(file, count) for (_, file), count in skipped.items() if count)
     for (_, file, _), series in joined.items():
         if file not in whole:
             series.settle(buckets)
@@ -305,7 +314,8 @@ def _by_name(found: Iterable[Series]) -> dict[str, list[Series]]:
 
 
 def _skipped(file: Path, count: int) -> str:
-    return f"{file}: {count} lines are not {'records' if file.name == LOG_FILE else 'points'}, skipped"
+    what = ("record", "records") if file.name == LOG_FILE else ("point", "points")
+    return f"{file}: {count} {'line is not a' if count == 1 else 'lines are not'} {what[count != 1]}, skipped"
 
 
 def _unreadable(file: Path, exc: OSError) -> str:
@@ -373,7 +383,7 @@ def _read_part(
     skipped = [0]
     columns = _Columns(part, pattern, by_time)
     try:
-        for records in each_batch(part.file, columns.parse, skipped, part.start, part.end):
+        for records in each_batch(part.file, columns.parse, skipped, part.start, part.end, unfinished=False):
             columns.feed(records)
     except OSError as exc:
         return _Read([], 0, _unreadable(part.file, exc))
@@ -412,42 +422,64 @@ class _Columns:
             xs = [_seconds(record.get(stamp)) for record in records]
         else:
             xs = _column(rows if axis in _AXES else records, axis)
-        keys = set().union(*rows)
+        union = set().union(*rows)
+        keys = union
         if track is None:
             for key in keys - self._wanted.keys():
                 self._wanted[key] = fnmatch.fnmatchcase(key, self.pattern)
             keys = {key for key in keys if self._wanted[key]}
         elif not self.by_time:
-            keys -= _X_FIELDS
-        self._add(xs, rows, keys)
+            keys = keys - _X_FIELDS
+        if sum(map(len, rows)) == len(union) * len(rows):  # every row has every key: the usual batch
+            self._full(xs, rows, keys)
+            return
+        counts = collections.Counter(itertools.chain.from_iterable(rows))
+        full = {key for key in keys if counts[key] == len(rows)}
+        self._full(xs, rows, full)
+        self._sparse(xs, rows, keys - full)
 
-    def _add(self, xs: list[Any], rows: list[dict[str, Any]], keys: Iterable[str]) -> None:
-        """Field `key` of each of `rows`, against `xs` (an x a row), onto its series.
+    def _full(self, xs: list[Any], rows: list[dict[str, Any]], keys: Iterable[str]) -> None:
+        """Fields that every one of `rows` has, against `xs` (an x a row), onto their series.
 
-        The usual batch, a number in every row, goes through C loops only; any other
-        value sends that field of that batch through `Series.add`, a point at a time."""
+        Numbers everywhere go through C loops only; a field with other values goes
+        through `Series.add`, a point at a time, unless none of them can be drawn."""
         try:
             placed: array[float] | None = array("d", xs)
         except TypeError:
             placed = None
         ascending = placed is not None and xs == sorted(xs)
         for key in keys:
-            series = self.series.get(key)
-            if series is None:
-                series = self.series[key] = self._make(key)
             if placed is not None:
                 try:
-                    series.extend(placed, array("d", map(operator.itemgetter(key), rows)), ascending)
-                    continue
-                except (KeyError, TypeError):  # a row without it, or not a number there
+                    values = array("d", map(operator.itemgetter(key), rows))
+                except TypeError:  # not a number in some row
                     pass
-            for x, y in zip(xs, _column(rows, key), strict=True):
+                else:
+                    self._series(key).extend(placed, values, ascending)
+                    continue
+            ys = _column(rows, key)
+            kinds = set(map(type, ys))
+            if kinds.isdisjoint(_NUMBERS) and kinds <= _PLAIN and _NONFINITE.isdisjoint(ys):
+                continue  # text, nulls: nothing to draw
+            series = self._series(key)
+            for x, y in zip(xs, ys, strict=True):
                 series.add(x, y)
 
-    def _make(self, key: str) -> Series:
-        track = self.part.track
-        name = f"logs.{key}" if track is None else f"{track}.{key}"
-        return Series(self.part.run, name, "time" if self.by_time else self.axis or "index")
+    def _sparse(self, xs: list[Any], rows: list[dict[str, Any]], keys: set[str]) -> None:
+        """Fields that only some of `rows` have: one pass over the rows for all of them."""
+        if keys:
+            for x, row in zip(xs, rows, strict=True):
+                for key in keys.intersection(row):
+                    self._series(key).add(x, row[key])
+
+    def _series(self, key: str) -> Series:
+        series = self.series.get(key)
+        if series is None:
+            track = self.part.track
+            name = f"logs.{key}" if track is None else f"{_readable(track)}.{key}"
+            label = "time" if self.by_time else self.axis or "index"
+            series = self.series[key] = Series(self.part.run, name, label)
+        return series
 
 
 def _column(rows: list[dict[str, Any]], key: str) -> list[Any]:
@@ -475,9 +507,10 @@ def _seconds(stamp: object) -> float | None:
             _SECONDS.clear()
         _SECONDS[stamp[:19]] = whole
     try:
-        return whole + float("0" + stamp[19:].rstrip("Z"))
+        fraction = float("0" + stamp[19:].rstrip("Z"))
     except ValueError:
         return float(whole)
+    return whole + fraction if 0.0 <= fraction < 1.0 else None
 
 
 @dataclass
@@ -491,46 +524,54 @@ class Thinned:
 
 
 def thin(series: Series, buckets: int) -> Thinned:
-    """Per pixel column of the x range: the first, lowest, highest and last point (in file order)."""
+    """Per pixel column of the x range: the first, lowest, highest and last point (in file order).
+    A series of no more points than columns is kept whole."""
     xs, ys, marks = series.xs, series.ys, series.marks
+    if len(xs) <= buckets and len(marks) <= buckets:
+        return Thinned(list(xs), list(ys), sorted(marks))
     ends: list[float] = []
     if xs:
         ends += (xs[0], xs[-1]) if series.ascending else (min(xs), max(xs))
     if marks:
         ends += (min(marks), max(marks))
-    if not ends:
-        return Thinned([], [], [])
-    low = min(ends)
-    scale = buckets / ((max(ends) - low) or 1.0)
+    # In halves: a range wider than the largest float (-1e308 to 1e308) still has a width.
+    origin = min(ends) * 0.5
+    scale = buckets / ((max(ends) * 0.5 - origin) or 1.0)
+    if not math.isfinite(scale):  # a range narrower than the smallest float: one column
+        scale = 0.0
     pick = _pick_ascending if series.ascending else _pick
-    chosen = pick(xs, ys, low, scale, buckets)
+    chosen = pick(xs, ys, origin, scale, buckets)
     first_marks: dict[int, float] = {}
     for x in marks:
-        first_marks.setdefault(min(int((x - low) * scale), buckets - 1), x)
+        first_marks.setdefault(min(int((x * 0.5 - origin) * scale), buckets - 1), x)
     return Thinned([xs[i] for i in chosen], [ys[i] for i in chosen], sorted(first_marks.values()))
 
 
-def _pick_ascending(xs: array[float], ys: array[float], low: float, scale: float, buckets: int) -> list[int]:
-    """`_pick` for xs that never decrease: each column is a slice, found by bisection, and its
-    lowest and highest are found by C loops."""
-    position = functools.partial(_position, low=low, scale=scale)
-    starts = (bisect.bisect_left(xs, float(column), key=position) for column in range(1, buckets))
-    cuts = [0, *starts, len(xs)]
+def _pick_ascending(
+    xs: array[float], ys: array[float], origin: float, scale: float, buckets: int
+) -> list[int]:
+    """`_pick` for xs that never decrease: each column that holds points is a slice, its end
+    found by bisection, its lowest and highest by C loops."""
+    position = functools.partial(_position, origin=origin, scale=scale)
     chosen: list[int] = []
-    for start, end in itertools.pairwise(cuts):
-        if start == end:
-            continue
-        column = ys[start:end]
-        lowest, highest = start + column.index(min(column)), start + column.index(max(column))
+    start, count, last_column = 0, len(xs), buckets - 1
+    while start < count:
+        column = int(position(xs[start]))
+        end = count
+        if column < last_column:
+            end = bisect.bisect_left(xs, column + 1.0, start, count, key=position)
+        values = ys[start:end]
+        lowest, highest = start + values.index(min(values)), start + values.index(max(values))
         chosen.extend(sorted({start, lowest, highest, end - 1}))
+        start = end
     return chosen
 
 
-def _position(x: float, low: float, scale: float) -> float:
-    return (x - low) * scale
+def _position(x: float, origin: float, scale: float) -> float:
+    return (x * 0.5 - origin) * scale
 
 
-def _pick(xs: array[float], ys: array[float], low: float, scale: float, buckets: int) -> list[int]:
+def _pick(xs: array[float], ys: array[float], origin: float, scale: float, buckets: int) -> list[int]:
     """Positions of the first, lowest, highest and last point of each column, in file order."""
     last_column = buckets - 1
     first: dict[int, int] = {}  # column -> position of its first point
@@ -538,7 +579,7 @@ def _pick(xs: array[float], ys: array[float], low: float, scale: float, buckets:
     highest: dict[int, int] = {}
     final: dict[int, int] = {}
     for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
-        column = int((x - low) * scale)
+        column = int((x * 0.5 - origin) * scale)
         if column > last_column:
             column = last_column
         if column not in first:
