@@ -7,6 +7,9 @@ terminal chart of one series of 10,000,000 points. Whole commands, as a user run
 
 The sessions are written once under a temporary folder (a track of 5 fields a point, its
 `step` the x), with one spike and one NaN planted in each; the run checks both are on the page.
+Beside them, in the same run: a bare `orjson.loads` loop over the 10,000,000-point file (the
+floor of reading it in one process), and two shapes that are not big but were slow once: logs
+whose records carry one of 100 kinds of metadata, and a page of 1,000 small sessions.
 """
 
 from __future__ import annotations
@@ -43,6 +46,28 @@ def write(root: Path, name: str, points: int, fields: int) -> None:
         track.append_batch(batch)
 
 
+def write_sparse(root: Path, records: int, kinds: int) -> None:
+    with Session(name="sparse", workspace="logs", local_path=root) as session:
+        for i in range(records):
+            kind = i % kinds
+            session.log("step", metadata={f"loss{kind}": 1.0 / (i + 1), f"acc{kind}": i / records})
+
+
+def write_small(root: Path, sessions: int, points: int) -> None:
+    for n in range(sessions):
+        with Session(name=f"s{n}", workspace="small", local_path=root) as session:
+            session.params(seed=n)
+            for step in range(points):
+                session.track("train").append(loss=1.0 / (step + 1), acc=step / points, lr=0.1, step=step)
+
+
+BARE_LOOP = """import orjson, sys
+with open(sys.argv[1], "rb") as f:
+    for line in f:
+        orjson.loads(line)
+"""
+
+
 def timed(cmd: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
@@ -71,12 +96,25 @@ def main() -> None:
         assert all(max(line["y"]) == 1e6 for line in f0["lines"]), "a spike was thinned away"
         assert all(line["marks"] and line["nonfinite"] == 1 for line in f1["lines"]), "a NaN was lost"
         terminal = [timed([*cli, str(root / "one" / "big" / "huge")]) for _ in range(args.reps)]
+        huge = root / "one" / "big" / "huge" / "tracks" / "train" / "data.jsonl"
+        bare = [timed([sys.executable, "-c", BARE_LOOP, str(huge)]) for _ in range(args.reps)]
         size = page.stat().st_size
+        write_sparse(root / "sparse", 200_000, 100)
+        sparse = [timed([*cli, str(root / "sparse" / "logs" / "sparse")]) for _ in range(args.reps)]
+        write_small(root / "small", 1000, 20)
+        small_page = str(root / "small.html")
+        small = [timed([*cli, str(root / "small" / "small"), "--html", small_page]) for _ in range(args.reps)]
     print(f"| what | median of {args.reps} | target |\n|---|---|---|")
     print(f"| HTML, 10 sessions x 5 series x {args.points:,} points: size | {size / 1e6:.2f} MB | < 5 MB |")
     print(f"| HTML: whole command | {statistics.median(html):.1f} s | < 10 s |")
     seconds = statistics.median(terminal)
     print(f"| terminal, one series of {args.big:,} points: whole command | {seconds:.1f} s | < 5 s |")
+    floor = statistics.median(bare)
+    print(f"| bare `orjson.loads` loop over that file, one process | {floor:.1f} s | |")
+    print(f"| terminal / bare loop | {seconds / floor:.2f}x | |")
+    sparse_s = statistics.median(sparse)
+    print(f"| terminal, logs of 200,000 records, 100 kinds of metadata | {sparse_s:.1f} s | |")
+    print(f"| HTML, 1,000 sessions x 3 series x 20 points | {statistics.median(small):.1f} s | |")
 
 
 if __name__ == "__main__":

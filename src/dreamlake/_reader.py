@@ -71,13 +71,13 @@ class WholeLines:
 
 def parse_run(text: bytes, keep: Callable[[list[Any]], bool]) -> list[Any] | None:
     """The values of the lines in `text` (a run of `WholeLines`), parsed in one call, if each line
-    is one value and `keep(values)` approves them all; else None (sort the lines one by one)."""
-    joins = text.count(b"\n")
-    if text[:1] != b"{" or text[-1:] != b"}" or text.count(b"\n{") != joins or text.count(b"}\n") != joins:
-        return None  # a line that is not one {...}, as a torn one: two lines could read as one value
+    is one value and `keep(values)` approves them all; else None (sort the lines one by one).
+
+    Only `}` newline `{` becomes `},{`: any other line break stays a newline, which JSON
+    reads as a space, so a torn line cannot run on into the next (`{"v":[1` then `2]}`)."""
     try:
-        values: list[Any] = orjson.loads(b"[" + text.replace(b"\n", b",") + b"]")
-        if len(values) == joins + 1 and keep(values):
+        values: list[Any] = orjson.loads(b"[" + text.replace(b"}\n{", b"},{") + b"]")
+        if len(values) == text.count(b"\n") + 1 and keep(values):
             return values
     except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
         pass
