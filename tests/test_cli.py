@@ -14,6 +14,8 @@ import pytest
 from dreamlake import Session, read_params
 from dreamlake._cli import format_record, main, parse_since
 
+from .follower import following, interrupt
+
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
@@ -100,37 +102,23 @@ def test_demo_writes_a_session_and_shows_it(tmp_path: Path) -> None:
 
 
 def test_follow_prints_records_another_process_writes(logged: Session, tmp_path: Path) -> None:
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "dreamlake", "logs", str(logged.path), "--follow", "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    watchdog = threading.Timer(60, follower.kill)  # a hang fails the test instead of the suite
-    watchdog.start()
-    with follower:
-        try:
-            assert orjson.loads(follower.stdout.readline())["message"] == "start"  # type: ignore[union-attr]
-            follower.stdout.readline(), follower.stdout.readline()  # type: ignore[union-attr]
-            writer = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    "from dreamlake import Session\n"
-                    f"with Session('run', 'ws', local_path={str(tmp_path / '.dreamlake')!r}) as s:\n"
-                    "    s.log('from another process')",
-                ],
-                timeout=60,
-            )
-            assert writer.returncode == 0
-            line = follower.stdout.readline()  # type: ignore[union-attr]
-            assert orjson.loads(line)["message"] == "from another process"
-            follower.send_signal(signal.SIGINT)
-            assert follower.wait(timeout=30) == 130
-            assert "Traceback" not in follower.stderr.read()  # type: ignore[union-attr]
-        finally:
-            watchdog.cancel()
-            follower.kill()
+    with following("logs", str(logged.path), "--follow", "--json") as follower:
+        assert follower.stdout is not None
+        assert orjson.loads(follower.stdout.readline())["message"] == "start"
+        follower.stdout.readline(), follower.stdout.readline()
+        writer = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from dreamlake import Session\n"
+                f"with Session('run', 'ws', local_path={str(tmp_path / '.dreamlake')!r}) as s:\n"
+                "    s.log('from another process')",
+            ],
+            timeout=60,
+        )
+        assert writer.returncode == 0
+        assert orjson.loads(follower.stdout.readline())["message"] == "from another process"
+        assert "Traceback" not in interrupt(follower)
 
 
 def test_format_record_colours_levels_when_asked() -> None:

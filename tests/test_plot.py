@@ -3,10 +3,7 @@
 import math
 import os
 import random
-import signal
-import subprocess
 import sys
-import threading
 from array import array
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +16,7 @@ from dreamlake._cli import main
 from dreamlake._series import Series, collect, runs_of, thin
 
 from .browser import Browser, find_chromium
+from .follower import following, interrupt
 
 ARTIFACTS = Path(__file__).parents[1] / "test-artifacts"
 
@@ -219,28 +217,15 @@ def test_plot_follow_redraws_as_points_arrive(tmp_path: Path) -> None:
     with Session(name="live", workspace="w", local_path=tmp_path) as session:
         for step in range(100):
             session.track("loss").append(value=1.0, step=step)
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "dreamlake", "plot", str(session.path), "--follow", "--interval", "0.05"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    watchdog = threading.Timer(60, follower.kill)  # a hang fails the test instead of the suite
-    watchdog.start()
-    with follower:
-        try:
-            headlines = (line for line in follower.stdout if "live: " in line)  # type: ignore[union-attr]
-            assert "live: 100 points" in next(headlines)
-            with Session(name="live", workspace="w", local_path=tmp_path) as again:
-                for step in range(100, 250):
-                    again.track("loss").append(value=2.0, step=step)
-            assert any("live: 250 points  min 1  last 2  max 2" in line for line in headlines)
-            follower.send_signal(signal.SIGINT)
-            assert follower.wait(timeout=30) == 130
-            assert follower.stderr.read() == ""  # type: ignore[union-attr]
-        finally:
-            watchdog.cancel()
-            follower.kill()
+    with following("plot", str(session.path), "--follow", "--interval", "0.05") as follower:
+        assert follower.stdout is not None
+        headlines = (line for line in follower.stdout if "live: " in line)
+        assert "live: 100 points" in next(headlines)
+        with Session(name="live", workspace="w", local_path=tmp_path) as again:
+            for step in range(100, 250):
+                again.track("loss").append(value=2.0, step=step)
+        assert any("live: 250 points  min 1  last 2  max 2" in line for line in headlines)
+        assert interrupt(follower) == ""
 
 
 def test_lines_skipped_and_points_without_x_are_told(
