@@ -3,6 +3,7 @@
 import math
 import os
 import random
+import shutil
 import sys
 from array import array
 from collections.abc import Iterator
@@ -210,6 +211,8 @@ def test_following_reads_what_was_added_and_shows_what_reading_anew_shows(
             shown = watch.collect(buckets)
             same_series(shown, collect(runs, None, None, False, buckets))
             assert shown["loss.value"][0].points == 10
+            shutil.rmtree(session.path / "tracks" / "acc")  # a track deleted: its file let go
+            assert "acc.value" not in watch.collect(buckets) and len(watch._files) == 2
 
 
 def test_plot_follow_redraws_as_points_arrive(tmp_path: Path) -> None:

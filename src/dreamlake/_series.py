@@ -205,7 +205,7 @@ def collect(
     forks = "fork" in multiprocessing.get_all_start_methods()
     parallel = workers > 1 and sum(sizes) > _PARALLEL_BYTES and forks
     parts = _split(files, sizes, max(sum(sizes) // (2 * workers), _PART_BYTES)) if parallel else files
-    whole = {part.file: part for part in parts if part.start == 0 and part.end is None}
+    whole = frozenset(part.file for part in parts if part.start == 0 and part.end is None)
     read = functools.partial(_read_part, pattern=fields or "*", by_time=by_time, buckets=buckets, whole=whole)
     joined: dict[tuple[int, Path, str], Series] = {}  # by run, file and name: parts of a file join
     skipped: dict[tuple[int, Path], int] = {}
@@ -243,7 +243,9 @@ class Watch:
     def collect(self, buckets: int | None, notes: list[str] | None = None) -> dict[str, list[Series]]:
         """What `collect` would give now."""
         found: list[Series] = []
+        gone = set(self._files)
         for run, file, track in _files(self.runs, self.tracks, self.fields):
+            gone.discard((id(run), file))
             followed = self._files.get((id(run), file))
             try:
                 if followed is None:
@@ -257,6 +259,8 @@ class Watch:
             if followed.bad[0] and notes is not None:
                 notes.append(_skipped(file, followed.bad[0]))
             found.extend(followed.shown(buckets))
+        for key in gone:  # a track deleted: let its file go
+            self._files.pop(key).tail.close()
         return _by_name(found)
 
     def close(self) -> None:
@@ -277,17 +281,19 @@ class _Followed:
     def __init__(self, tail: Tail, part: _Part, watch: Watch) -> None:
         self.tail, self.part, self.watch = tail, part, watch
         self.restarts = 0
-        self.columns = _Columns(part, watch.fields or "*", watch.by_time)
-        self.bad = [0]
         self._shown: dict[str, tuple[tuple[int | None, int, int, int], Series]] = {}
+        self._start()
+
+    def _start(self) -> None:
+        self.columns = _Columns(self.part, self.watch.fields or "*", self.watch.by_time)
+        self.bad = [0]
+        self._shown.clear()
 
     def read(self) -> None:
         for text in self.tail:
             if self.tail.restarts != self.restarts:  # truncated: what was read is gone
                 self.restarts = self.tail.restarts
-                self.columns = _Columns(self.part, self.watch.fields or "*", self.watch.by_time)
-                self.bad = [0]
-                self._shown.clear()
+                self._start()
             self.columns.feed(self.columns.parse(text, self.bad))
 
     def shown(self, buckets: int | None) -> list[Series]:
@@ -378,7 +384,7 @@ def _split(files: list[_Part], sizes: list[int], part_bytes: int) -> list[_Part]
 
 
 def _read_part(
-    part: _Part, pattern: str, by_time: bool, buckets: int | None, whole: dict[Path, _Part]
+    part: _Part, pattern: str, by_time: bool, buckets: int | None, whole: frozenset[Path]
 ) -> _Read:
     skipped = [0]
     columns = _Columns(part, pattern, by_time)
