@@ -4,6 +4,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import sys
 from array import array
 from collections.abc import Iterator
@@ -555,20 +556,25 @@ def test_a_run_being_written_and_a_session_given_twice_are_told_once(
 def test_follow_says_its_notes_again_after_each_redraw(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Also: Ctrl-C ends --follow after the redraw it came in, never inside plotext."""
     pytest.importorskip("plotext")
     from dreamlake import _cli
 
     path = odd_run(tmp_path)
+    draw = _cli._draw
     redraws = []
 
-    def sleep(seconds: float) -> None:
-        redraws.append(seconds)
+    def counted(*args: Any) -> None:
+        redraws.append(args)
         if len(redraws) == 3:
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C in the middle of a redraw
+        draw(*args)
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
 
     monkeypatch.setattr(_cli, "use_color", lambda stream: True)
-    monkeypatch.setattr(_cli.time, "sleep", sleep)
-    assert main(["plot", str(path), "--track", "t", "--follow"]) == 130
+    monkeypatch.setattr(_cli, "_draw", counted)
+    assert main(["plot", str(path), "--track", "t", "--follow", "--interval", "0.01"]) == 130
     out, err = capsys.readouterr()
-    assert out.count("\x1b[2J") == 3
+    assert out.count("\x1b[2J") == 3 and out.endswith("\n")
     assert err.count("1 line is not a point, skipped") == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

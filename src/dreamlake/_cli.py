@@ -6,8 +6,9 @@ import argparse
 import math
 import random
 import re
+import signal
 import sys
-import time
+import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -254,16 +255,24 @@ def cmd_plot(args: argparse.Namespace) -> None:
         _tell(notes, set())
         return
     told: set[str] = set()
-    with Watch(runs, args.track, args.field, args.x == "time") as watch:
-        while True:
-            notes = []
-            series = watch.collect(terminal_columns(), notes)
-            if color:
-                sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
-            _draw(series, runs, color)
-            _tell(notes, set() if color else told)  # the screen was cleared: say them again
-            sys.stdout.flush()
-            time.sleep(args.interval)  # ok: --follow polls the files
+    # Ctrl-C ends the command between redraws: raised inside plotext, it leaves half-built
+    # objects that complain when the interpreter exits.
+    interrupted = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
+    try:
+        with Watch(runs, args.track, args.field, args.x == "time") as watch:
+            while not interrupted.is_set():
+                notes = []
+                series = watch.collect(terminal_columns(), notes)
+                if color:
+                    sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
+                _draw(series, runs, color)
+                _tell(notes, set() if color else told)  # the screen was cleared: say them again
+                sys.stdout.flush()
+                interrupted.wait(args.interval)  # ok: --follow polls the files
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    raise KeyboardInterrupt  # ends as Ctrl-C does anywhere else: quietly, status 130
 
 
 def _draw(series: dict[str, list[Any]], runs: list[Any], color: bool) -> None:
