@@ -9,12 +9,13 @@ from collections.abc import Iterator
 
 
 @contextlib.contextmanager
-def following(*args: str, timeout: float = 60) -> Iterator["subprocess.Popen[str]"]:
-    """`python -m dreamlake *args`, its stdout and stderr piped; a hang fails the test instead of
-    the suite."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "dreamlake", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+def following(
+    *args: str, python: list[str] | None = None, timeout: float = 60
+) -> Iterator["subprocess.Popen[str]"]:
+    """`python -m dreamlake *args` (or `python *python *args`), its stdout and stderr piped; a hang
+    fails the test instead of the suite."""
+    command = [sys.executable, *(python or ["-m", "dreamlake"]), *args]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     watchdog = threading.Timer(timeout, process.kill)
     watchdog.start()
     with process:

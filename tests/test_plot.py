@@ -189,31 +189,69 @@ def same_series(one: dict[str, list[Series]], other: dict[str, list[Series]]) ->
 def test_following_reads_what_was_added_and_shows_what_reading_anew_shows(
     tmp_path: Path, buckets: int | None
 ) -> None:
-    """`--follow` keeps the files open and reads only what was written since: at each poll it
-    must show what reading every file anew shows, after growth, a new track and a truncation."""
+    """`--follow` reads only what was written since the last poll: at each poll it must show what
+    reading every file anew shows, after growth, a new track, a file cut short, rewritten in
+    place, replaced, emptied, or deleted with its track."""
     with Session(name="live", workspace="w", local_path=tmp_path) as session:
         session.track("loss")  # described before its first point: the x is decided by that point
         runs = runs_of([session.path])
-        with _series.Watch(runs, None, None, False) as watch:
-            assert watch.collect(buckets) == {}
-            for round_ in range(3):
-                for step in range(round_ * 500, round_ * 500 + 500):
-                    session.track("loss").append(value=1 / (step + 1), step=step)
-                    session.log("m", metadata={"lr": step * 1e-3})
-                if round_ == 1:
-                    session.track("acc").append(value="NaN", epoch=0)
-                session.flush()
-                shown = watch.collect(buckets)
-                same_series(shown, collect(runs, None, None, False, buckets))
-            assert shown["loss.value"][0].x_label == "step" and shown["loss.value"][0].points == 1500
-            assert shown["acc.value"][0].nonfinite == 1
-            data = session.path / "tracks" / "loss" / "data.jsonl"
-            data.write_bytes(b"\n".join(data.read_bytes().split(b"\n")[:10]) + b"\n")  # truncated
+        watch = _series.Watch(runs, None, None, False)
+
+        def same() -> dict[str, list[Series]]:
             shown = watch.collect(buckets)
             same_series(shown, collect(runs, None, None, False, buckets))
-            assert shown["loss.value"][0].points == 10
-            shutil.rmtree(session.path / "tracks" / "acc")  # a track deleted: its file let go
-            assert "acc.value" not in watch.collect(buckets) and len(watch._files) == 2
+            return shown
+
+        assert same() == {}
+        for round_ in range(3):
+            for step in range(round_ * 500, round_ * 500 + 500):
+                session.track("loss").append(value=1 / (step + 1), step=step)
+                session.log("m", metadata={"lr": step * 1e-3})
+            if round_ == 1:
+                session.track("acc").append(value="NaN", epoch=0)
+            session.flush()
+            shown = same()
+        assert shown["loss.value"][0].x_label == "step" and shown["loss.value"][0].points == 1500
+        assert shown["acc.value"][0].nonfinite == 1
+    data = session.path / "tracks" / "loss" / "data.jsonl"
+    lines = data.read_bytes().split(b"\n")
+    data.write_bytes(b"\n".join(lines[:10]) + b"\n")  # cut short
+    assert same()["loss.value"][0].points == 10
+    with open(data, "r+b") as f:  # rewritten in place, longer than what was read
+        f.write(b"\n".join(line.replace(b'"value":', b'"other":') for line in lines[:20]) + b"\n")
+    assert same()["loss.other"][0].points == 20
+    replacement = data.with_name("new")
+    replacement.write_bytes(b"\n".join(lines[100:103]) + b"\n")
+    os.replace(replacement, data)  # another file at the same path
+    assert same()["loss.value"][0].points == 3
+    data.write_bytes(b"")  # emptied
+    assert "loss.value" not in same()
+    shutil.rmtree(session.path / "tracks" / "acc")  # a track deleted
+    assert "acc.value" not in same() and len(watch._files) == 2
+    (session.path / "tracks" / "acc").mkdir()  # and made again
+    (session.path / "tracks" / "acc" / "data.jsonl").write_bytes(lines[0] + b"\n")
+    assert same()["acc.value"][0].points == 1
+
+
+def test_following_many_files_keeps_none_open(tmp_path: Path) -> None:
+    """A workspace may hold more files than a process may open: --follow must not hold them."""
+    pytest.importorskip("plotext")
+    with Session(name="wide", workspace="w", local_path=tmp_path) as session:
+        for n in range(100):
+            session.track(f"t{n}").append(value=1.0, step=0)
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))\n"
+        "from dreamlake._cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    with following(
+        "plot", str(session.path), "--follow", "--interval", "0.01", python=["-c", script]
+    ) as follower:
+        assert follower.stdout is not None
+        headlines = (line for line in follower.stdout if line.startswith("t99.value"))
+        next(headlines), next(headlines), next(headlines)  # three redraws, every track each time
+        assert interrupt(follower) == ""
 
 
 def test_plot_follow_redraws_as_points_arrive(tmp_path: Path) -> None:
@@ -578,3 +616,17 @@ def test_follow_says_its_notes_again_after_each_redraw(
     assert out.count("\x1b[2J") == 3 and out.endswith("\n")
     assert err.count("1 line is not a point, skipped") == 3
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_folder_that_cannot_be_listed_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("plotext")
+    path = odd_run(tmp_path)
+
+    def unlistable(session: Path) -> list[str]:
+        raise PermissionError(13, "Permission denied", str(session / "tracks"))
+
+    monkeypatch.setattr(_series, "track_names", unlistable)
+    assert main(["plot", str(path)]) == 2
+    assert capsys.readouterr().err == f"dreamlake: cannot read {path / 'tracks'}: Permission denied\n"

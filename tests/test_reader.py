@@ -79,6 +79,10 @@ def test_each_line_is_judged_alone_when_lines_are_parsed_together(
     records = read_logs(file)
     assert [r["message"] for r in records] == ["m0", "m1", "m3"]
     assert records.skipped == 4
+    file.write_bytes(good[0] + b",\n" + good[1] + b"\n" + good[2] + b"\n," + good[3] + b"\n")  # stray commas
+    records = read_logs(file)
+    assert [r["message"] for r in records] == ["m1", "m2"]
+    assert records.skipped == 2
 
 
 @given(

@@ -233,8 +233,8 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from ._plot_term import MISSING, load_plotext, terminal_columns
-    from ._series import Watch, collect, runs_of
+    from ._plot_term import MISSING, load_plotext
+    from ._series import runs_of
 
     if args.html is None:
         try:
@@ -245,9 +245,19 @@ def cmd_plot(args: argparse.Namespace) -> None:
         runs = runs_of(args.paths)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    if args.html is not None:
-        _plot_html(args, runs)
-        return
+    try:
+        if args.html is not None:
+            _plot_html(args, runs)
+        else:
+            _plot_terminal(args, runs)
+    except OSError as exc:  # a folder that cannot be listed, say: one line, not a traceback
+        raise UsageError(f"cannot read {visible(str(exc.filename or ''))}: {exc.strerror or exc}") from None
+
+
+def _plot_terminal(args: argparse.Namespace, runs: list[Any]) -> None:
+    from ._plot_term import terminal_columns
+    from ._series import Watch, collect
+
     color = use_color(sys.stdout)
     if not args.follow:
         notes: list[str] = []
@@ -260,16 +270,16 @@ def cmd_plot(args: argparse.Namespace) -> None:
     interrupted = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda signum, frame: interrupted.set())
     try:
-        with Watch(runs, args.track, args.field, args.x == "time") as watch:
-            while not interrupted.is_set():
-                notes = []
-                series = watch.collect(terminal_columns(), notes)
-                if color:
-                    sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
-                _draw(series, runs, color)
-                _tell(notes, set() if color else told)  # the screen was cleared: say them again
-                sys.stdout.flush()
-                interrupted.wait(args.interval)  # ok: --follow polls the files
+        watch = Watch(runs, args.track, args.field, args.x == "time")
+        while not interrupted.is_set():
+            notes = []
+            series = watch.collect(terminal_columns(), notes)
+            if color:
+                sys.stdout.write("\x1b[H\x1b[2J")  # redraw in place
+            _draw(series, runs, color)
+            _tell(notes, set() if color else told)  # the screen was cleared: say them again
+            sys.stdout.flush()
+            interrupted.wait(args.interval)  # ok: --follow polls the files
     finally:
         signal.signal(signal.SIGINT, previous)
     raise KeyboardInterrupt  # ends as Ctrl-C does anywhere else: quietly, status 130

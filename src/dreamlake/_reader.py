@@ -73,10 +73,13 @@ def parse_run(text: bytes, keep: Callable[[list[Any]], bool]) -> list[Any] | Non
     """The values of the lines in `text` (a run of `WholeLines`), parsed in one call, if each line
     is one value and `keep(values)` approves them all; else None (sort the lines one by one).
 
-    Only `}` newline `{` becomes `},{`: any other line break stays a newline, which JSON
-    reads as a space, so a torn line cannot run on into the next (`{"v":[1` then `2]}`)."""
+    Lines are joined only where one ends with `}` and the next starts with `{`; a run with any
+    other line break (a torn line, a trailing comma, a blank line) is sorted line by line."""
+    joined = text.replace(b"}\n{", b"},{")
+    if b"\n" in joined:
+        return None
     try:
-        values: list[Any] = orjson.loads(b"[" + text.replace(b"}\n{", b"},{") + b"]")
+        values: list[Any] = orjson.loads(b"[" + joined + b"]")
         if len(values) == text.count(b"\n") + 1 and keep(values):
             return values
     except (orjson.JSONDecodeError, TypeError, KeyError, IndexError):
@@ -190,60 +193,37 @@ def follow(
 ) -> Iterator[dict[str, Any]]:
     """`follow_logs` for any JSON Lines file: `parse(text, bad)` gives its records."""
     bad = [0]  # lines that are not records are skipped, as in iter_logs
-    with Tail(path) as tail:
+    f = open(path, "rb")
+    try:
+        lines, following = WholeLines(f), _identity(f)
         while True:
-            for text in tail:
-                yield from parse(text, bad)
+            yield from _parsed(lines, parse, bad)
+            now = _stat(path)
+            if now is not None and (now.st_dev, now.st_ino) != following:
+                yield from _parsed(lines, parse, bad)  # written to the old file before it was replaced
+                try:
+                    new = open(path, "rb")
+                except FileNotFoundError:  # gone again: poll on
+                    pass
+                else:
+                    f.close()
+                    f = new
+                    lines, following = WholeLines(f), _identity(f)
+                    continue
+            elif now is not None and now.st_size < f.tell():
+                f.seek(0)
+                lines = WholeLines(f)
+                continue
             if stop is not None and stop():
                 return
             time.sleep(interval)
+    finally:
+        f.close()
 
 
-class Tail:
-    """A file read on as it grows, as `tail -F` does: each pass (`for text in tail`) gives the runs
-    of whole lines (see WholeLines) written since the last one.
-
-    A pass ends at the end of the file, after checking the path: a different file
-    there (the writer starts a new one when the session folder was deleted) is read
-    from its start, after what the old file got last; a file that shrank below what
-    was read (truncated) is read again from its start, and `restarts` counts up
-    before its first run is given.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file = open(path, "rb")
-        self.lines = WholeLines(self.file)
-        self.identity = _identity(self.file)
-        self.restarts = 0
-
-    def __iter__(self) -> Iterator[bytes]:
-        while True:
-            yield from self.lines
-            now = _stat(self.path)
-            if now is not None and (now.st_dev, now.st_ino) != self.identity:
-                yield from self.lines  # written to the old file before it was replaced
-                try:
-                    new = open(self.path, "rb")
-                except FileNotFoundError:  # gone again: look on the next pass
-                    return
-                self.file.close()
-                self.file, self.lines, self.identity = new, WholeLines(new), _identity(new)
-            elif now is not None and now.st_size < self.file.tell():
-                self.file.seek(0)
-                self.lines = WholeLines(self.file)
-                self.restarts += 1
-            else:
-                return
-
-    def close(self) -> None:
-        self.file.close()
-
-    def __enter__(self) -> "Tail":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+def _parsed(lines: WholeLines, parse: Parse, bad: list[int]) -> Iterator[dict[str, Any]]:
+    for text in lines:
+        yield from parse(text, bad)
 
 
 def _stat(path: Path) -> os.stat_result | None:

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ._params import PARAMS_FILE, read_params
-from ._reader import LOG_FILE, Parse, Tail, each_batch, log_records
+from ._reader import LOG_FILE, Parse, WholeLines, each_batch, log_records
 from ._tracks import TRACKS, track_file, track_names, track_points
 
 _NONFINITE = frozenset({"NaN", "Infinity", "-Infinity"})
@@ -234,7 +234,7 @@ def collect(
 
 class Watch:
     """`collect` again and again as the files grow (`--follow`): each call reads only the lines
-    written since the last, from files kept open. A file truncated is read again from its start."""
+    written since the last. A file replaced, cut short or rewritten is read anew."""
 
     def __init__(self, runs: list[Run], tracks: str | None, fields: str | None, by_time: bool) -> None:
         self.runs, self.tracks, self.fields, self.by_time = runs, tracks, fields, by_time
@@ -247,10 +247,10 @@ class Watch:
         for run, file, track in _files(self.runs, self.tracks, self.fields):
             gone.discard((id(run), file))
             followed = self._files.get((id(run), file))
+            if followed is None:
+                part = _Part(run, file, track, "sequenceNumber" if track is None else None)
+                followed = self._files[id(run), file] = _Followed(part, self.fields or "*", self.by_time)
             try:
-                if followed is None:
-                    part = _Part(run, file, track, "sequenceNumber" if track is None else None)
-                    followed = self._files[id(run), file] = _Followed(Tail(file), part, self)
                 followed.read()
             except OSError as exc:
                 if notes is not None:
@@ -259,42 +259,45 @@ class Watch:
             if followed.bad[0] and notes is not None:
                 notes.append(_skipped(file, followed.bad[0]))
             found.extend(followed.shown(buckets))
-        for key in gone:  # a track deleted: let its file go
-            self._files.pop(key).tail.close()
+        for key in gone:  # a track deleted
+            del self._files[key]
         return _by_name(found)
-
-    def close(self) -> None:
-        for followed in self._files.values():
-            followed.tail.close()
-        self._files.clear()
-
-    def __enter__(self) -> Watch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 class _Followed:
-    """A file of a run, kept open, and its series as read so far."""
+    """A file of a run and its series as read so far. Between polls only where reading stopped
+    is kept, not the open file: a workspace may hold more files than a process may open."""
 
-    def __init__(self, tail: Tail, part: _Part, watch: Watch) -> None:
-        self.tail, self.part, self.watch = tail, part, watch
-        self.restarts = 0
+    def __init__(self, part: _Part, pattern: str, by_time: bool) -> None:
+        self.part, self.pattern, self.by_time = part, pattern, by_time
         self._shown: dict[str, tuple[tuple[int | None, int, int, int], Series]] = {}
-        self._start()
+        self._start(None)
 
-    def _start(self) -> None:
-        self.columns = _Columns(self.part, self.watch.fields or "*", self.watch.by_time)
+    def _start(self, identity: tuple[int, int] | None) -> None:
+        self.identity, self.position, self.head, self.rest = identity, 0, b"", b""
+        self.columns = _Columns(self.part, self.pattern, self.by_time)
         self.bad = [0]
         self._shown.clear()
 
     def read(self) -> None:
-        for text in self.tail:
-            if self.tail.restarts != self.restarts:  # truncated: what was read is gone
-                self.restarts = self.tail.restarts
-                self._start()
-            self.columns.feed(self.columns.parse(text, self.bad))
+        with open(self.part.file, "rb") as f:
+            fd = f.fileno()
+            now = os.fstat(fd)
+            identity = (now.st_dev, now.st_ino)
+            if (
+                identity != self.identity
+                or now.st_size < self.position
+                or os.pread(fd, len(self.head), 0) != self.head
+            ):
+                self._start(identity)  # another file at this path, or this one cut or rewritten
+            f.seek(self.position)
+            lines = WholeLines(f)
+            lines.tail = self.rest  # the line that was partial when the last poll stopped
+            for text in lines:
+                self.columns.feed(self.columns.parse(text, self.bad))
+            self.position, self.rest = f.tell(), lines.tail
+            if len(self.head) < _HEAD:
+                self.head = os.pread(fd, min(_HEAD, self.position), 0)
 
     def shown(self, buckets: int | None) -> list[Series]:
         """Each series settled (thinned) for `buckets`: again only if it grew since."""
@@ -308,6 +311,9 @@ class _Followed:
                 last = self._shown[name] = (state, shown)
             out.append(last[1])
         return out
+
+
+_HEAD = 256  # bytes compared at each poll: a file rewritten in place differs there (its times)
 
 
 def _by_name(found: Iterable[Series]) -> dict[str, list[Series]]:
