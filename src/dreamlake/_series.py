@@ -171,8 +171,7 @@ class _Part:
     run: Run
     file: Path
     track: str | None  # None: the logs
-    axis: str | None  # the x: step, epoch or index for a track (None: as its first point read
-    # says), sequenceNumber for the logs
+    axis: str | None = None  # a track's x: step, epoch or index (None: as the first point read says)
     start: int = 0
     end: int | None = None
 
@@ -199,7 +198,7 @@ def collect(
     Big files are read in parallel, in parts of about equal size, as many at once as there
     are cores; a file read whole is thinned where it was read, so little travels back.
     """
-    files = [_Part(run, file, track, _axis(file, track)) for run, file, track in _files(runs, tracks, fields)]
+    files = [_Part(*found) for found in _files(runs, tracks, fields)]
     sizes = [_size(part.file) for part in files]
     workers = os.cpu_count() or 1
     forks = "fork" in multiprocessing.get_all_start_methods()
@@ -248,7 +247,7 @@ class Watch:
             gone.discard((id(run), file))
             followed = self._files.get((id(run), file))
             if followed is None:
-                part = _Part(run, file, track, "sequenceNumber" if track is None else None)
+                part = _Part(run, file, track)
                 followed = self._files[id(run), file] = _Followed(part, self.fields or "*", self.by_time)
             try:
                 followed.read()
@@ -350,11 +349,8 @@ def _files(runs: list[Run], tracks: str | None, fields: str | None) -> Iterable[
             yield run, run.path / LOG_FILE, None
 
 
-def _axis(file: Path, track: str | None) -> str:
-    """A track's x: `step` if its first point has a number there, else `epoch`, else `index`;
-    the logs' x: their sequence number."""
-    if track is None:
-        return "sequenceNumber"
+def _axis(file: Path) -> str:
+    """A track's x: `step` if its first point has a number there, else `epoch`, else `index`."""
     try:
         with open(file, "rb") as f:
             for line in f:  # the first point, not the first megabyte
@@ -383,9 +379,13 @@ def _split(files: list[_Part], sizes: list[int], part_bytes: int) -> list[_Part]
     parts = []
     for part, size in zip(files, sizes, strict=True):
         count = max(1, -(-size // part_bytes))
+        if count == 1:
+            parts.append(part)  # read whole: its x is decided by the first point it reads
+            continue
+        axis = None if part.track is None else _axis(part.file)  # each part must use the file's
         cuts = [size * i // count for i in range(count)]
         for start, end in zip(cuts, [*cuts[1:], None], strict=True):
-            parts.append(_Part(part.run, part.file, part.track, part.axis, start, end))
+            parts.append(_Part(part.run, part.file, part.track, axis, start, end))
     return parts
 
 
@@ -411,7 +411,7 @@ class _Columns:
 
     def __init__(self, part: _Part, pattern: str, by_time: bool) -> None:
         self.part, self.pattern, self.by_time = part, pattern, by_time
-        self.axis = part.axis
+        self.axis = "sequenceNumber" if part.track is None else part.axis
         self.series: dict[str, Series] = {}
         self.parse: Parse = log_records if part.track is None else track_points
         self._wanted: dict[str, bool] = {}  # log metadata keys: whether they match `pattern`
