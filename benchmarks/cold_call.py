@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from dreamlake import Session
-from dreamlake._bench import gil_free_work
-from dreamlake._contenders import SyncOrjsonWriter, noop
+from dreamlake._bench._contenders import SyncOrjsonWriter, noop
+from dreamlake._bench._scenarios import gil_free_work
 
 STEPS, CALLS = 3_000, 10
 

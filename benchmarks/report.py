@@ -22,9 +22,9 @@ import tempfile
 import time
 from typing import Any
 
-from dreamlake import _bench
-from dreamlake._bench import duration
-from dreamlake._contenders import DREAMLAKE, NOOP, SYNC, available
+from dreamlake._bench import _scenarios as _bench
+from dreamlake._bench._contenders import DREAMLAKE, NOOP, SYNC, available
+from dreamlake._bench._scenarios import duration
 
 SCENARIOS = ("hot", "e2e", "train", "shapes", "sessions", "threads", "tracks", "memory", "read")
 TRAINING = {  # label: (step µs, logs per step, GIL-bound)

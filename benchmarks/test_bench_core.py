@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from dreamlake import Session
-from dreamlake._contenders import SyncOrjsonWriter, noop
+from dreamlake._bench._contenders import SyncOrjsonWriter, noop
 
 from .conftest import read_records_count
 

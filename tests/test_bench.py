@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from dreamlake import _bench
-from dreamlake._contenders import CONTENDERS, DREAMLAKE, NOOP, SYNC, available
+from dreamlake._bench import _scenarios as _bench
+from dreamlake._bench._contenders import CONTENDERS, DREAMLAKE, NOOP, SYNC, available
 
 
 def bench(*args: str, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], Path, Path]:

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from dreamlake import Session, read_params
-from dreamlake._cli import format_record, main, parse_since
+from dreamlake._cli._main import format_record, main, parse_since
 
 from .follower import following, interrupt
 

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from dreamlake import Session, read_params
-from dreamlake._cli import main
+from dreamlake._cli._main import main
 
 
 @pytest.fixture(autouse=True)

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from dreamlake import Session, _series
-from dreamlake._cli import main
-from dreamlake._series import Series, collect, runs_of, thin
+from dreamlake import Session
+from dreamlake._cli._main import main
+from dreamlake._plot import _series
+from dreamlake._plot._series import Series, collect, runs_of, thin
 
 from .browser import Browser, find_chromium
 from .follower import following, interrupt
@@ -242,7 +243,7 @@ def test_following_many_files_keeps_none_open(tmp_path: Path) -> None:
     script = (
         "import resource, sys\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40))\n"
-        "from dreamlake._cli import main\n"
+        "from dreamlake._cli._main import main\n"
         "sys.exit(main(sys.argv[1:]))\n"
     )
     with following(
@@ -524,7 +525,7 @@ def test_series_are_what_a_plain_reading_of_the_records_gives(
 ) -> None:
     """Whole batches of numbers go through C loops, sparse fields through one pass over the rows,
     the rest a point at a time: together they must give what reading record by record gives."""
-    from dreamlake import _reader
+    from dreamlake._read import _records as _reader
 
     path = hostile_run(tmp_path)
     monkeypatch.setattr(_reader, "_RUN", run_bytes)
@@ -596,7 +597,7 @@ def test_follow_says_its_notes_again_after_each_redraw(
 ) -> None:
     """Also: Ctrl-C ends --follow after the redraw it came in, never inside plotext."""
     pytest.importorskip("plotext")
-    from dreamlake import _cli
+    from dreamlake._cli import _main as _cli
 
     path = odd_run(tmp_path)
     draw = _cli._draw

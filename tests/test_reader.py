@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dreamlake import Session, _reader, iter_logs, read_logs
+from dreamlake import Session, iter_logs, read_logs
+from dreamlake._read import _records as _reader
 
 
 def fill(tmp_path: Path) -> Session:

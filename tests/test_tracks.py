@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from dreamlake import Session, Track, read_track
-from dreamlake._cli import main
+from dreamlake._cli._main import main
 
 from .conftest import KEYS, read_records
 

@@ -3,7 +3,7 @@
 from ._default import log
 from ._levels import LEVELS
 from ._params import Parameters, read_params
-from ._reader import Records, iter_logs, read_logs
+from ._read._records import Records, iter_logs, read_logs
 from ._session import Session
 from ._tracks import Track, read_track
 

@@ -35,7 +35,7 @@ from ._encode import (
 from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._params import Parameters
-from ._reader import LOG_FILE, Records, read_logs
+from ._read._records import LOG_FILE, Records, read_logs
 from ._tracks import Track, check_name, summary, track_after_fork_in_child, track_names
 
 

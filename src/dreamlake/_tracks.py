@@ -24,7 +24,7 @@ from . import _batcher
 from ._batcher import Channel, State
 from ._encode import NATIVE, careful, checked, iso_timestamp, metadata_bytes, native, snapshot
 from ._files import locked_folder, replace_file, reworded
-from ._reader import Records, WholeLines, all_records, each_record, follow, parse_run
+from ._read._records import Records, WholeLines, all_records, each_record, follow, parse_run
 from ._sink import last_record
 
 if TYPE_CHECKING:

@@ -22,9 +22,9 @@ from typing import Any
 
 import orjson
 
-from ._batcher import write_all
+from .._batcher import write_all
+from .._session import Session
 from ._contenders import DREAMLAKE, SYNC, Contender, available
-from ._session import Session
 
 Figures = dict[str, dict[str, float]]
 """Per contender, per figure: what one run of a scenario measured."""
@@ -345,7 +345,7 @@ def medians(runs: list[Figures]) -> Figures:
 def environment() -> str:
     import platform
 
-    from . import __version__
+    from .. import __version__
 
     return (
         f"dreamlake {__version__}, orjson {orjson.__version__}, {platform.python_implementation()} "

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from ._session import Session
+from .._session import Session
 
 Setup = Callable[[Path], tuple[Any, Callable[[], None]]]
 

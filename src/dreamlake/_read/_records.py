@@ -8,7 +8,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from ._levels import RANK, normalize_level
+from .._levels import RANK, normalize_level
 
 LOG_FILE = "logs.jsonl"
 _CHUNK = 1 << 20

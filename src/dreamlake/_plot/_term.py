@@ -8,7 +8,7 @@ import math
 import shutil
 from typing import Any, TextIO
 
-from ._format import visible
+from .._format import visible
 from ._series import Series, thin
 
 MISSING = "dreamlake plot needs plotext: pip install 'dreamlake[plot]'"

@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 
-from ._format import format_record, metadata_text, use_color, visible
-from ._levels import LEVELS, RANK, normalize_level
-from ._params import read_params
-from ._reader import LOG_FILE, follow_logs, iter_logs, log_file_of
-from ._session import Session
-from ._tracks import TRACKS, count_points, follow_track, iter_track, last_point, track_file, track_names
+from .._format import format_record, metadata_text, use_color, visible
+from .._levels import LEVELS, RANK, normalize_level
+from .._params import read_params
+from .._read._records import LOG_FILE, follow_logs, iter_logs, log_file_of
+from .._session import Session
+from .._tracks import TRACKS, count_points, follow_track, iter_track, last_point, track_file, track_names
 
 
 class UsageError(Exception):
@@ -233,8 +233,8 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
-    from ._plot_term import MISSING, load_plotext
-    from ._series import runs_of
+    from .._plot._series import runs_of
+    from .._plot._term import MISSING, load_plotext
 
     if args.html is None:
         try:
@@ -255,8 +255,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
 
 
 def _plot_terminal(args: argparse.Namespace, runs: list[Any]) -> None:
-    from ._plot_term import terminal_columns
-    from ._series import Watch, collect
+    from .._plot._series import Watch, collect
+    from .._plot._term import terminal_columns
 
     color = use_color(sys.stdout)
     if not args.follow:
@@ -286,7 +286,7 @@ def _plot_terminal(args: argparse.Namespace, runs: list[Any]) -> None:
 
 
 def _draw(series: dict[str, list[Any]], runs: list[Any], color: bool) -> None:
-    from ._plot_term import draw
+    from .._plot._term import draw
 
     if series:
         draw(series, sys.stdout, color)
@@ -303,8 +303,8 @@ def _tell(notes: list[str], told: set[str]) -> None:
 
 
 def _plot_html(args: argparse.Namespace, runs: list[Any]) -> None:
-    from ._plot_html import COLUMNS, page
-    from ._series import collect
+    from .._plot._html import COLUMNS, page
+    from .._plot._series import collect
 
     notes: list[str] = []
     series = collect(runs, args.track, args.field, args.x == "time", COLUMNS, notes)
@@ -319,7 +319,7 @@ def _plot_html(args: argparse.Namespace, runs: list[Any]) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from ._bench import command  # the contenders import logging's handlers, and maybe peers
+    from .._bench._scenarios import command  # the contenders import logging's handlers, and maybe peers
 
     terminal = sys.stderr is not None and sys.stderr.isatty()  # None when started with 2>&-
     command(args.quick, args.json, sys.stdout, sys.stderr if terminal else None)

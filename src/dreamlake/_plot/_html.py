@@ -23,7 +23,7 @@ COLUMNS = 1000  # pixel columns a series is thinned to: the page stays small, sp
 
 
 def _vendored(name: str) -> str:
-    return resources.files("dreamlake").joinpath(f"_vendor/uplot/{name}").read_text(encoding="utf-8")
+    return resources.files("dreamlake._plot").joinpath(f"_vendor/uplot/{name}").read_text(encoding="utf-8")
 
 
 def _short(value: float) -> float:

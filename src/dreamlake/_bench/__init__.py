@@ -1,0 +1,1 @@
+"""`dreamlake bench`: the benchmark scenarios and the loggers they compare."""
