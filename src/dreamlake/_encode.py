@@ -287,6 +287,27 @@ def _tensor_values(obj: Any) -> Any:
     return safe_str(obj)
 
 
+def preview_bytes(metadata: Metadata) -> bytes:
+    """The metadata for an echo line in the caller's thread: a tensor on a device is shown by
+    its device and shape, never read (reading it would wait for the device). Never raises."""
+    if not isinstance(metadata, Deferred):
+        return metadata_bytes(metadata)
+    try:
+        return orjson.dumps(metadata.value, _tensor_preview)
+    except BaseException:  # noqa: BLE001 - an echo line must never break log()
+        return orjson.dumps(safe_str(metadata.value))
+
+
+def _tensor_preview(obj: Any) -> Any:
+    if isinstance(obj, _Tensor):
+        device = getattr(obj.copy, "device", None)
+        if getattr(device, "type", None) == "cpu":
+            return _tensor_values(obj)
+        shape = getattr(obj.copy, "shape", None)
+        return f"<tensor on {device}, shape {list(shape) if shape is not None else '?'}>"
+    return safe_str(obj)
+
+
 def iso_timestamp(ns: int) -> str:
     """ISO 8601 UTC with microseconds and a trailing Z, e.g. 2025-10-25T10:30:00.000123Z."""
     sec, frac = divmod(ns // 1000, 1_000_000)

@@ -27,8 +27,8 @@ from ._encode import (
     checked,
     clean_str,
     iso_timestamp,
-    metadata_bytes,
     native,
+    preview_bytes,
     safe_str,
     snapshot,
 )
@@ -334,7 +334,7 @@ def _echo(entry: Entry) -> None:
             "timestamp": iso_timestamp(ns),
             "level": level,
             "message": clean_str(message),
-            "metadata": None if metadata is None else orjson.loads(metadata_bytes(metadata)),
+            "metadata": None if metadata is None else orjson.loads(preview_bytes(metadata)),
         }
         echo_record(record)
     except Exception:  # noqa: BLE001 - stderr closed or busy: the record is in the file anyway

@@ -78,3 +78,46 @@ def test_real_torch_tensors(tmp_path: Path) -> None:
     with Session(name="n", workspace="w", local_path=tmp_path) as s:
         s.log("step", metadata={"loss": loss, "w": weights, "i": torch.tensor(7)})
     assert read_records(s.log_file)[0]["metadata"] == {"loss": 6.0, "w": [1.0, 1.0, 1.0], "i": 7}
+
+
+class DeviceTensor(FakeTensor):
+    """A FakeTensor on a device: reading its values (tolist) stands for waiting for the GPU."""
+
+    def __init__(self, values: list[float], device: str, readers: list[str]) -> None:
+        super().__init__(values)
+        self.device, self.shape, self.readers = types.SimpleNamespace(type=device), [len(values)], readers
+
+    def __str__(self) -> str:
+        return f"device({self.device.type})"
+
+    def detach(self) -> "DeviceTensor":
+        return DeviceTensor(self.values, self.device.type, self.readers)
+
+    def clone(self) -> "DeviceTensor":
+        return DeviceTensor(list(self.values), self.device.type, self.readers)
+
+    def tolist(self) -> Any:
+        import threading
+
+        self.readers.append(threading.current_thread().name)
+        return super().tolist()
+
+
+def test_echo_never_reads_a_device_tensor_in_the_callers_thread(
+    tmp_path: Path, torch_loaded: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """echo=True (and so dreamlake.log()) shows a GPU tensor by device and shape; its values reach the file."""
+    import threading
+
+    readers: list[str] = []
+    with Session(name="n", workspace="w", local_path=tmp_path, echo=True) as s:
+        s.log(
+            "step",
+            metadata={"loss": DeviceTensor([0.5], "cuda", readers), "x": DeviceTensor([2.0], "cpu", readers)},
+        )
+        in_caller = readers.count(threading.current_thread().name)
+    assert 1 == in_caller, "the caller read the values of a tensor on the GPU (or none for the CPU one)"
+    assert 3 == len(readers), "the writer reads both tensors for the file"
+    err = capsys.readouterr().err
+    assert "loss=<tensor on " in err and "shape [1]>" in err and "x=2.0" in err
+    assert {"loss": 0.5, "x": 2.0} == read_records(s.log_file)[0]["metadata"]
