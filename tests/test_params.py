@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dreamlake import Session, read_params
 from dreamlake._cli._main import main
@@ -356,6 +358,10 @@ def test_values_follow_the_rules_of_log_metadata(session: Session) -> None:
         ({"": 1}, ValueError, "non-empty and without NUL"),
         ({"a": {"b\0": 1}}, ValueError, r"non-empty and without NUL, got 'a\.b\\x00'"),
         ([("a", 1)], TypeError, "parameters must be a mapping"),
+        ({".lr": 1}, ValueError, r"cannot start or end with '\.' or hold '\.\.', got '\.lr'"),
+        ({"lr.": 1}, ValueError, r"got 'lr\.'"),
+        ({"a..b": 1}, ValueError, r"got 'a\.\.b'"),
+        ({"model": {"x.": 1}}, ValueError, r"got 'model\.x\.'"),
     ],
 )
 def test_bad_names_raise_at_the_call_and_keep_what_was_set(
@@ -539,3 +545,30 @@ print(f"{{waited:.2f}}")
     assert float(result.stdout) < 2, "the parent's set() waited for the child to exit"
     params = read_params(tmp_path / "w" / "n")
     assert params["child"] == 1 and params["parent"] == 1 and len(params) == 100_002
+
+
+_NAMES = st.text(alphabet="ab.", min_size=1, max_size=4)
+_TREES = st.recursive(
+    st.integers(0, 9),
+    lambda children: st.dictionaries(_NAMES, children, min_size=1, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tree=st.dictionaries(_NAMES, _TREES, min_size=1, max_size=4))
+def test_nested_get_feeds_back_to_set(tmp_path: Path, tree: dict[str, Any]) -> None:
+    """Whatever set() accepts, get(flatten=False) gives back in a form set() stores the same."""
+    with Session(name="a", workspace="w", local_path=tmp_path / "h") as first:
+        first.parameters().file.unlink(missing_ok=True)
+        try:
+            first.params(tree)
+        except ValueError as exc:
+            assert "cannot start or end with '.'" in str(exc)
+            assert {} == first.parameters().get(), "a refused set() wrote something"
+            return
+        stored, nested = first.parameters().get(), first.parameters().get(flatten=False)
+    with Session(name="b", workspace="w", local_path=tmp_path / "h") as second:
+        second.parameters().file.unlink(missing_ok=True)
+        second.params(nested)
+        assert stored == second.parameters().get()

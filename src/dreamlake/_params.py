@@ -52,7 +52,8 @@ class Parameters:
         """Merge `mapping` and the keyword arguments into the parameters, on disk when it returns.
 
         Raises RuntimeError if the session is not open, TypeError for a key that is
-        not a str, ValueError for an empty key or one holding a NUL.
+        not a str, ValueError for an empty key, one holding a NUL, or one that starts or
+        ends with a dot or holds two in a row. Nothing is written when it raises.
         """
         if not self._session.is_open:
             msg = f"{self._session!r} is not open: set parameters inside `with Session(...) as session:`"
@@ -111,6 +112,12 @@ def _flatten(mapping: Mapping[Any, Any], prefix: str, out: dict[str, Any], activ
             msg = f"parameter names must be non-empty and without NUL, got {prefix + key!r}"
             raise ValueError(msg)
         name = prefix + key
+        if "" in key.split("."):
+            msg = (
+                f"parameter names cannot start or end with '.' or hold '..', got {name!r}: "
+                "the dots nest names, so get(flatten=False) could not give it back"
+            )
+            raise ValueError(msg)
         if isinstance(value, Mapping) and value and id(value) not in active and len(active) < MAX_DEPTH:
             _flatten(value, name + ".", out, active)
         else:
