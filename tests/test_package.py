@@ -1,5 +1,8 @@
 """The public surface: what is exported, typed, and importable."""
 
+import subprocess
+import sys
+import tarfile
 from pathlib import Path
 
 import dreamlake
@@ -13,3 +16,54 @@ def test_all_lists_exactly_the_public_names() -> None:
 
 def test_package_is_marked_typed() -> None:
     assert (Path(dreamlake.__file__).parent / "py.typed").is_file()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_version_is_one_string_everywhere() -> None:
+    """`dreamlake.__version__` is the version the installed metadata and `--version` give."""
+    from importlib.metadata import version
+
+    assert version("dreamlake") == dreamlake.__version__
+
+
+def test_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
+    """An sdist holds the license and every test and benchmark file; its tests collect with no error."""
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == build.returncode, build.stderr
+    with tarfile.open(tmp_path / build.stdout.split()[-1]) as sdist:
+        names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
+        sdist.extractall(tmp_path / "unpacked", filter="data") if sys.version_info >= (
+            3,
+            12,
+        ) else sdist.extractall(tmp_path / "unpacked")
+    wanted = {
+        str(p.relative_to(ROOT)) for folder in ("tests", "benchmarks") for p in (ROOT / folder).rglob("*.py")
+    }
+    assert {
+        "LICENSE",
+        "src/dreamlake/py.typed",
+        "src/dreamlake/_plot/_vendor/uplot/uPlot.iife.min.js",
+    } <= names
+    assert set() == wanted - names
+    assert not any("__pycache__" in name for name in names)
+    (unpacked,) = (tmp_path / "unpacked").iterdir()
+    collect = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "tests"],
+        cwd=unpacked,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == collect.returncode, collect.stdout[-2000:] + collect.stderr[-2000:]
