@@ -1,5 +1,6 @@
 """The public surface: what is exported, typed, and importable."""
 
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -28,15 +29,35 @@ def test_version_is_one_string_everywhere() -> None:
     assert version("dreamlake") == dreamlake.__version__
 
 
+def _source_tree(into: Path) -> Path:
+    """A copy of the sources as a fresh clone has them: no egg-info, whose file list setuptools reuses."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, timeout=60)
+    if listed.returncode == 0:
+        files = [ROOT / name for name in listed.stdout.decode().split("\0") if name]
+    else:  # an unpacked sdist
+        files = [
+            p
+            for p in ROOT.rglob("*")
+            if p.is_file() and ".egg-info" not in str(p) and "__pycache__" not in str(p)
+        ]
+    for file in files:
+        if file.is_file():
+            target = into / file.relative_to(ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, target)
+    return into
+
+
 def test_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
     """An sdist holds the license and every test and benchmark file; its tests collect with no error."""
+    source = _source_tree(tmp_path / "source")
     build = subprocess.run(
         [
             sys.executable,
             "-c",
             f"from setuptools import build_meta; print(build_meta.build_sdist({str(tmp_path)!r}))",
         ],
-        cwd=ROOT,
+        cwd=source,
         capture_output=True,
         text=True,
         timeout=120,
@@ -44,10 +65,7 @@ def test_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
     assert 0 == build.returncode, build.stderr
     with tarfile.open(tmp_path / build.stdout.split()[-1]) as sdist:
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
-        sdist.extractall(tmp_path / "unpacked", filter="data") if sys.version_info >= (
-            3,
-            12,
-        ) else sdist.extractall(tmp_path / "unpacked")
+        sdist.extractall(tmp_path / "unpacked")
     wanted = {
         str(p.relative_to(ROOT)) for folder in ("tests", "benchmarks") for p in (ROOT / folder).rglob("*.py")
     }
