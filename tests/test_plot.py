@@ -497,7 +497,7 @@ def hostile_run(root: Path) -> Path:
 def plainly(path: Path) -> dict[str, tuple[list[float], list[float], list[float]]]:
     """The series of a session read the plain way: a record at a time, a field at a time."""
     from dreamlake import read_logs
-    from dreamlake._tracks import read_track
+    from dreamlake._read._tracks import read_track
 
     out: dict[str, tuple[list[float], list[float], list[float]]] = {}
 

@@ -4,8 +4,9 @@ from ._default import log
 from ._levels import LEVELS
 from ._params import Parameters, read_params
 from ._read._records import Records, iter_logs, read_logs
+from ._read._tracks import read_track
 from ._session import Session
-from ._tracks import Track, read_track
+from ._tracks import Track
 
 __all__ = [
     "LEVELS",

@@ -36,7 +36,8 @@ from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._params import Parameters
 from ._read._records import LOG_FILE, Records, read_logs
-from ._tracks import Track, check_name, summary, track_after_fork_in_child, track_names
+from ._read._tracks import check_name, track_names
+from ._tracks import Track, summary, track_after_fork_in_child
 
 
 class Session:

@@ -20,8 +20,16 @@ from .._format import format_record, metadata_text, use_color, visible
 from .._levels import LEVELS, RANK, normalize_level
 from .._params import read_params
 from .._read._records import LOG_FILE, follow_logs, iter_logs, log_file_of
+from .._read._tracks import (
+    TRACKS,
+    count_points,
+    follow_track,
+    iter_track,
+    last_point,
+    track_file,
+    track_names,
+)
 from .._session import Session
-from .._tracks import TRACKS, count_points, follow_track, iter_track, last_point, track_file, track_names
 
 
 class UsageError(Exception):

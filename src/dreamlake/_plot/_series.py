@@ -33,7 +33,7 @@ from typing import Any
 
 from .._params import PARAMS_FILE, read_params
 from .._read._records import LOG_FILE, Parse, WholeLines, each_batch, log_records
-from .._tracks import TRACKS, track_file, track_names, track_points
+from .._read._tracks import TRACKS, track_file, track_names, track_points
 
 _NONFINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 _NUMBERS = frozenset({int, float, bool})  # a flag is drawn as 0 and 1
