@@ -5,6 +5,7 @@ import os
 import random
 import shutil
 import signal
+import subprocess
 import sys
 from array import array
 from collections.abc import Iterator
@@ -315,7 +316,36 @@ def test_terminal_without_plotext_says_how_to_install(
     monkeypatch.setitem(sys.modules, "plotext", None)  # import fails
     assert main(["plot", str(make_run(tmp_path, "a", 0.1))]) == 2
     err = capsys.readouterr().err
-    assert err == "dreamlake: dreamlake plot needs plotext: pip install 'dreamlake[plot]'\n"
+    from dreamlake._plot._term import python_here
+
+    assert err == f"dreamlake: dreamlake plot needs plotext: {python_here()} -m pip install 'plotext>=6,<7'\n"
+    assert "dreamlake[plot]" not in err, "the name dreamlake on PyPI is not this project"
+
+
+def test_the_demo_ends_with_commands_that_work_as_printed(tmp_path: Path) -> None:
+    """Each command the demo prints runs as written from the folder it was run in."""
+    pytest.importorskip("plotext")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DREAMLAKE")}
+    demo = subprocess.run(
+        [sys.executable, "-m", "dreamlake", "demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert 0 == demo.returncode, demo.stderr
+    commands = [
+        line.split("#")[0].strip() for line in demo.stdout.split("To look at it", 1)[1].splitlines()[1:]
+    ]
+    commands = [c for c in commands if c and "pip install" not in c]
+    assert 2 == len(commands)
+    for command in commands:
+        done = subprocess.run(
+            command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env
+        )
+        assert 0 == done.returncode, (command, done.stderr)
+    assert (tmp_path / "report.html").stat().st_size > 10_000
 
 
 def test_an_empty_session_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -937,15 +937,15 @@ def test_the_readme_tracks_example_makes_the_files_it_shows() -> None:
     section = readme.split("## Tracks\n", 1)[1].split("\n## ", 1)[0]
     code, point_example, meta_example = (block.split("\n", 1)[1] for block in section.split("```")[1:6:2])
     exec(code, {"Session": Session})
-    stored = points("test", "demo", "train/loss")
+    stored = points("test", "demo", "train/loss", ".dreamlake")
     assert len(stored) == 1002 and stored[-1]["data"] == {"value": 0.09, "step": 1001}
     shown = [orjson.loads(line) for line in point_example.splitlines()]
     assert [list(p) for p in shown] == [list(p) for p in stored[:2]]
     assert [p["data"] for p in shown] == [p["data"] for p in stored[:2]]
-    meta = described("test", "demo", "train/loss")
+    meta = described("test", "demo", "train/loss", ".dreamlake")
     assert list(json.loads(meta_example)) == list(meta)
     assert meta["totalDataPoints"] == json.loads(meta_example)["totalDataPoints"]
-    assert described("test", "demo", "val/accuracy")["description"] == "top-1"
+    assert described("test", "demo", "val/accuracy", ".dreamlake")["description"] == "top-1"
 
 
 def test_read_finds_any_page_of_a_long_track_with_torn_lines(session: Session) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import random
 import re
+import shlex
 import signal
 import sys
 import threading
@@ -19,6 +21,7 @@ import orjson
 from .._format import format_record, metadata_text, use_color, visible
 from .._levels import LEVELS, RANK, normalize_level
 from .._params import read_params
+from .._plot._term import python_here
 from .._read._records import LOG_FILE, follow_logs, iter_logs, log_file_of
 from .._read._tracks import (
     TRACKS,
@@ -220,10 +223,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\n$ dreamlake logs {session.path} --level info")
     for record in _select(iter_logs(session.log_file), "info", None, None):
         print(format_record(record, use_color(sys.stdout)))
-    print(
-        f"\nTo look at it: dreamlake plot {session.path} (pip install 'dreamlake[plot]'), "
-        f"or dreamlake plot {session.path} --html report.html"
-    )
+    python, path = python_here(), shlex.quote(os.path.relpath(session.path))
+    print("\nTo look at it, in the terminal or as one page:")
+    print(f"  {python} -m pip install 'plotext>=6,<7'   # once: the terminal charts' one dependency")
+    print(f"  {python} -m dreamlake plot {path}")
+    print(f"  {python} -m dreamlake plot {path} --html report.html")
 
 
 def cmd_params(args: argparse.Namespace) -> None:
@@ -242,13 +246,13 @@ def cmd_params(args: argparse.Namespace) -> None:
 
 def cmd_plot(args: argparse.Namespace) -> None:
     from .._plot._series import runs_of
-    from .._plot._term import MISSING, load_plotext
+    from .._plot._term import load_plotext
 
     if args.html is None:
         try:
             load_plotext()
-        except ImportError:
-            raise UsageError(MISSING) from None
+        except ImportError as exc:
+            raise UsageError(str(exc)) from None
     try:
         runs = runs_of(args.paths)
     except FileNotFoundError as exc:
@@ -364,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw tracks and numeric log metadata: in the terminal, or as one HTML page",
         description="Draw every track field (against step, else epoch, else index) and every numeric "
         "metadata field of the logs (against sequence number) of one or more sessions, one chart a "
-        "series, the runs overlaid. Needs 'pip install dreamlake[plot]' for the terminal; --html "
+        "series, the runs overlaid. Needs plotext (pip install 'plotext>=6,<7') for the terminal; --html "
         "needs nothing more.",
     )
     plot.add_argument("paths", nargs="+", metavar="PATH", help="session folders, or workspace folders")

@@ -5,13 +5,24 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import os
+import shlex
 import shutil
+import sys
 from typing import Any, TextIO
 
 from .._format import visible
 from ._series import Series, thin
 
-MISSING = "dreamlake plot needs plotext: pip install 'dreamlake[plot]'"
+
+def python_here() -> str:
+    """This interpreter as a command that works from the current folder (`.venv/bin/python`)."""
+    relative = os.path.relpath(sys.executable)
+    command = relative if not relative.startswith("..") else sys.executable
+    return shlex.quote(command if os.sep in command else f".{os.sep}{command}")
+
+
+MISSING = "dreamlake plot needs plotext: {python} -m pip install 'plotext>=6,<7'"
 
 
 def load_plotext() -> Any:
@@ -19,7 +30,7 @@ def load_plotext() -> Any:
     try:
         import plotext
     except ImportError:
-        raise ImportError(MISSING) from None
+        raise ImportError(MISSING.format(python=python_here())) from None
     return plotext
 
 
