@@ -191,3 +191,12 @@ def test_logs_escapes_control_characters_but_json_keeps_the_record(tmp_path: Pat
     assert "k\\x1b[1m=v\\x1b[31m" in readable.stdout
     as_json = cli("logs", str(log_file), "--json", cwd=tmp_path)
     assert [orjson.loads(line) for line in as_json.stdout.split("\n")[:-1]] == [HOSTILE]
+
+
+def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) -> None:
+    import dreamlake
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert 0 == exited.value.code
+    assert f"dreamlake {dreamlake.__version__}\n" == capsys.readouterr().out

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from .. import __version__
 from .._format import format_record, metadata_text, use_color, visible
 from .._levels import LEVELS, RANK, normalize_level
 from .._params import read_params
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dreamlake", description="Read and watch dreamlake logs, parameters and tracks."
     )
+    parser.add_argument("--version", action="version", version=f"dreamlake {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     logs = sub.add_parser("logs", help="print a session's records")
     logs.add_argument("path", help="a session folder or its logs.jsonl")
