@@ -147,3 +147,20 @@ def test_other_errors_are_still_reported_by_logging(
     for shards in ["three", "four"]:
         handler.handle(logging.LogRecord("lib", logging.WARNING, __file__, 1, "%d shards", (shards,), None))
     assert capsys.readouterr().err.count("--- Logging error ---") == 2
+
+
+def test_a_never_opened_sessions_handler_says_not_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The state is told from the session, not from an error's wording."""
+    s = Session(name="never", workspace="ws", local_path=tmp_path)
+    logger = logging.getLogger("lib.never")
+    logger.propagate = False
+    handler = s.logging_handler()
+    logger.addHandler(handler)
+    try:
+        logger.warning("nobody hears this")
+    finally:
+        logger.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "is not open" in err and "closed" not in err

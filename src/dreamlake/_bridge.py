@@ -64,20 +64,20 @@ class LoggingHandler(logging.Handler):
             if record.stack_info:
                 metadata["stack"] = record.stack_info
             self.session.log(record.getMessage(), level=level_name(record.levelno), metadata=metadata)
-        except RuntimeError as exc:
+        except RuntimeError:
             if self.session.is_open:  # not the "session is not open" error
                 self.handleError(record)
             elif not self._said_closed:
                 self._said_closed = True
-                self._say_closed(exc)
+                self._say_closed()
         except Exception:  # noqa: BLE001 - logging's own convention: report, never raise
             self.handleError(record)
         finally:
             self._busy.active = False
 
-    def _say_closed(self, exc: RuntimeError) -> None:
+    def _say_closed(self) -> None:
         """One line on stderr: this handler's records go nowhere until the session is open again."""
-        state = "closed" if "is closed" in str(exc) else "not open"
+        state = "closed" if self.session.was_opened else "not open"
         msg = (
             f"dreamlake: logging handler: {self.session!r} is {state}; records are dropped "
             "(open() the session again, or remove the handler)"

@@ -26,10 +26,15 @@ _VISIBLE.update({0x0A: "\\n", 0x0D: "\\r"})
 # bytes 0x80 to 0xFF), cannot be written to a UTF-8 stream: shown as the escape of that byte.
 _VISIBLE.update({code: f"\\u{code:04x}" for code in range(0xD800, 0xE000)})
 _VISIBLE.update({0xDC00 + byte: f"\\x{byte:02x}" for byte in range(0x80, 0x100)})
+# Bidirectional controls reorder what follows on the line: a name that ends in U+202E shows
+# the next columns backwards. Shown as escapes too (they are not printable, so rarely seen).
+_BIDI = [0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)]
+_VISIBLE.update({code: f"\\u{code:04x}" for code in _BIDI})
 
 
 def visible(text: str) -> str:
-    """`text` with every control character but TAB written as an escape (`\\x1b`, `\\n`)."""
+    """`text` with every control character but TAB, and every bidirectional control, written as an
+    escape (`\\x1b`, `\\n`, `\\u202e`)."""
     # isprintable() is False for every control character and fast in C; most text passes it.
     return text if text.isprintable() else text.translate(_VISIBLE)
 

@@ -33,15 +33,25 @@ from ._encode import (
     snapshot,
 )
 from ._format import echo as echo_record
-from ._levels import CANONICAL, normalize_level
+from ._levels import CANONICAL, LEVELS, normalize_level
 from ._params import Parameters
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._tracks import check_name, track_names
 from ._tracks import Track, summary, track_after_fork_in_child
 
+LOCAL_PATH_VARIABLE = "DREAMLAKE_LOCAL_PATH"
+
+
+def default_local_path() -> str:
+    """Where sessions go, and where `dreamlake ls` looks, when no folder is given:
+    $DREAMLAKE_LOCAL_PATH if set and not empty, else `.dreamlake`."""
+    return os.environ.get(LOCAL_PATH_VARIABLE) or ".dreamlake"
+
 
 class Session:
     """A named run whose records go to `{local_path}/{workspace}/{name}/logs.jsonl`.
+
+    `local_path` defaults to `default_local_path()`: $DREAMLAKE_LOCAL_PATH, else `.dreamlake`.
 
     Use it as a context manager, or call `open()` and `close()` yourself.
     """
@@ -50,7 +60,7 @@ class Session:
         self,
         name: str,
         workspace: str,
-        local_path: str | os.PathLike[str] = ".dreamlake",
+        local_path: str | os.PathLike[str] | None = None,
         *,
         write_interval: float = WRITE_INTERVAL,
         when_full: Literal["wait", "drop"] = "wait",
@@ -58,6 +68,8 @@ class Session:
     ) -> None:
         self.name = _path_component("name", name)
         self.workspace = _path_component("workspace", workspace)
+        if local_path is None:
+            local_path = default_local_path()
         if not isinstance(local_path, (str, os.PathLike)):
             msg = f"local_path must be a str or os.PathLike, got {type(local_path).__name__}"
             raise TypeError(msg)
@@ -97,6 +109,11 @@ class Session:
     def log_file(self) -> Path:
         """The JSON Lines file the records are appended to."""
         return self.path / LOG_FILE
+
+    @property
+    def was_opened(self) -> bool:
+        """True once open() has been called, even if the session is closed since."""
+        return self._channel.state is not State.NEW
 
     @property
     def is_open(self) -> bool:
@@ -277,7 +294,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
         try:
             level = canonical[level]
         except (KeyError, TypeError):
-            level = normalize_level(level)
+            level = _level(level)
         if type(message) is not str:
             message = safe_str(message)
         data: Metadata
@@ -303,6 +320,22 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
 
     log.__doc__ = Session.log.__doc__
     return log
+
+
+def _level(level: object) -> str:
+    """The canonical name of a level spelled in another case; else ValueError, not chained onto the
+    lookup that missed, saying that log()'s second argument is the level."""
+    try:
+        return normalize_level(level)
+    except ValueError:
+        pass
+    allowed = ", ".join(repr(name) for name in LEVELS)
+    msg = (
+        f"level (log()'s second argument) must be one of {allowed}, any case, or 'warning', 'critical'; "
+        f"got {level!r} ({type(level).__name__}). "
+        "To log several values, pass metadata={...} or one f-string"
+    )
+    raise ValueError(msg) from None
 
 
 def _bind_track(session: Session) -> Callable[..., Track]:

@@ -33,7 +33,7 @@ from .._read._tracks import (
     track_file,
     track_names,
 )
-from .._session import Session
+from .._session import Session, default_local_path
 
 
 class UsageError(Exception):
@@ -102,7 +102,7 @@ def _level(text: str | None) -> str | None:
 
 
 def cmd_ls(args: argparse.Namespace) -> None:
-    root = Path(args.local_path)
+    root = Path(default_local_path() if args.local_path is None else args.local_path)
     if not root.is_dir():
         raise UsageError(f"{root} is not a folder of dreamlake sessions")
     rows = []
@@ -353,7 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("--since", help="ISO 8601 time, or an age: 90s, 10m, 2h, 1d")
     logs.set_defaults(run=cmd_logs)
     ls = sub.add_parser("ls", help="list workspaces and sessions")
-    ls.add_argument("local_path", nargs="?", default=".dreamlake")
+    ls.add_argument(
+        "local_path",
+        nargs="?",
+        default=None,
+        help="a folder of sessions (default: $DREAMLAKE_LOCAL_PATH, else .dreamlake)",
+    )
     ls.set_defaults(run=cmd_ls)
     params = sub.add_parser("params", help="print a session's parameters")
     params.add_argument("path", help="a session folder")
