@@ -200,3 +200,43 @@ def test_version_prints_the_package_version(capsys: pytest.CaptureFixture[str]) 
         main(["--version"])
     assert 0 == exited.value.code
     assert f"dreamlake {dreamlake.__version__}\n" == capsys.readouterr().out
+
+
+def _hostile_sessions(root: Path) -> None:
+    for workspace, name in [("ws", "good"), ("ws", "evil\x1b]52;c;aGk=\x07\u202e"), ("ws", "folder-log")]:
+        folder = root / workspace / name
+        folder.mkdir(parents=True)
+        if name == "folder-log":
+            (folder / "logs.jsonl").mkdir()  # a log file that is a folder
+        else:
+            (folder / "logs.jsonl").write_bytes(
+                b'{"timestamp":"\\u001b[2J2025","level":"info","message":"m","metadata":null,"sequenceNumber":0}\n'
+            )
+
+
+@pytest.mark.parametrize("where", ["local_path", "workspace", "session"])
+def test_ls_takes_what_plot_takes_escapes_names_and_reports_a_broken_session(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    """Names and times print escaped; a broken session is one line on stderr, the rest listed, exit 2."""
+    _hostile_sessions(tmp_path)
+    path = {"local_path": tmp_path, "workspace": tmp_path / "ws", "session": tmp_path / "ws" / "good"}[where]
+    status = main(["ls", str(path)])
+    out, err = capsys.readouterr()
+    assert "\x1b" not in out + err and "\u202e" not in out + err and "\x07" not in out
+    assert "ws/good" in out
+    if where == "session":
+        assert 0 == status and "" == err
+    else:
+        assert 2 == status
+        assert "\\x1b]52;c;aGk=\\x07\\u202e" in out
+        assert "dreamlake ls: ws/folder-log: cannot read" in err and "1 of 3 sessions" in err
+
+
+def test_ls_of_a_folder_without_sessions_says_so_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert 2 == main(["ls", str(tmp_path)])
+    assert "holds no dreamlake session" in capsys.readouterr().err
+    assert 2 == main(["ls", str(tmp_path / "missing")])
+    assert "does not exist" in capsys.readouterr().err

@@ -70,8 +70,10 @@ def test_a_workspace_folder_holds_several_runs(tmp_path: Path) -> None:
     make_run(tmp_path, "b", 0.2)
     assert [run.name for run in runs_of([tmp_path / "sweep"])] == ["a", "b"]
     assert runs_of([tmp_path / "sweep"])[1].params == {"lr": 0.2, "batch_size": 32, "optimizer": "sgd"}
+    assert ["a", "b"] == [run.name for run in runs_of([tmp_path])], "a local_path, as `dreamlake ls` takes"
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="holds no dreamlake session"):
-        runs_of([tmp_path])
+        runs_of([tmp_path / "empty"])
 
 
 def test_thinning_keeps_a_single_spike_and_marks_nan() -> None:

@@ -24,6 +24,7 @@ from .._levels import LEVELS, RANK, normalize_level
 from .._params import read_params
 from .._plot._term import python_here
 from .._read._records import LOG_FILE, follow_logs, iter_logs, log_file_of
+from .._read._sessions import sessions_in
 from .._read._tracks import (
     TRACKS,
     count_points,
@@ -103,24 +104,21 @@ def _level(text: str | None) -> str | None:
 
 def cmd_ls(args: argparse.Namespace) -> None:
     root = Path(default_local_path() if args.local_path is None else args.local_path)
-    if not root.is_dir():
-        raise UsageError(f"{root} is not a folder of dreamlake sessions")
-    rows = []
-    for log_file in sorted(root.glob(f"*/*/{LOG_FILE}")):
-        counts = dict.fromkeys(LEVELS, 0)
-        total, last = 0, "-"
-        for record in iter_logs(log_file):
-            total += 1
-            counts[record.get("level", "info")] = counts.get(record.get("level", "info"), 0) + 1
-            last = str(record.get("timestamp", last))
-        session = log_file.parent
-        tracks = len(track_names(session))
-        rows.append(
-            (f"{session.parent.name}/{session.name}", total, counts, _count_params(session), tracks, last)
-        )
-    if not rows:
-        print(f"no sessions under {root}")
-        return
+    try:
+        sessions = sessions_in(root)
+    except OSError as exc:  # none there, or a folder that cannot be listed
+        raise UsageError(
+            visible(str(exc)) if exc.strerror is None else f"cannot list {visible(str(root))}: {exc.strerror}"
+        ) from None
+    rows, bad = [], 0
+    for session in sessions:
+        name = visible(f"{session.parent.name}/{session.name}")
+        try:
+            rows.append((name, *_session_row(session)))
+        except OSError as exc:  # one broken session: said, and the others listed
+            bad += 1
+            where = visible(str(exc.filename or session))
+            print(f"dreamlake ls: {name}: cannot read {where}: {exc.strerror or exc}", file=sys.stderr)
     print(
         f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'FATAL':>6} {'PARAMS':>6} {'TRACKS':>6}  "
         "LAST RECORD"
@@ -130,6 +128,21 @@ def cmd_ls(args: argparse.Namespace) -> None:
             f"{name:<32} {total:>8} {counts['warn']:>6} {counts['error']:>6} {counts['fatal']:>6} "
             f"{params:>6} {tracks:>6}  {last}"
         )
+    if bad:
+        raise UsageError(f"{bad} of {len(sessions)} sessions could not be read (see above)")
+
+
+def _session_row(session: Path) -> tuple[int, dict[str, int], str, int, str]:
+    counts = dict.fromkeys(LEVELS, 0)
+    total, last = 0, "-"
+    log_file = session / LOG_FILE
+    if log_file.exists() or not (session / TRACKS).is_dir():
+        for record in iter_logs(log_file):
+            total += 1
+            level = record.get("level", "info")
+            counts[level] = counts.get(level, 0) + 1
+            last = str(record.get("timestamp", last))
+    return total, counts, _count_params(session), len(track_names(session)), visible(last)
 
 
 def _count_params(session: Path) -> str:

@@ -33,7 +33,8 @@ from typing import Any
 
 from .._params import PARAMS_FILE, read_params
 from .._read._records import LOG_FILE, Parse, WholeLines, each_batch, log_records
-from .._read._tracks import TRACKS, track_file, track_names, track_points
+from .._read._sessions import sessions_in
+from .._read._tracks import track_file, track_names, track_points
 
 _NONFINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 _NUMBERS = frozenset({int, float, bool})  # a flag is drawn as 0 and 1
@@ -120,19 +121,10 @@ class Series:
 
 
 def runs_of(paths: list[str | os.PathLike[str]]) -> list[Run]:
-    """Session folders named by `paths`: each a session, or a workspace holding sessions."""
+    """Session folders named by `paths`: each a session, a workspace, or a folder of workspaces."""
     runs: list[Run] = []
     for path in map(Path, paths):
-        if _is_session(path):
-            folders = [path]
-        elif path.is_dir():
-            folders = sorted(p for p in path.iterdir() if _is_session(p))
-            if not folders:
-                msg = f"{path} holds no dreamlake session (a folder with {LOG_FILE} or {TRACKS}/)"
-                raise FileNotFoundError(msg)
-        else:
-            msg = f"no session folder at {path}"
-            raise FileNotFoundError(msg)
+        folders = sessions_in(path)
         runs.extend(Run(folder, _readable(folder.name), _params(folder)) for folder in folders)
     names = [run.name for run in runs]
     for run in runs:  # the same session name in two workspaces: say which
@@ -149,10 +141,6 @@ def runs_of(paths: list[str | os.PathLike[str]]) -> list[Run]:
 def _readable(name: str) -> str:
     """A file name as text to show: bytes that are not UTF-8 become U+FFFD."""
     return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _is_session(path: Path) -> bool:
-    return (path / LOG_FILE).is_file() or (path / TRACKS).is_dir()
 
 
 def _params(folder: Path) -> dict[str, Any]:
