@@ -240,3 +240,13 @@ def test_ls_of_a_folder_without_sessions_says_so_and_fails(
     assert "holds no dreamlake session" in capsys.readouterr().err
     assert 2 == main(["ls", str(tmp_path / "missing")])
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_logs_of_a_missing_path_says_it_does_not_exist(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert 2 == main(["logs", str(tmp_path / "nope")])
+    assert f"{tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert 2 == main(["logs", str(tmp_path / "empty")])
+    assert "is not a dreamlake log" in capsys.readouterr().err

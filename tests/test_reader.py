@@ -140,8 +140,11 @@ def test_open_session_reads_what_it_logged(tmp_path: Path) -> None:
 
 
 def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not a dreamlake log"):
+    with pytest.raises(FileNotFoundError, match="nope does not exist: give a session folder"):
         read_logs(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="not a dreamlake log"):
+        read_logs(tmp_path / "empty")
 
 
 def test_bad_level_is_a_clear_error(tmp_path: Path) -> None:

@@ -24,6 +24,9 @@ class Records(list[dict[str, Any]]):
 def log_file_of(path: str | os.PathLike[str]) -> Path:
     """`path` itself if it is a file, else the logs.jsonl of the session folder it names."""
     path = Path(path)
+    if not path.exists():
+        msg = f"{path} does not exist: give a session folder or its {LOG_FILE}"
+        raise FileNotFoundError(msg)
     if path.is_dir():
         path = path / LOG_FILE
     if not path.is_file():
