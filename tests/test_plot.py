@@ -354,8 +354,8 @@ def test_an_empty_session_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[
     pytest.importorskip("plotext")
     with Session(name="empty", workspace="w", local_path=tmp_path) as session:
         session.log("no numbers here", metadata={"note": "text"})
-    assert main(["plot", str(session.path)]) == 0
-    assert capsys.readouterr().out.startswith("no numeric series in ")
+    assert main(["plot", str(session.path)]) == 2
+    assert capsys.readouterr().err.startswith("dreamlake: no numeric series in ")
 
 
 def test_plot_mistakes_are_one_line_and_status_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -663,3 +663,38 @@ def test_a_folder_that_cannot_be_listed_is_one_line(
     monkeypatch.setattr(_series, "track_names", unlistable)
     assert main(["plot", str(path)]) == 2
     assert capsys.readouterr().err == f"dreamlake: cannot read {path / 'tracks'}: Permission denied\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--track", "train/*", "--track", "val/*"], "--track is given twice"),
+        (["--field", "a", "--field", "b"], "--field is given twice"),
+    ],
+)
+def test_an_option_given_twice_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], said: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["plot", str(make_run(tmp_path, "a", 0.1)), *args])
+    assert 2 == exited.value.code
+    assert said in capsys.readouterr().err
+
+
+def test_html_with_follow_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    page = tmp_path / "p.html"
+    assert 2 == main(["plot", str(make_run(tmp_path, "a", 0.1)), "--html", str(page), "--follow"])
+    assert "--follow redraws in the terminal; it cannot go with --html" in capsys.readouterr().err
+    assert not page.exists()
+
+
+@pytest.mark.parametrize("html", [False, True])
+def test_a_selection_that_matches_nothing_says_so_and_fails(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], html: bool
+) -> None:
+    if not html:
+        pytest.importorskip("plotext")
+    run = make_run(tmp_path, "a", 0.1)
+    extra = ["--html", str(tmp_path / "p.html")] if html else []
+    assert 2 == main(["plot", str(run), "--track", "nope/*", *extra])
+    assert "nothing matches --track 'nope/*' in " in capsys.readouterr().err

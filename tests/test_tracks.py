@@ -886,8 +886,8 @@ def test_cli_mistakes_are_one_line_and_status_2(session: Session, capsys: pytest
     assert main(["tracks", str(session.path / "nope")]) == 2
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 3 and all(line.startswith("dreamlake: ") for line in err)
-    assert main(["tracks", str(session.path)]) == 0
-    assert "no tracks" in capsys.readouterr().out
+    assert main(["tracks", str(session.path)]) == 2, "nothing to list: said, and not a success"
+    assert "dreamlake: no tracks in " in capsys.readouterr().err
 
 
 def test_cli_escapes_control_characters(session: Session, capsys: pytest.CaptureFixture[str]) -> None:
@@ -1091,3 +1091,22 @@ def test_appends_racing_close_and_reopen_get_the_index_in_the_file(tmp_path: Pat
         session.close()
     stored = {p["data"]["i"]: p["index"] for p in read_track(session.path, "loss")}
     assert stored == returned
+
+
+def test_tracks_listing_as_json_and_follow_without_a_name(
+    session: Session, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tracks PATH --json` prints JSON, one object a track; `--follow` with no track is an error."""
+    session.track("a").append(v=1)
+    session.track("a").append(v=2)
+    session.flush()
+    assert 0 == main(["tracks", str(session.path), "--json"])
+    (row,) = [orjson.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert ("a", 2, {"v": 1}, {"v": 2}) == (
+        row["name"],
+        row["points"],
+        row["first"]["data"],
+        row["last"]["data"],
+    )
+    assert 2 == main(["tracks", str(session.path), "--follow"])
+    assert "--follow follows one track: give its name" in capsys.readouterr().err

@@ -157,9 +157,13 @@ def _count_params(session: Path) -> str:
 def cmd_tracks(args: argparse.Namespace) -> None:
     session = Path(args.path)
     if args.name is None:
+        if args.follow:
+            raise UsageError(
+                "--follow follows one track: give its name (dreamlake tracks PATH NAME --follow)"
+            )
         if not session.is_dir():
             raise UsageError(f"no session folder at {session}")
-        _list_tracks(session)
+        _list_tracks(session, args.json)
         return
     try:
         track_file(session, args.name)
@@ -183,17 +187,22 @@ def _fields(point: dict[str, Any]) -> list[tuple[str, Any]]:
     return list(data.items()) if isinstance(data, dict) else [("data", data)]
 
 
-def _list_tracks(session: Path) -> None:
+def _list_tracks(session: Path, as_json: bool = False) -> None:
     names = track_names(session)
     if not names:
-        print(f"no tracks in {session} (its {TRACKS} folder is empty or missing)")
-        return
+        raise UsageError(f"no tracks in {session} (its {TRACKS} folder is empty or missing)")
     rows = []
     for name in names:
         first = next(iter_track(session, name), None)
         last = last_point(track_file(session, name))
+        if as_json:
+            count = count_points(track_file(session, name))
+            print(orjson.dumps({"name": name, "points": count, "first": first, "last": last}).decode())
+            continue
         values = " ".join(f"{visible(k)}={visible(orjson.dumps(v).decode())}" for k, v in _fields(last or {}))
         rows.append((visible(name), count_points(track_file(session, name)), first, last, values))
+    if as_json:
+        return
     width = max(12, *(len(row[0]) for row in rows))
     print(f"{'TRACK':<{width}} {'POINTS':>8}  {'FIRST':<27} {'LAST':<27} LAST VALUES")
     for name, count, first, last, values in rows:
@@ -262,6 +271,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
     from .._plot._series import runs_of
     from .._plot._term import load_plotext
 
+    if args.html is not None and args.follow:
+        raise UsageError("--follow redraws in the terminal; it cannot go with --html (leave one out)")
     if args.html is None:
         try:
             load_plotext()
@@ -287,8 +298,10 @@ def _plot_terminal(args: argparse.Namespace, runs: list[Any]) -> None:
     color = use_color(sys.stdout)
     if not args.follow:
         notes: list[str] = []
-        _draw(collect(runs, args.track, args.field, args.x == "time", terminal_columns(), notes), runs, color)
+        series = collect(runs, args.track, args.field, args.x == "time", terminal_columns(), notes)
         _tell(notes, set())
+        _found_some(series, args, runs)
+        _draw(series, runs, color)
         return
     told: set[str] = set()
     # Ctrl-C ends the command between redraws: raised inside plotext, it leaves half-built
@@ -320,6 +333,16 @@ def _draw(series: dict[str, list[Any]], runs: list[Any], color: bool) -> None:
         print(f"no numeric series in {', '.join(visible(str(run.path)) for run in runs)}")
 
 
+def _found_some(series: dict[str, list[Any]], args: argparse.Namespace, runs: list[Any]) -> None:
+    """Nothing to draw is an error that says what was looked for, and where."""
+    if series:
+        return
+    where = ", ".join(visible(str(run.path)) for run in runs)
+    given = (("--track", args.track), ("--field", args.field))
+    chosen = " or ".join(f"{flag} {visible(repr(value))}" for flag, value in given if value is not None)
+    raise UsageError(f"nothing matches {chosen} in {where}" if chosen else f"no numeric series in {where}")
+
+
 def _tell(notes: list[str], told: set[str]) -> None:
     """Lines skipped and files not read, on stderr, each once."""
     for note in notes:
@@ -335,6 +358,7 @@ def _plot_html(args: argparse.Namespace, runs: list[Any]) -> None:
     notes: list[str] = []
     series = collect(runs, args.track, args.field, args.x == "time", COLUMNS, notes)
     _tell(notes, set())
+    _found_some(series, args, runs)
     title = "dreamlake: " + ", ".join(run.name for run in runs)
     try:
         Path(args.html).write_text(page(runs, series, title), encoding="utf-8")
@@ -393,8 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plot.add_argument("paths", nargs="+", metavar="PATH", help="session folders, or workspace folders")
     plot.add_argument("--html", metavar="FILE", help="write one self-contained HTML page instead")
-    plot.add_argument("--track", metavar="GLOB", help="only these tracks (a glob such as 'train/*')")
-    plot.add_argument("--field", metavar="GLOB", help="only these log metadata fields")
+    plot.add_argument(
+        "--track", metavar="GLOB", action=_Once, help="only these tracks (a glob such as 'train/*')"
+    )
+    plot.add_argument("--field", metavar="GLOB", action=_Once, help="only these log metadata fields")
     plot.add_argument("--x", choices=("step", "time"), default="step", help="x axis (default: step)")
     plot.add_argument("--follow", "-f", action="store_true", help="redraw as new points arrive")
     plot.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
@@ -412,6 +438,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(run=cmd_bench)
     return parser
+
+
+class _Once(argparse.Action):
+    """An option that takes one value: given twice, an error instead of keeping the last."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option: str | None = None,
+    ) -> None:
+        if getattr(namespace, self.dest) is not None:
+            parser.error(
+                f"{option} is given twice: it takes one glob, such as 'train/*' (one that matches both)"
+            )
+        setattr(namespace, self.dest, values)
 
 
 def main(argv: list[str] | None = None) -> int:
