@@ -250,3 +250,30 @@ def test_logs_of_a_missing_path_says_it_does_not_exist(
     (tmp_path / "empty").mkdir()
     assert 2 == main(["logs", str(tmp_path / "empty")])
     assert "is not a dreamlake log" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("age", ["99999999999d", "1" + "0" * 400 + "s"])
+def test_since_an_age_older_than_any_date_means_every_record(age: str) -> None:
+    assert "0001-01-01T00:00:00.000000Z" == parse_since(age)
+
+
+def test_a_path_too_long_for_the_system_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ENAMETOOLONG is an OSError like any other: one line naming the problem, exit 2, no traceback."""
+    long = str(tmp_path / ("x" * 300))
+    for command in (["logs", long], ["ls", long], ["tracks", long], ["params", long]):
+        assert 2 == main(command), command
+        err = capsys.readouterr().err
+        assert err.startswith("dreamlake: ") and err.count("\n") == 1, (command, err)
+
+
+def test_a_parameters_file_that_is_a_folder_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Session(name="s", workspace="w", local_path=tmp_path) as s:
+        s.log("x")
+    (s.path / "parameters.json").mkdir()
+    assert 2 == main(["params", str(s.path)])
+    err = capsys.readouterr().err
+    assert err.startswith("dreamlake: ") and "parameters.json" in err and err.count("\n") == 1

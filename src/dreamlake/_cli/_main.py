@@ -46,7 +46,10 @@ def parse_since(text: str) -> str:
     match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text.strip())
     if match:
         seconds = float(match[1]) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-        moment = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+        try:
+            moment = datetime.now(timezone.utc) - timedelta(seconds=seconds)
+        except OverflowError:  # an age older than the year 1: every record
+            moment = datetime.min.replace(tzinfo=timezone.utc)
     else:
         try:
             moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -55,7 +58,8 @@ def parse_since(text: str) -> str:
             raise UsageError(msg) from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: %Y gives "1", not "0001", for the year 1 on some systems
+    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _select(
@@ -464,9 +468,13 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"dreamlake: {visible(str(exc))}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
     except BrokenPipeError:  # `dreamlake logs ... | head`
         sys.stderr.close()
         return 0
+    except OSError as exc:  # a path too long, a folder where a file should be, no permission...
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        print(f"dreamlake: {visible(where)}{visible(exc.strerror or str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
     return 0
