@@ -419,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
         "series, the runs overlaid. Needs plotext (pip install 'plotext>=6,<7') for the terminal; --html "
         "needs nothing more.",
     )
-    plot.add_argument("paths", nargs="+", metavar="PATH", help="session folders, or workspace folders")
+    plot.add_argument("paths", nargs="+", metavar="PATH", help="session, workspace or local_path folders")
     plot.add_argument("--html", metavar="FILE", help="write one self-contained HTML page instead")
     plot.add_argument(
         "--track", metavar="GLOB", action=_Once, help="only these tracks (a glob such as 'train/*')"
