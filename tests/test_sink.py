@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from dreamlake._encode import Encoder
+from dreamlake._read._records import read_logs
 from dreamlake._sink import Sink
 
 from .conftest import read_records
@@ -157,3 +158,27 @@ def test_fsync_only_when_something_was_written_since(path: Path, monkeypatch: py
     assert len(synced) == 2, "the file, and its new folder entry"
     sink.fsync()
     assert len(synced) == 2
+
+
+def test_a_file_cut_at_any_byte_of_its_last_line_never_repeats_a_number(tmp_path: Path) -> None:
+    """Cut anywhere in the last record (just before its newline too), the next writer numbers
+    after what readers will count: sequence numbers stay unique and contiguous in file order."""
+    whole = tmp_path / "whole.jsonl"
+    sink = Sink(str(whole))
+    sink.open()
+    sink.write(entries("a", "b", "c"), Encoder().lines)
+    sink.close()
+    data = whole.read_bytes()
+    last_line = data.rindex(b"\n", 0, len(data) - 1) + 1
+    for cut in range(last_line, len(data) + 1):
+        path = tmp_path / f"cut{cut}" / "logs.jsonl"
+        path.parent.mkdir()
+        path.write_bytes(data[:cut])
+        sink = opened(path)
+        sink.write(entries("d"), Encoder().lines)
+        sink.close()
+        records = read_logs(path)
+        assert [r["sequenceNumber"] for r in records] == list(range(len(records))), cut
+        whole_record = cut >= len(data) - 1  # the crash cut the newline only, or nothing
+        assert [r["message"] for r in records] == (["a", "b", "c", "d"] if whole_record else ["a", "b", "d"])
+        assert records.skipped == (0 if whole_record or cut == last_line else 1), cut

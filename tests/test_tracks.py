@@ -683,6 +683,30 @@ def test_indices_go_on_across_reopen(tmp_path: Path) -> None:
     assert meta["totalDataPoints"] == 9
 
 
+def test_a_track_cut_at_any_byte_of_its_last_line_never_repeats_an_index(tmp_path: Path) -> None:
+    """Cut anywhere in its last point (just before the newline too), the next append gets the
+    index after what read() counts, and the file's indices stay unique and contiguous."""
+    with Session(name="run", workspace="ws", local_path=tmp_path / "whole") as session:
+        session.track("loss").append_batch([{"v": i} for i in range(3)])
+    data = (session.path / "tracks" / "loss" / "data.jsonl").read_bytes()
+    last_line = data.rindex(b"\n", 0, len(data) - 1) + 1
+    for cut in range(last_line, len(data) + 1):
+        root = tmp_path / f"cut{cut}"
+        file = root / "ws" / "run" / "tracks" / "loss" / "data.jsonl"
+        file.parent.mkdir(parents=True)
+        file.write_bytes(data[:cut])
+        kept = 3 if cut >= len(data) - 1 else 2  # points whole but for (at most) the newline
+        with Session(name="run", workspace="ws", local_path=root) as session:
+            track = session.track("loss")
+            assert track.append(v=9) == {"index": kept}, cut
+            result = track.read()
+            assert [p["index"] for p in result["data"]] == list(range(kept + 1)), cut
+            assert (result["total"], track.stats()["totalDataPoints"]) == (kept + 1, kept + 1)
+        stored = read_track(root / "ws" / "run", "loss")
+        assert [p["data"]["v"] for p in stored] == [*range(kept), 9], cut
+        assert json.loads(file.with_name("metadata.json").read_text())["totalDataPoints"] == kept + 1
+
+
 def test_a_torn_last_line_is_repaired_on_reopen(tmp_path: Path) -> None:
     with Session(name="run", workspace="ws", local_path=tmp_path) as session:
         session.track("loss").append_batch([{"v": i} for i in range(3)])

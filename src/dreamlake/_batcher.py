@@ -31,6 +31,8 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import orjson
+
 from . import _process
 from ._encode import Encoder, Entry, Point
 from ._files import reworded
@@ -62,17 +64,32 @@ class Channel:
     __slots__ = (
         "queue", "mark", "state", "sink", "pending", "drops", "reported_drops", "error", "stalled", "waiters",
         "registered", "interval", "drop_when_full", "name", "reported", "log_channel", "after_sync",
+        "track", "tracks", "drops_due",
     )  # fmt: skip
 
     def __init__(
-        self, path: str, name: str, interval: float, drop_when_full: bool, log_channel: Channel | None = None
+        self,
+        path: str,
+        name: str,
+        interval: float,
+        drop_when_full: bool,
+        log_channel: Channel | None = None,
+        track: str | None = None,
     ) -> None:
         self.queue: deque[Any] = deque()  # Entry tuples, or Point tuples for a track
         self.mark = 0
         self.state = State.NEW
-        # A track's points are numbered by "index"; its drop notices go to its session's log.
+        # A track's points are numbered by "index"; its drops are counted in its session's log,
+        # by that log's writer, which looks at its tracks' counters while `drops_due`.
         self.log_channel = log_channel
-        self.sink = Sink(path) if log_channel is None else Sink(path, "index", keep_open=False)
+        self.track = track  # the track's name
+        self.tracks: list[Channel] = []  # of a session's log: its tracks' channels
+        self.drops_due = False  # of a session's log: a track dropped points since the last look
+        if log_channel is None:
+            self.sink = Sink(path)
+        else:
+            self.sink = Sink(path, "index", keep_open=False)
+            log_channel.tracks.append(self)
         self.after_sync: Callable[[], None] | None = None  # called by the syncer after each fsync
         self.pending: list[Any] = []  # taken from the queue, not yet written
         self.drops = itertools.count()  # next() per dropped entry: atomic, and O(1) memory
@@ -160,6 +177,8 @@ class Channel:
     def count_drops(self, count: int) -> None:
         for _ in range(count):
             next(self.drops)
+        if self.log_channel is not None:
+            self.log_channel.drops_due = True  # after counting: the writer clears it, then reads
 
     def settle(self, points: Sequence[Point]) -> int:
         """For a track, right after `points` were queued at the mark, under the track's lock:
@@ -238,16 +257,34 @@ class Channel:
 
     # -- the worker's side ----------------------------------------------------------------
 
-    def take_drops(self) -> Entry | None:
+    def take_drops(self) -> list[Entry]:
+        """Of a session's log: warn entries counting what it and its tracks dropped since the
+        last ones. Written in the log's own batch, never queued: no notice is ever dropped."""
+        notices = []
+        notice = self._drop_notice()
+        if notice is not None:
+            notices.append(notice)
+        if self.drops_due:
+            self.drops_due = False  # before reading: a drop counted meanwhile sets it again
+            for track in self.tracks:
+                notice = track._drop_notice()
+                if notice is not None:
+                    notices.append(notice)
+        return notices
+
+    def _drop_notice(self) -> Entry | None:
         """A warn entry counting the entries dropped since the last one, if any."""
         total = int(repr(self.drops)[6:-1])  # "count(N)": N drops so far, read without a next()
         count, self.reported_drops = total - self.reported_drops, total
         if not count:
             return None
         reason = "when_full='drop'" if self.drop_when_full else "the file could not be written"
-        what = "entries" if self.log_channel is None else f"points of {self.name}"
+        metadata: dict[str, int | str] = {"dropped": count}
+        what = "entries"
+        if self.track is not None:
+            what, metadata["track"] = f"points of {self.name}", self.track
         message = f"dreamlake dropped {count} {what}: the queue was full ({reason})"
-        return (time.time_ns(), "warn", message, f'{{"dropped":{count}}}')
+        return (time.time_ns(), "warn", message, orjson.dumps(metadata).decode())
 
     def release_waiters(self) -> None:
         while self.waiters:
@@ -266,7 +303,7 @@ class Channel:
         """The parent writes what it had queued; the child starts clean, with its own handle."""
         self.queue.clear()
         self.pending = []
-        self.drops, self.reported_drops = itertools.count(), 0
+        self.drops, self.reported_drops, self.drops_due = itertools.count(), 0, False
         self.waiters.clear()
         self.error, self.stalled, self.reported = None, False, None
         self.sink.reopen()
@@ -567,7 +604,10 @@ class Worker:
             if self._scan or not requests or now - self._scanned >= self._interval():
                 self._scan, self._scanned = False, now
                 for channel in list(self.channels):
-                    if not (channel.queue or channel.pending) and channel.state is State.OPEN:
+                    if (
+                        not (channel.queue or channel.pending or channel.drops_due)
+                        and channel.state is State.OPEN
+                    ):
                         continue
                     self._drain(channel, len(channel.queue), in_round=not inline)
                     if channel.state is State.CLOSED and not (channel.queue or channel.pending):
@@ -589,12 +629,9 @@ class Worker:
             while True:
                 batch = channel.pending
                 if not batch:
-                    notice = channel.take_drops()
                     count = min(len(queue), BATCH, budget)
-                    if notice is not None and channel.log_channel is not None:
-                        channel.log_channel.queue.append(notice)  # a track's: in its session's log
-                    elif notice is not None:
-                        batch.append(notice)
+                    if channel.log_channel is None:  # a track's drops are counted by its log's
+                        batch.extend(channel.take_drops())
                     if not batch and count <= 0:
                         break
                     budget -= count
@@ -664,7 +701,7 @@ class Worker:
             # What was logged before the request is queued now: one pass writes it. A close
             # goes on until nothing comes (late log() calls see CLOSED and take theirs back).
             while self._drain(ch, len(ch.queue)):
-                if kind is not _Kind.CLOSE or not (ch.queue or ch.pending):
+                if kind is not _Kind.CLOSE or not (ch.queue or ch.pending or ch.drops_due):
                     request.channels.append(ch)
                     if kind is _Kind.CLOSE:
                         self.channels.remove(ch)  # written: the syncer fsyncs and closes it

@@ -2,10 +2,16 @@
 
 Every batch is one `os.write` under an exclusive `flock`, numbered after the last
 valid record in the file, so several processes (and several sessions on one path)
-can share it. The numbering is predicted and the lines encoded before the lock is
-taken; only when another writer appended in between are they encoded again. A batch
-is all or nothing: a write that fails, or is interrupted, is truncated away and the
-batch stays with the caller to retry.
+can share it. A crash may leave the file ending without its newline: a last line
+that parses as a record (the crash cut only the newline) counts as one, and the
+batch that follows begins by ending it, in the same write; any other torn line is
+ended and skipped. Readers skip a last line without its newline (it may still be
+being written), so they never see a number that the writer reuses.
+
+The numbering is predicted and the lines encoded before the lock is taken; only
+when another writer appended in between are they encoded again. A batch is all or
+nothing: a write that fails, or is interrupted, is truncated away and the batch
+stays with the caller to retry.
 """
 
 from __future__ import annotations
@@ -199,14 +205,20 @@ class Sink:
 
 
 def next_number(fd: int, end: int, floor: int, key: str) -> int | None:
-    """The number after the last valid record's `key` among lines that end past `floor`, if any."""
-    record = last_record(fd, end, floor, key)
+    """The number after the last record's `key` among lines that end past `floor`, if any,
+    a last line without its newline included: the next write ends that line."""
+    record = last_record(fd, end, floor, key, unfinished=True)
     return None if record is None else int(record[key]) + 1
 
 
-def last_record(fd: int, end: int, floor: int, key: str) -> dict[str, Any] | None:
-    """The last JSON object with an int `key` among the lines that end past `floor`, if any."""
-    for line in _lines_backward(fd, end, floor):
+def last_record(fd: int, end: int, floor: int, key: str, unfinished: bool = False) -> dict[str, Any] | None:
+    """The last JSON object with an int `key` among the lines that end past `floor`, if any.
+
+    A last line without its newline is left out (what readers do), unless `unfinished`
+    (what the writer does, as it ends that line before writing after it). No part of a
+    record parses as a record: such a line is a whole record that lacks only its newline.
+    """
+    for line in _lines_backward(fd, end, floor, unfinished):
         if line[:1] == b"{" and line[-1:] == b"}":
             try:
                 record = orjson.loads(line)
@@ -217,31 +229,33 @@ def last_record(fd: int, end: int, floor: int, key: str) -> dict[str, Any] | Non
     return None
 
 
-def _lines_backward(fd: int, end: int, floor: int) -> Iterator[bytes]:
+def _lines_backward(fd: int, end: int, floor: int, unfinished: bool = False) -> Iterator[bytes]:
     """Whole lines of the file's first `end` bytes, last first, stopping at `floor`.
 
     Each byte is read once and each line joined once, so a long torn line costs
     time in proportion to its length. Bytes after the last newline are a line
-    still being written (or torn) and are not yielded.
+    still being written (or torn): yielded first only if `unfinished` and they end
+    past `floor` with the `}` that ends every record (else they are not even joined).
     """
     pieces: list[bytes] = []  # the current line's bytes, last piece first
     line_end = -1  # offset of the newline that ends the current line; -1 before the first
+    keep = unfinished and end > floor and os.pread(fd, 1, end - 1) == b"}"  # keep the current line
     pos = end
-    while pos > 0 and (line_end < 0 or line_end >= floor):
+    while pos > 0:
         start = max(0, pos - _CHUNK)
         block = os.pread(fd, pos - start, start)
         high = len(block)
         while (newline := block.rfind(b"\n", 0, high)) >= 0:
-            if line_end >= 0:
+            if keep:
                 pieces.append(block[newline + 1 : high])
                 yield b"".join(reversed(pieces))
-            pieces = []
+            pieces, keep = [], True
             line_end = start + newline
             if line_end < floor:
                 return
             high = newline
-        if line_end >= 0:
+        if keep:
             pieces.append(block[:high])
         pos = start
-    if line_end >= floor and line_end >= 0:
-        yield b"".join(reversed(pieces))
+    if keep:
+        yield b"".join(reversed(pieces))  # the file's first line (or, without a newline, its only one)

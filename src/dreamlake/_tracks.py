@@ -55,6 +55,7 @@ class Track:
             log_channel.interval,
             log_channel.drop_when_full,
             log_channel,
+            name,
         )
         self._channel.after_sync = self._write_metadata
         self._lock = threading.RLock()  # an index and its point's place in the queue go together

@@ -275,6 +275,37 @@ def test_when_full_drop_counts_dropped_points_in_the_log(child: Child) -> None:
     assert [p["data"]["i"] for p in kept] == sorted(p["data"]["i"] for p in kept)
 
 
+def test_sustained_drops_of_a_track_and_its_log_are_all_counted(child: Child) -> None:
+    """when_full="drop", a slow disk, a track and the log both overflowing for a while: every
+    dropped point is counted in a warn record of the log, although the log drops entries too."""
+    result = child.run(
+        """
+        import dreamlake._sink as S
+        real = S.Sink.write
+        def slow(self, batch, encode):
+            time.sleep(0.002)  # a slow disk: the queues overflow again and again
+            return real(self, batch, encode)
+        S.Sink.write = slow
+        s = session(when_full="drop").open()
+        track = s.track("loss")
+        for i in range(400000):
+            track.append(i=i)
+            s.log("x", metadata={"i": i})
+        s.close()
+        """,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    kept = track_points(child)
+    records = child.records()
+    notices = [r for r in records if r["level"] == "warn"]
+    of_track = [r["metadata"]["dropped"] for r in notices if r["metadata"].get("track") == "loss"]
+    of_log = [r["metadata"]["dropped"] for r in notices if "track" not in r["metadata"]]
+    assert len(of_track) > 1 and len(of_log) > 1, "drops again and again, of both"
+    assert len(kept) + sum(of_track) == 400000
+    assert len(records) - len(notices) + sum(of_log) == 400000
+
+
 def test_dropped_points_take_no_index(child: Child) -> None:
     """when_full="drop" with a writer held back: a dropped point returns index None, a batch
     says how many it queued, and every index returned is the point's index in the file."""
