@@ -36,7 +36,7 @@ from ._format import echo as echo_record
 from ._levels import CANONICAL, normalize_level
 from ._params import Parameters
 from ._read._records import LOG_FILE, Records, read_logs
-from ._tracks import Track, check_name, summary, track_after_fork_in_child, track_names
+from ._tracks import Track, check_name, description_of, summary, track_after_fork_in_child, track_names
 
 
 class Session:
@@ -188,14 +188,14 @@ class Session:
         with self._lifecycle:
             if not self.is_open:
                 self._channel.refuse("track()")
+            info = description_of(description, tags, metadata)  # checked before anything is made
             track = self._tracks.get(name)
             if track is None:
                 track = Track(self, name, self._channel)
-                track.describe(description, tags, metadata)
                 track.open()
                 self._tracks[name] = track
-            else:
-                track.describe(description, tags, metadata)
+            if info:
+                track.describe(info)
         return track
 
     def _list_tracks(self) -> list[dict[str, Any]]:

@@ -167,6 +167,17 @@ class Sink:
             raise self.error(exc) from exc
         self.synced = target
 
+    @property
+    def unsynced(self) -> bool:
+        """Whether something written (or a new file's name) is not yet durable."""
+        return self.synced < self.writes or self._new_folder
+
+    def synced_by_others(self, target: int) -> None:
+        """What was written up to `target` (a value `writes` had) was made durable by a sync
+        of the whole filesystem."""
+        self.synced = max(self.synced, target)
+        self._new_folder = False
+
     def error(self, exc: OSError) -> OSError:
         """`exc`, reworded to name the file."""
         if exc.strerror and self.path in exc.strerror:
