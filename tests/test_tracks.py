@@ -1186,3 +1186,45 @@ def test_a_timed_flush_makes_the_points_durable_and_leaves_the_totals_for_later(
     assert all(
         described("ws", "run", f"t{i}", str(session.local_path))["totalDataPoints"] == 1 for i in range(20)
     )
+
+
+def test_once_the_writer_finds_the_folder_deleted_append_returns_the_new_files_index(
+    session: Session,
+) -> None:
+    """The points queued before the writer looks keep the index they were given; the writer
+    then finds the new file numbered from 0, and every later index is the one in the file."""
+    import shutil
+
+    track = session.track("loss")
+    track.append_batch([{"v": i} for i in range(3)])
+    session.flush()
+    shutil.rmtree(session.path)
+    assert track.append(v=3) == {"index": 3}  # queued before the writer looked: numbered 0 in the file
+    session.flush()
+    returned = track.append(v=4)["index"]
+    assert returned == 1
+    assert [p["data"] for p in track.read(start_index=returned)["data"]] == [{"v": 4}]
+    batch = track.append_batch([{"v": 5}, {"v": 6}])
+    assert (batch["startIndex"], batch["endIndex"]) == (2, 3)
+    page = track.read(start_index=2)
+    assert [(p["index"], p["data"]) for p in page["data"]] == [(2, {"v": 5}), (3, {"v": 6})]
+    assert page["total"] == 4
+
+
+def test_another_writer_moves_the_index_returned_once_the_writer_has_seen_it(tmp_path: Path) -> None:
+    """Two sessions on one folder: once a process has written after the other's points, the
+    indices it returns are the file's again."""
+    first = Session(name="run", workspace="ws", local_path=tmp_path).open()
+    second = Session(name="run", workspace="ws", local_path=tmp_path).open()
+    try:
+        a, b = first.track("loss"), second.track("loss")
+        a.append(v=0)
+        first.flush()
+        b.append(v=1)  # predicted 0, written as 1
+        second.flush()
+        returned = b.append(v=2)["index"]
+        second.flush()
+        assert returned == 2 == read_track(second.path, "loss")[-1]["index"]
+    finally:
+        first.close()
+        second.close()

@@ -148,6 +148,7 @@ class Track:
         with self._lock:
             if channel.state not in _OPEN:
                 channel.refuse()
+            shift = channel.sink.shift[0]
             start, queued, end = -1, 0, counter[0] - 1
             for at in range(0, len(entries), _CHUNK):  # a wait for room, or a drop, at a time
                 chunk = entries[at : at + _CHUNK]
@@ -183,7 +184,7 @@ class Track:
                         break
             if start < 0:
                 start = end + 1
-        return {"startIndex": start, "endIndex": end, "count": queued}
+        return {"startIndex": start + shift, "endIndex": end + shift, "count": queued}
 
     def read(self, start_index: int = 0, limit: int = 1000) -> dict[str, Any]:
         """Points `start_index` to `start_index + limit - 1`, after writing what is queued.
@@ -336,6 +337,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
     add = queue.append
     acquire, release = track._lock.acquire, track._lock.release
     counter = track._next
+    shift = channel.sink.shift  # the file's numbering, as the writer last found it, against ours
     dumps = orjson.dumps
     options = NATIVE
     time_ns = time.time_ns
@@ -376,7 +378,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
                 release()
             except RuntimeError:  # acquire() itself was interrupted: the lock is not ours
                 pass
-        return {"index": index}
+        return {"index": index + shift[0]}
 
     append.__doc__ = Track.append.__doc__
     return append
