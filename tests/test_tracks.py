@@ -2,8 +2,10 @@
 
 import json
 import math
+import os
 import random
 import sys
+import time
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,7 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dreamlake import Session, Track, read_track
+from dreamlake import Session, Track, _batcher, read_track
 from dreamlake._cli._main import main
 
 from .conftest import KEYS, read_records
@@ -771,13 +773,18 @@ def test_reading_sees_what_was_just_appended(session: Session) -> None:
     assert track.list_all() == [{"name": "loss", "totalDataPoints": 3000, "description": None, "tags": None}]
 
 
-def test_metadata_is_written_when_points_are_flushed_never_per_append(session: Session) -> None:
+def test_metadata_is_written_when_described_and_when_flushed_never_per_append(session: Session) -> None:
+    """track() with a description writes metadata.json at once; the totals follow at each flush."""
     track = session.track("loss", description="the loss", tags=["train"])
+    at_once = described("ws", "run", "loss", str(session.local_path))
+    assert (at_once["description"], at_once["tags"], at_once["totalDataPoints"]) == ("the loss", ["train"], 0)
     meta_file = track.folder / "metadata.json"
+    before = meta_file.stat().st_ino
     for i in range(50):
         track.append(v=i)
+    session.track("loss", description="the loss")  # as in a loop: nothing new, nothing written
     assert track.read()["total"] == 50  # written, not flushed
-    assert not meta_file.exists()
+    assert meta_file.stat().st_ino == before
     session.flush()
     first = described("ws", "run", "loss", str(session.local_path))
     assert (
@@ -1134,3 +1141,109 @@ def test_tracks_listing_as_json_and_follow_without_a_name(
     )
     assert 2 == main(["tracks", str(session.path), "--follow"])
     assert "--follow follows one track: give its name" in capsys.readouterr().err
+
+
+# -- many tracks: what close, exit and SIGTERM cost ------------------------------------------
+
+
+def test_a_description_is_in_metadata_json_when_track_returns(session: Session) -> None:
+    """Described at track(), not at the next flush: an exit short of time has nothing to add but totals."""
+    session.track("loss", description="the loss", tags=["train"], metadata={"unit": "nats"})
+    meta = described("ws", "run", "loss", str(session.local_path))
+    assert (meta["description"], meta["tags"], meta["metadata"]) == ("the loss", ["train"], {"unit": "nats"})
+
+
+def test_many_tracks_are_made_durable_at_once_not_with_an_fsync_each(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush of 100 tracks syncs their filesystem once for the points and once for metadata.json."""
+    for i in range(100):
+        session.track(f"layer{i}/grad", description=f"layer {i}").append(v=i)
+    fsyncs, syncs = [0], []
+    real_fsync, real_sync_files = os.fsync, _batcher.sync_files
+
+    def counting_fsync(fd: int) -> None:
+        fsyncs[0] += 1
+        real_fsync(fd)
+
+    def counting_sync_files(paths: Any) -> None:
+        syncs.append(len(list(paths)))
+        real_sync_files(paths)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    monkeypatch.setattr(_batcher, "sync_files", counting_sync_files)
+    session.close()
+    monkeypatch.undo()
+    assert syncs == [101, 100], "the points of 100 tracks and the log, then the tracks' metadata.json"
+    assert fsyncs[0] <= 2, "the log's file and its folder at most"
+    for i in range(100):
+        meta = described("ws", "run", f"layer{i}/grad", str(session.local_path))
+        assert (meta["description"], meta["totalDataPoints"]) == (f"layer {i}", 1)
+
+
+def test_a_timed_flush_makes_the_points_durable_and_leaves_the_totals_for_later(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """flush(timeout) (exit and SIGTERM use 5 s) spends its time on the points first and returns in time,
+    leaving the totals it had no time for to the next flush."""
+    real = Track._write_metadata
+
+    def slow(track: Track, durable: bool) -> None:
+        if track._described != track._channel.sink.writes:
+            time.sleep(0.1)  # a slow disk
+        real(track, durable)
+
+    monkeypatch.setattr(Track, "_write_metadata", slow)
+    tracks = [session.track(f"t{i}") for i in range(20)]  # 2 s of metadata.json in all
+    for i, track in enumerate(tracks):
+        track.append(v=i)
+    session.flush(timeout=1.0)  # no TimeoutError
+    assert all(not track._channel.sink.unsynced for track in tracks), "every point is durable"
+    written = sum((track.folder / "metadata.json").exists() for track in tracks)
+    assert 0 < written < 20, "some metadata.json written, the rest left for the next flush"
+    session.flush()
+    assert all(
+        described("ws", "run", f"t{i}", str(session.local_path))["totalDataPoints"] == 1 for i in range(20)
+    )
+
+
+def test_once_the_writer_finds_the_folder_deleted_append_returns_the_new_files_index(
+    session: Session,
+) -> None:
+    """The points queued before the writer looks keep the index they were given; the writer
+    then finds the new file numbered from 0, and every later index is the one in the file."""
+    import shutil
+
+    track = session.track("loss")
+    track.append_batch([{"v": i} for i in range(3)])
+    session.flush()
+    shutil.rmtree(session.path)
+    assert track.append(v=3) == {"index": 3}  # queued before the writer looked: numbered 0 in the file
+    session.flush()
+    returned = track.append(v=4)["index"]
+    assert returned == 1
+    assert [p["data"] for p in track.read(start_index=returned)["data"]] == [{"v": 4}]
+    batch = track.append_batch([{"v": 5}, {"v": 6}])
+    assert (batch["startIndex"], batch["endIndex"]) == (2, 3)
+    page = track.read(start_index=2)
+    assert [(p["index"], p["data"]) for p in page["data"]] == [(2, {"v": 5}), (3, {"v": 6})]
+    assert page["total"] == 4
+
+
+def test_another_writer_moves_the_index_returned_once_the_writer_has_seen_it(tmp_path: Path) -> None:
+    """Two sessions on one folder: once a process has written after the other's points, the
+    indices it returns are the file's again."""
+    first = Session(name="run", workspace="ws", local_path=tmp_path).open()
+    second = Session(name="run", workspace="ws", local_path=tmp_path).open()
+    try:
+        a, b = first.track("loss"), second.track("loss")
+        a.append(v=0)
+        first.flush()
+        b.append(v=1)  # predicted 0, written as 1
+        second.flush()
+        returned = b.append(v=2)["index"]
+        second.flush()
+        assert returned == 2 == read_track(second.path, "loss")[-1]["index"]
+    finally:
+        first.close()
+        second.close()

@@ -37,7 +37,7 @@ from ._levels import CANONICAL, LEVELS, normalize_level
 from ._params import Parameters
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._tracks import check_name, track_names
-from ._tracks import Track, summary, track_after_fork_in_child
+from ._tracks import Track, description_of, summary, track_after_fork_in_child
 
 LOCAL_PATH_VARIABLE = "DREAMLAKE_LOCAL_PATH"
 
@@ -206,14 +206,14 @@ class Session:
         with self._lifecycle:
             if not self.is_open:
                 self._channel.refuse("track()")
+            info = description_of(description, tags, metadata)  # checked before anything is made
             track = self._tracks.get(name)
             if track is None:
                 track = Track(self, name, self._channel)
-                track.describe(description, tags, metadata)
                 track.open()
                 self._tracks[name] = track
-            else:
-                track.describe(description, tags, metadata)
+            if info:
+                track.describe(info)
         return track
 
     def _list_tracks(self) -> list[dict[str, Any]]:

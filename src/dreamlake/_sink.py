@@ -45,6 +45,10 @@ class Sink:
         self._next = 0  # sequence number of our next record, valid while _size holds
         self._newline = False  # the file ends mid-line: start our batch on a new one
         self._new_folder = False  # fsync the folder too, so the new file's name is durable
+        # How far the file's numbering moved from what this sink predicted, since open():
+        # another writer appended, or the file was deleted or cut. A track adds it to the
+        # index it returns, so that appends after such a write get their index in the file.
+        self.shift = [0]
 
     def open(self) -> None:
         """Open (creating folders and file) and find where numbering resumes, without the lock.
@@ -59,6 +63,7 @@ class Sink:
         self._fd = os.open(self.path, _FLAGS, 0o644)
         size = os.fstat(self._fd).st_size
         self._next = next_number(self._fd, size, 0, self.key) or 0
+        self.shift[0] = 0
         self._newline = size > 0 and os.pread(self._fd, 1, size - 1) != b"\n"
         self._size = size
         if not self.keep_open:
@@ -106,6 +111,7 @@ class Sink:
                 found = next_number(fd, start, max(self._size, 0), self.key)
                 if found is not None or self._size < 0:
                     self._next = found or 0
+                    self.shift[0] += self._next - predicted
                 self._newline = start > 0 and os.pread(fd, 1, start - 1) != b"\n"
                 if self._next != predicted or not data:
                     data = encode(batch, self._next)
@@ -166,6 +172,17 @@ class Sink:
         except OSError as exc:
             raise self.error(exc) from exc
         self.synced = target
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether something written (or a new file's name) is not yet durable."""
+        return self.synced < self.writes or self._new_folder
+
+    def synced_by_others(self, target: int) -> None:
+        """What was written up to `target` (a value `writes` had) was made durable by a sync
+        of the whole filesystem."""
+        self.synced = max(self.synced, target)
+        self._new_folder = False
 
     def error(self, exc: OSError) -> OSError:
         """`exc`, reworded to name the file."""

@@ -3,8 +3,9 @@
 `track.append(**fields)` checks, stamps, snapshots and queues, like `log()`: the
 writer thread numbers the points in file order (`index` 0, 1, 2, ... with no gaps,
 across re-opens and processes, under the file's lock) and appends them in batches.
-`metadata.json` beside the points is replaced whole when they are made durable
-(flush, close, exit, SIGTERM), never per point.
+`metadata.json` beside the points is replaced whole when `track()` is given a new
+description, tags or metadata, and again, with the totals, when the points are made
+durable (flush, close, exit, SIGTERM), never per point.
 """
 
 from __future__ import annotations
@@ -75,28 +76,15 @@ class Track:
         """The JSON Lines file holding the points."""
         return self.folder / DATA_FILE
 
-    def describe(self, description: object, tags: object, metadata: object) -> None:
-        """Keep what track() was given (None: unchanged); written to metadata.json at the next flush."""
-        info: dict[str, Any] = {}
-        if description is not None:
-            if not isinstance(description, str):
-                msg = f"description must be a str or None, got {type(description).__name__}"
-                raise TypeError(msg)
-            info["description"] = description
-        if tags is not None:
-            if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
-                msg = f"tags must be a list of str or None, got {type(tags).__name__}"
-                raise TypeError(msg)
-            tags = list(tags)
-            if not all(isinstance(tag, str) for tag in tags):
-                msg = f"tags must be a list of str, got {tags!r}"
-                raise TypeError(msg)
-            info["tags"] = tags
-        if metadata is not None:
-            info["metadata"] = orjson.loads(metadata_bytes(snapshot(metadata)))
-        if info:
-            self._info = {**self._info, **info}
+    def describe(self, info: dict[str, Any]) -> None:
+        """Keep what track() was given (see `description_of`) and, if it changes anything,
+        write metadata.json now: at exit only the totals are left to write. Durable with
+        the points, at the next flush."""
+        described = {**self._info, **info}
+        if described != self._info:
+            self._info = described
             self._described = -1
+            self._write_metadata(durable=False)
 
     def open(self) -> None:
         """Open the file with the session; the indices go on from the file's last point."""
@@ -139,6 +127,7 @@ class Track:
         with self._lock:
             if channel.state not in _OPEN:
                 channel.refuse()
+            shift = channel.sink.shift[0]
             start, queued, end = -1, 0, counter[0] - 1
             for at in range(0, len(entries), _CHUNK):  # a wait for room, or a drop, at a time
                 chunk = entries[at : at + _CHUNK]
@@ -174,7 +163,7 @@ class Track:
                         break
             if start < 0:
                 start = end + 1
-        return {"startIndex": start, "endIndex": end, "count": queued}
+        return {"startIndex": start + shift, "endIndex": end + shift, "count": queued}
 
     def read(self, start_index: int = 0, limit: int = 1000) -> dict[str, Any]:
         """Points `start_index` to `start_index + limit - 1`, after writing what is queued.
@@ -221,8 +210,9 @@ class Track:
             return
         _batcher.write([self._channel])
 
-    def _write_metadata(self) -> None:
-        """metadata.json, replaced whole; run by the syncer after the points' fsync."""
+    def _write_metadata(self, durable: bool) -> None:
+        """metadata.json, replaced whole (fsynced if `durable`); run by the syncer once the
+        points are durable, and by describe()."""
         writes, info = self._channel.sink.writes, self._info
         if writes == self._described:
             return
@@ -243,11 +233,33 @@ class Track:
                     "updatedAt": created if last is None else last.get("createdAt", created),
                 }
                 data = orjson.dumps(meta, None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-                replace_file(file, data, folder)
+                replace_file(file, data, folder, durable)
         except OSError as exc:
             raise reworded(exc, f"dreamlake could not write {file}: {exc.strerror or exc}") from exc
         if self._info is info:  # else track() described it anew meanwhile: write again next time
             self._described = writes
+
+
+def description_of(description: object, tags: object, metadata: object) -> dict[str, Any]:
+    """What track() was given to describe a track, checked and copied (None: left out)."""
+    info: dict[str, Any] = {}
+    if description is not None:
+        if not isinstance(description, str):
+            msg = f"description must be a str or None, got {type(description).__name__}"
+            raise TypeError(msg)
+        info["description"] = description
+    if tags is not None:
+        if isinstance(tags, (str, bytes)) or not isinstance(tags, Iterable):
+            msg = f"tags must be a list of str or None, got {type(tags).__name__}"
+            raise TypeError(msg)
+        tags = list(tags)
+        if not all(isinstance(tag, str) for tag in tags):
+            msg = f"tags must be a list of str, got {tags!r}"
+            raise TypeError(msg)
+        info["tags"] = tags
+    if metadata is not None:
+        info["metadata"] = orjson.loads(metadata_bytes(snapshot(metadata)))
+    return info
 
 
 def _count(what: str, value: object, low: int) -> int:
@@ -271,6 +283,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
     add = queue.append
     acquire, release = track._lock.acquire, track._lock.release
     counter = track._next
+    shift = channel.sink.shift  # the file's numbering, as the writer last found it, against ours
     dumps = orjson.dumps
     options = NATIVE
     time_ns = time.time_ns
@@ -311,7 +324,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
                 release()
             except RuntimeError:  # acquire() itself was interrupted: the lock is not ours
                 pass
-        return {"index": index}
+        return {"index": index + shift[0]}
 
     append.__doc__ = Track.append.__doc__
     return append
