@@ -1247,3 +1247,29 @@ def test_another_writer_moves_the_index_returned_once_the_writer_has_seen_it(tmp
     finally:
         first.close()
         second.close()
+
+
+def test_a_positional_value_is_the_value_field(session: Session) -> None:
+    """append(0.5, step=3) is append(value=0.5, step=3)."""
+    track = session.track("loss")
+    track.append(0.5, step=3)
+    track.append(value=0.25, step=4)
+    track.append(None)
+
+    session.flush()
+    assert [{"value": 0.5, "step": 3}, {"value": 0.25, "step": 4}, {"value": None}] == [
+        p["data"] for p in read_track(session.path, "loss")
+    ]
+
+
+def test_wrong_calls_name_the_public_methods(session: Session) -> None:
+    """TypeErrors say Track.append() and Session.log(), never the closures behind them."""
+    track = session.track("loss")
+    with pytest.raises(TypeError, match=r"^Track\.append\(\) got value twice"):
+        track.append(0.5, value=1)
+    with pytest.raises(TypeError, match=r"^Track\.append\(\) takes from 0 to 1 positional arguments but 2"):
+        track.append(0.5, 3)
+    with pytest.raises(TypeError, match=r"^Session\.log\(\) missing 1 required positional argument"):
+        session.log()  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match=r"^Track\.append\(\) needs at least one field"):
+        track.append()

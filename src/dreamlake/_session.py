@@ -37,7 +37,7 @@ from ._levels import CANONICAL, LEVELS, normalize_level
 from ._params import Parameters
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._tracks import check_name, track_names
-from ._tracks import Track, description_of, summary, track_after_fork_in_child
+from ._tracks import Track, description_of, public_as, summary, track_after_fork_in_child
 
 LOCAL_PATH_VARIABLE = "DREAMLAKE_LOCAL_PATH"
 
@@ -319,7 +319,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
             _echo(entry)
 
     log.__doc__ = Session.log.__doc__
-    return log
+    return public_as(log, "Session.log")
 
 
 def _level(level: object) -> str:

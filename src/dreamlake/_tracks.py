@@ -11,6 +11,7 @@ durable (flush, close, exit, SIGTERM), never per point.
 from __future__ import annotations
 
 import operator
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -38,6 +39,10 @@ if TYPE_CHECKING:
 
 _OPEN = (State.OPEN, State.EXITING)
 _CHUNK = 4096  # points of a batch queued at once
+
+
+NO_VALUE: Any = object()
+"""Stands for `append()` called without a positional value."""
 
 
 class Track:
@@ -95,14 +100,15 @@ class Track:
             if not resuming:
                 self._next[0] = channel.sink.next_number
 
-    def append(self, **fields: Any) -> dict[str, int | None]:
+    def append(self, value: Any = NO_VALUE, /, **fields: Any) -> dict[str, int | None]:
         """Queue one point (the fields as given); returns `{"index": i}`, its index in the file
         (`{"index": None}` if it was dropped: when_full="drop", or a disk that refuses).
 
-        Values follow the rules of log metadata. Raises RuntimeError if the session
-        is not open, ValueError without any field.
+        `append(0.5, step=1)` is `append(value=0.5, step=1)`. Values follow the rules of log
+        metadata. Raises RuntimeError if the session is not open, ValueError without any field,
+        TypeError for a value given both ways.
         """
-        return self._append(**fields)
+        return self._append(value, **fields)
 
     def append_batch(self, points: Iterable[Mapping[str, Any]]) -> dict[str, int]:
         """Queue the points in order, with consecutive indices; returns startIndex, endIndex
@@ -287,10 +293,16 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
     dumps = orjson.dumps
     options = NATIVE
     time_ns = time.time_ns
+    missing = NO_VALUE
 
-    def append(**fields: Any) -> dict[str, int | None]:
-        if not fields:
-            msg = "append() needs at least one field, such as append(value=0.5, step=1)"
+    def append(value: Any = NO_VALUE, /, **fields: Any) -> dict[str, int | None]:
+        if value is not missing:
+            if "value" in fields:
+                msg = "Track.append() got value twice: as its first argument and as value=; give it once"
+                raise TypeError(msg)
+            fields = {"value": value, **fields}
+        elif not fields:
+            msg = "Track.append() needs at least one field, such as append(0.5, step=1) or append(value=0.5)"
             raise ValueError(msg)
         data: str | Any
         try:  # as in log(): JSON now, a deep copy
@@ -327,7 +339,16 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
         return {"index": index + shift[0]}
 
     append.__doc__ = Track.append.__doc__
-    return append
+    return public_as(append, "Track.append")
+
+
+def public_as(function: Callable[..., Any], qualname: str) -> Callable[..., Any]:
+    """`function`, named `qualname` in the TypeErrors Python raises for a wrong call, not
+    `_bind_append.<locals>.append`."""
+    function.__qualname__ = qualname
+    if sys.version_info >= (3, 11):  # the messages use the code's name
+        function.__code__ = function.__code__.replace(co_qualname=qualname)
+    return function
 
 
 def track_after_fork_in_child(track: Track) -> None:
