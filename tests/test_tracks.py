@@ -1273,3 +1273,24 @@ def test_wrong_calls_name_the_public_methods(session: Session) -> None:
         session.log()  # type: ignore[call-arg]
     with pytest.raises(ValueError, match=r"^Track\.append\(\) needs at least one field"):
         track.append()
+
+
+def test_a_name_too_long_for_the_system_is_refused_at_track_with_nothing_made(session: Session) -> None:
+    """Checked at track(): ValueError, no folder; a name just short of the limit flushes and closes."""
+    for extra in (1, 500, 5000):
+        with pytest.raises(ValueError, match="this system takes fewer than 4096: use a shorter name"):
+            session.track("/".join(["z" * 200] * (extra // 200 + 21)))
+    assert not (session.path / "tracks").exists() or [] == list((session.path / "tracks").iterdir())
+    tracks_room = 4095 - len(os.fsencode(session.path / "tracks" / ".metadata.json.9999999999.tmp")) - 1
+    parts, left = [], tracks_room
+    while left > 201:
+        parts.append("a" * 200)
+        left -= 201
+    parts.append("b" * left)
+    name = "/".join(parts)
+    assert tracks_room == len(name)
+    session.track(name).append(v=1)
+    session.flush()
+    with pytest.raises(ValueError, match="use a shorter name"):
+        session.track(name + "c")
+    assert [{"v": 1}] == [p["data"] for p in read_track(session.path, name)]

@@ -37,7 +37,7 @@ from ._levels import CANONICAL, LEVELS, normalize_level
 from ._params import Parameters
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._tracks import check_name, track_names
-from ._tracks import Track, description_of, public_as, summary, track_after_fork_in_child
+from ._tracks import Track, check_path_fits, description_of, public_as, summary, track_after_fork_in_child
 
 LOCAL_PATH_VARIABLE = "DREAMLAKE_LOCAL_PATH"
 
@@ -209,6 +209,7 @@ class Session:
             info = description_of(description, tags, metadata)  # checked before anything is made
             track = self._tracks.get(name)
             if track is None:
+                check_path_fits(self.path, name)
                 track = Track(self, name, self._channel)
                 track.open()
                 self._tracks[name] = track

@@ -11,6 +11,7 @@ durable (flush, close, exit, SIGTERM), never per point.
 from __future__ import annotations
 
 import operator
+import os
 import sys
 import threading
 import time
@@ -43,6 +44,26 @@ _CHUNK = 4096  # points of a batch queued at once
 
 NO_VALUE: Any = object()
 """Stands for `append()` called without a positional value."""
+
+
+_PID_DIGITS = 10  # a temporary file's name holds the writer's pid: room for the largest
+
+
+def check_path_fits(session: Path, name: str) -> None:
+    """ValueError, before anything is created, if the longest file the track needs (its
+    temporary metadata file) would be a path longer than the system takes."""
+    longest = session / TRACKS / name / f".{META_FILE}.{'9' * _PID_DIGITS}.tmp"
+    try:
+        limit = os.pathconf(session, "PC_PATH_MAX")
+    except (OSError, ValueError):  # no such folder yet, or no such setting: the usual one
+        limit = 4096
+    size = len(os.fsencode(longest))
+    if size >= limit:
+        msg = (
+            f"track name {name[:40]!r}... ({len(os.fsencode(name))} bytes) makes paths of {size} bytes "
+            f"under {session}; this system takes fewer than {limit}: use a shorter name"
+        )
+        raise ValueError(msg)
 
 
 class Track:
