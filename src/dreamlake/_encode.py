@@ -71,13 +71,23 @@ def snapshot(metadata: object) -> str | Deferred:
     if not isinstance(metadata, Mapping):
         msg = f"metadata must be a mapping (such as a dict) or None, got {type(metadata).__name__}"
         raise TypeError(msg)
-    if not isinstance(metadata, dict):
-        metadata = dict(metadata)
+    return snapshot_dict(metadata if isinstance(metadata, dict) else dict(metadata))
+
+
+def snapshot_dict(metadata: dict[Any, Any]) -> str | Deferred:
+    """A dict as JSON text now (a deep copy), the one path of `log()`, `append()` and `snapshot()`.
+
+    orjson writes what it can as it is; only what it refuses (non-str keys, big ints, unknown
+    types) or writes as null (a None, or a NaN) takes the careful path. The call costs about
+    20 ns more than this body written inline (measured with timeit, 178 -> 199 ns)."""
     try:
-        data = orjson.dumps(metadata, native, NATIVE).decode()
+        data = _dumps(metadata, native, NATIVE).decode()
     except TypeError:  # orjson.JSONEncodeError: a value it cannot write as it is
         return careful(metadata)
     return checked(metadata, data) if "null" in data else data
+
+
+_dumps = orjson.dumps
 
 
 def native(value: Any) -> Any:

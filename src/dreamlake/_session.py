@@ -20,17 +20,14 @@ from . import _batcher
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
 from ._encode import (
-    NATIVE,
     Entry,
     Metadata,
-    careful,
-    checked,
     clean_str,
     iso_timestamp,
-    native,
     preview_bytes,
     safe_str,
     snapshot,
+    snapshot_dict,
 )
 from ._format import echo as echo_record
 from ._levels import CANONICAL, LEVELS, normalize_level
@@ -288,8 +285,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
     queue = channel.queue
     append = queue.append
     canonical = CANONICAL
-    dumps = orjson.dumps
-    options = NATIVE
+    snapshot_now = snapshot_dict
 
     def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
         try:
@@ -302,13 +298,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
         if metadata is None:
             data = None
         elif type(metadata) is dict:
-            try:  # snapshot(), inlined: JSON now, a deep copy; the writer only assembles text
-                data = dumps(metadata, native, options).decode()
-            except TypeError:  # what orjson refuses: non-str keys, big ints, unknown types
-                data = careful(metadata)
-            else:
-                if "null" in data:  # a None, or a NaN that orjson wrote as null
-                    data = checked(metadata, data)
+            data = snapshot_now(metadata)
         else:
             data = snapshot(metadata)
         entry = (time_ns(), level, message, data)

@@ -23,7 +23,7 @@ import orjson
 
 from . import _batcher
 from ._batcher import Channel, State
-from ._encode import NATIVE, careful, checked, iso_timestamp, metadata_bytes, native, snapshot
+from ._encode import iso_timestamp, metadata_bytes, snapshot, snapshot_dict
 from ._files import locked_folder, replace_file, reworded
 from ._read._tracks import (
     DATA_FILE,
@@ -311,8 +311,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
     acquire, release = track._lock.acquire, track._lock.release
     counter = track._next
     shift = channel.sink.shift  # the file's numbering, as the writer last found it, against ours
-    dumps = orjson.dumps
-    options = NATIVE
+    snapshot_now = snapshot_dict
     time_ns = time.time_ns
     missing = NO_VALUE
 
@@ -325,15 +324,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
         elif not fields:
             msg = "Track.append() needs at least one field, such as append(0.5, step=1) or append(value=0.5)"
             raise ValueError(msg)
-        data: str | Any
-        try:  # as in log(): JSON now, a deep copy
-            data = dumps(fields, native, options).decode()
-        except TypeError:
-            data = careful(fields)
-        else:
-            if "null" in data:
-                data = checked(fields, data)
-        entry = (time_ns(), data)
+        entry = (time_ns(), snapshot_now(fields))
         # Room is decided before the index is taken and the point queued: a dropped point
         # takes nothing back. The index is taken just before queueing, with no call in
         # between: a signal handler that appends at the end of add() comes after this point,
