@@ -3,6 +3,7 @@
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -249,3 +250,53 @@ def test_follow_waits_while_the_log_file_is_gone(tmp_path: Path) -> None:
     shutil.rmtree(s.path)
     assert next(messages) == "again"
     assert len(gone) == 3
+
+
+class Counted(bytes):
+    """Bytes that count, in `handled[0]`, every byte they copy or search: what a reader costs."""
+
+    handled: ClassVar[list[int]] = [0]
+
+    def _made(self, value: bytes) -> "Counted":
+        Counted.handled[0] += len(value)
+        return Counted(value)
+
+    def __add__(self, other: bytes) -> "Counted":  # type: ignore[override]
+        return self._made(bytes(self) + other)
+
+    def __radd__(self, other: bytes) -> "Counted":
+        return self._made(other + bytes(self))
+
+    def __getitem__(self, key: slice) -> "Counted":  # type: ignore[override]
+        return self._made(bytes(self)[key])
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:  # type: ignore[override]
+        Counted.handled[0] += len(bytes(self)[start:end])
+        return bytes(self).find(sub, start, len(self) if end is None else end)
+
+    def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:  # type: ignore[override]
+        Counted.handled[0] += len(bytes(self)[start:end])
+        return bytes(self).rfind(sub, start, len(self) if end is None else end)
+
+
+@pytest.mark.parametrize("end", [None, 1 << 19])
+def test_a_long_line_costs_time_in_proportion_to_its_length(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: int | None
+) -> None:
+    """One line of 1 MB read 64 bytes at a time: each byte is searched and copied a few times,
+    not once per chunk read after it (which made a 200 MB line take 12 s)."""
+    size = 1 << 20
+    record = orjson.dumps({"level": "info", "message": "x" * (size - 50), "metadata": {}})
+    file = tmp_path / "logs.jsonl"
+    file.write_bytes(record + b"\n" + line("next"))
+    monkeypatch.setattr(_reader, "_CHUNK", 64)
+    monkeypatch.setattr(
+        _reader, "_joined", lambda pieces: Counted._made(Counted(), b"".join(pieces)), raising=False
+    )
+    Counted.handled[0] = 0
+    with open(file, "rb") as f:
+        read = f.read
+        f.read = lambda n=-1: Counted(read(n))  # type: ignore[method-assign]
+        runs = list(_reader.WholeLines(f, end))
+    assert [record, line("next")[:-1]][: 1 if end else 2] == [bytes(run) for run in runs]
+    assert Counted.handled[0] < 4 * size

@@ -45,19 +45,39 @@ class WholeLines:
     where the last pass stopped, and completes the line that was partial then
     (finish a pass before starting the next). `tail` holds the partial last line.
     With `end`, a pass stops at the first line that starts at or after that offset.
+
+    Each byte is searched for a newline once and copied a few times, however long
+    its line: the pieces of a line not yet complete are kept apart and joined once,
+    when its newline comes, so a line of 1 GB costs what 1 GB of short lines costs.
     """
 
     def __init__(self, file: BinaryIO, end: int | None = None) -> None:
         self.file = file
-        self.tail = b""
         self.end = end
+        self._pieces: list[bytes] = []  # the partial last line, as read: no newline in any
+
+    @property
+    def tail(self) -> bytes:
+        """The last line read so far without its newline."""
+        return _joined(self._pieces)
+
+    @tail.setter
+    def tail(self, value: bytes) -> None:
+        self._pieces = [value] if value else []
 
     def __iter__(self) -> Iterator[bytes]:
-        read, end = self.file.read, self.end
-        while chunk := read(_CHUNK if end is None else max(0, min(_CHUNK, end - self.file.tell()))):
-            text = self.tail + chunk
-            last = text.rfind(b"\n")
-            self.tail = text[last + 1 :]
+        read, end, file = self.file.read, self.end, self.file
+        while chunk := read(_CHUNK if end is None else max(0, min(_CHUNK, end - file.tell()))):
+            last = chunk.rfind(b"\n")
+            if last < 0:
+                self._pieces.append(chunk)  # the line goes on: searched once, joined later
+                continue
+            if self._pieces:
+                last += sum(map(len, self._pieces))
+                text = _joined([*self._pieces, chunk])
+            else:
+                text = chunk
+            self._pieces = [text[last + 1 :]] if last + 1 < len(text) else []
             start = 0
             while start <= last:
                 cut = text.find(b"\n", start + _RUN, last)
@@ -65,11 +85,17 @@ class WholeLines:
                     cut = last
                 yield text[start:cut]
                 start = cut + 1
-        if end is not None and self.tail:  # the line that crosses `end` belongs to this part
-            self.tail += self.file.readline()
-            if self.tail.endswith(b"\n"):
-                line, self.tail = self.tail[:-1], b""
-                yield line
+        if end is not None and self._pieces:  # the line that crosses `end` belongs to this part
+            self._pieces.append(file.readline())  # a C loop over buffers: linear in the line
+            if self._pieces[-1].endswith(b"\n"):
+                line = _joined(self._pieces)
+                self._pieces = []
+                yield line[:-1]
+
+
+def _joined(pieces: list[bytes]) -> bytes:
+    """The pieces of a line as one bytes object: one copy."""
+    return b"".join(pieces)
 
 
 def parse_run(text: bytes, keep: Callable[[list[Any]], bool]) -> list[Any] | None:
