@@ -65,6 +65,8 @@ class Series:
     run: Run
     name: str
     x_label: str
+    track: str | None = None  # with `key`, which series this is: a track's (None: the logs') field
+    key: str = ""
     xs: array[float] = field(default_factory=_floats)
     ys: array[float] = field(default_factory=_floats)
     marks: array[float] = field(default_factory=_floats)
@@ -304,11 +306,25 @@ _HEAD = 256  # bytes compared at each poll: a file rewritten in place differs th
 
 
 def _by_name(found: Iterable[Series]) -> dict[str, list[Series]]:
-    """The series by name, names sorted; fields that never held a number left out."""
-    out: dict[str, list[Series]] = {}
+    """The series by name, names sorted; fields that never held a number left out.
+
+    A name is the track's and the field's joined by a dot, so two different series can
+    share one (track `a` field `b.c` and track `a.b` field `c`; a track named `logs` and
+    the logs' metadata): those, and only those, are told apart by what they are."""
+    same: dict[tuple[str | None, str], list[Series]] = {}
     for series in found:
         if series.points or series.unplaced:
-            out.setdefault(series.name, []).append(series)
+            same.setdefault((series.track, series.key), []).append(series)
+    names = collections.Counter(members[0].name for members in same.values())
+    out: dict[str, list[Series]] = {}
+    for (track, key), members in same.items():
+        name = members[0].name
+        if names[name] > 1:
+            where = "logs" if track is None else f"track {_readable(track)}"
+            name = f"{name} ({where}, field {key})"
+        while name in out:  # a field whose own name reads like that: keep them apart still
+            name += "'"
+        out[name] = members
     return dict(sorted(out.items()))
 
 
@@ -478,7 +494,7 @@ class _Columns:
             track = self.part.track
             name = f"logs.{key}" if track is None else f"{_readable(track)}.{key}"
             label = "time" if self.by_time else self.axis or "index"
-            series = self.series[key] = Series(self.part.run, name, label)
+            series = self.series[key] = Series(self.part.run, name, label, track, key)
         return series
 
 
