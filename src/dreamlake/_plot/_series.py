@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .._params import PARAMS_FILE, read_params
-from .._read._records import LOG_FILE, Parse, WholeLines, each_batch, log_records
+from .._read._follow import Follower
+from .._read._records import LOG_FILE, Parse, each_batch, log_records
 from .._read._sessions import sessions_in
 from .._read._tracks import track_file, track_names, track_points
 
@@ -254,39 +255,23 @@ class Watch:
 
 
 class _Followed:
-    """A file of a run and its series as read so far. Between polls only where reading stopped
-    is kept, not the open file: a workspace may hold more files than a process may open."""
+    """A file of a run and its series as read so far. A file cut short is read afresh: the
+    series show what the file holds (see `Follower`)."""
 
     def __init__(self, part: _Part, pattern: str, by_time: bool) -> None:
         self.part, self.pattern, self.by_time = part, pattern, by_time
         self._shown: dict[str, tuple[tuple[int | None, int, int, int], Series]] = {}
-        self._start(None)
+        self._start()
+        self.follower = Follower(part.file, self._start, reread_cut=True)
 
-    def _start(self, identity: tuple[int, int] | None) -> None:
-        self.identity, self.position, self.head, self.rest = identity, 0, b"", b""
+    def _start(self) -> None:
         self.columns = _Columns(self.part, self.pattern, self.by_time)
         self.bad = [0]
         self._shown.clear()
 
     def read(self) -> None:
-        with open(self.part.file, "rb") as f:
-            fd = f.fileno()
-            now = os.fstat(fd)
-            identity = (now.st_dev, now.st_ino)
-            if (
-                identity != self.identity
-                or now.st_size < self.position
-                or os.pread(fd, len(self.head), 0) != self.head
-            ):
-                self._start(identity)  # another file at this path, or this one cut or rewritten
-            f.seek(self.position)
-            lines = WholeLines(f)
-            lines.tail = self.rest  # the line that was partial when the last poll stopped
-            for text in lines:
-                self.columns.feed(self.columns.parse(text, self.bad))
-            self.position, self.rest = f.tell(), lines.tail
-            if len(self.head) < _HEAD:
-                self.head = os.pread(fd, min(_HEAD, self.position), 0)
+        for text in self.follower.poll():
+            self.columns.feed(self.columns.parse(text, self.bad))
 
     def shown(self, buckets: int | None) -> list[Series]:
         """Each series settled (thinned) for `buckets`: again only if it grew since."""
@@ -300,9 +285,6 @@ class _Followed:
                 last = self._shown[name] = (state, shown)
             out.append(last[1])
         return out
-
-
-_HEAD = 256  # bytes compared at each poll: a file rewritten in place differs there (its times)
 
 
 def _by_name(found: Iterable[Series]) -> dict[str, list[Series]]:
