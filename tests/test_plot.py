@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from dreamlake import Session
@@ -63,6 +64,56 @@ def test_series_of_tracks_and_logs(tmp_path: Path) -> None:
     assert list(collect(runs_of([run]), None, "lo*", False)) == ["logs.loss"]
     (timed,) = collect(runs_of([run]), "train/*", None, True)["train/loss.value"]
     assert timed.x_label == "time" and abs(timed.xs[0] - __import__("time").time()) < 600
+
+
+def clashing_run(root: Path) -> Path:
+    """A session whose series pairwise share a dotted name: track `logs` field `loss` and the
+    logs' `loss`; track `a` field `b.c` and track `a.b` field `c`."""
+    with Session(name="clash", workspace="w", local_path=root) as session:
+        session.track("logs").append(loss=1.0, step=0)
+        session.track("a").append(**{"b.c": 2.0, "step": 0})
+        session.track("a.b").append(c=3.0, step=0)
+        session.log("m", metadata={"loss": 4.0})
+    return session.path
+
+
+CLASHING = {
+    "a.b.c (track a, field b.c)": 2.0,
+    "a.b.c (track a.b, field c)": 3.0,
+    "logs.loss (logs, field loss)": 4.0,
+    "logs.loss (track logs, field loss)": 1.0,
+}
+
+
+def test_different_series_of_the_same_name_stay_apart(tmp_path: Path) -> None:
+    """Two series whose track and field names join to the same name are two charts, each named
+    for what it is; a name that clashes with nothing stays as it is."""
+    run = clashing_run(tmp_path)
+    with Session(name="clash", workspace="w", local_path=tmp_path) as session:
+        session.track("plain").append(value=5.0, step=0)
+    series = collect(runs_of([run]), None, None, False)
+    assert {**CLASHING, "plain.value": 5.0} == {name: members[0].ys[0] for name, members in series.items()}
+    assert all(len(members) == 1 for members in series.values())
+    watch = _series.Watch(runs_of([run]), None, None, False)
+    assert list(series) == list(watch.collect(None))
+
+
+def test_series_of_the_same_name_stay_apart_on_the_terminal_and_the_page(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What collect() tells apart, the terminal and the page show apart."""
+    pytest.importorskip("plotext")
+    run = clashing_run(tmp_path)
+    assert main(["plot", str(run)]) == 0
+    out = capsys.readouterr().out
+    for name in CLASHING:
+        assert f"\n{name}\n  clash: 1 points" in f"\n{out}"
+    page = tmp_path / "page.html"
+    assert main(["plot", str(run), "--html", str(page)]) == 0
+    data = page.read_text().split('id="dreamlake-data">')[1].split("</script>")[0]
+    charts = orjson.loads(data)["charts"]
+    assert CLASHING == {chart["name"]: chart["lines"][0]["y"][0] for chart in charts}
+    assert all(len(chart["lines"]) == 1 for chart in charts)
 
 
 def test_a_workspace_folder_holds_several_runs(tmp_path: Path) -> None:

@@ -1,8 +1,10 @@
 """Reading back: file order, level filter, corrupt and torn lines skipped and counted."""
 
+import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 import pytest
@@ -249,3 +251,146 @@ def test_follow_waits_while_the_log_file_is_gone(tmp_path: Path) -> None:
     shutil.rmtree(s.path)
     assert next(messages) == "again"
     assert len(gone) == 3
+
+
+class Counted(bytes):
+    """Bytes that count, in `handled[0]`, every byte they copy or search: what a reader costs."""
+
+    handled: ClassVar[list[int]] = [0]
+
+    def _made(self, value: bytes) -> "Counted":
+        Counted.handled[0] += len(value)
+        return Counted(value)
+
+    def __add__(self, other: bytes) -> "Counted":  # type: ignore[override]
+        return self._made(bytes(self) + other)
+
+    def __radd__(self, other: bytes) -> "Counted":
+        return self._made(other + bytes(self))
+
+    def __getitem__(self, key: slice) -> "Counted":  # type: ignore[override]
+        return self._made(bytes(self)[key])
+
+    def find(self, sub: bytes, start: int = 0, end: int | None = None) -> int:  # type: ignore[override]
+        Counted.handled[0] += len(bytes(self)[start:end])
+        return bytes(self).find(sub, start, len(self) if end is None else end)
+
+    def rfind(self, sub: bytes, start: int = 0, end: int | None = None) -> int:  # type: ignore[override]
+        Counted.handled[0] += len(bytes(self)[start:end])
+        return bytes(self).rfind(sub, start, len(self) if end is None else end)
+
+
+@pytest.mark.parametrize("end", [None, 1 << 19])
+def test_a_long_line_costs_time_in_proportion_to_its_length(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, end: int | None
+) -> None:
+    """One line of 1 MB read 64 bytes at a time: each byte is searched and copied a few times,
+    not once per chunk read after it (which made a 200 MB line take 12 s)."""
+    size = 1 << 20
+    record = orjson.dumps({"level": "info", "message": "x" * (size - 50), "metadata": {}})
+    file = tmp_path / "logs.jsonl"
+    file.write_bytes(record + b"\n" + line("next"))
+    monkeypatch.setattr(_reader, "_CHUNK", 64)
+    monkeypatch.setattr(
+        _reader, "_joined", lambda pieces: Counted._made(Counted(), b"".join(pieces)), raising=False
+    )
+    Counted.handled[0] = 0
+    with open(file, "rb") as f:
+        read = f.read
+        f.read = lambda n=-1: Counted(read(n))  # type: ignore[method-assign]
+        runs = list(_reader.WholeLines(f, end))
+    assert [record, line("next")[:-1]][: 1 if end else 2] == [bytes(run) for run in runs]
+    assert Counted.handled[0] < 4 * size
+
+
+class Between(IdlePolls):
+    """`stop` that makes one change to the file at each idle poll, while the follower holds none."""
+
+    def __init__(self, *changes: Callable[[], object]) -> None:
+        super().__init__()
+        self.changes = list(changes)
+
+    def __call__(self) -> bool:
+        if self.changes:
+            self.changes.pop(0)()
+        return super().__call__()
+
+
+def append(path: Path, data: bytes) -> Callable[[], object]:
+    def change() -> None:
+        with open(path, "ab") as f:
+            f.write(data)
+
+    return change
+
+
+def messages_of(path: Path, stop: IdlePolls) -> Iterator[str]:
+    return (r["message"] for r in _reader.follow_logs(path, interval=0.001, stop=stop))
+
+
+def test_follow_resumes_where_a_batch_was_taken_back(tmp_path: Path) -> None:
+    """A file cut short with its first line unchanged (the writer truncates a batch it could not
+    write whole) is read on from where it now ends: nothing already yielded comes again."""
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(line("a") + line("b") + line("taken back")[:-3])
+    stop = Between(
+        append(path, line("taken back")[-3:] + line("taken back too")),
+        lambda: os.truncate(path, len(line("a") + line("b"))),
+        append(path, line("c")),
+    )
+    messages = messages_of(path, stop)
+    assert ["a", "b", "taken back", "taken back too", "c"] == [next(messages) for _ in range(5)]
+    stop.limit = 0
+    assert list(messages) == [], "a and b not again"
+
+
+def test_follow_reads_a_file_written_anew_in_place_from_its_start(tmp_path: Path) -> None:
+    """The same file (same inode) written again from its start, longer than what was read: its
+    first line differs, so it is read from its start, not from where the last poll stopped."""
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(line("a") + line("b"))
+
+    def rewrite() -> None:
+        with open(path, "r+b") as f:
+            f.write(line("A") + line("B") + line("C"))
+
+    stop = Between(rewrite)
+    messages = messages_of(path, stop)
+    assert ["a", "b", "A", "B", "C"] == [next(messages) for _ in range(5)]
+    stop.limit = 0
+    assert list(messages) == []
+
+
+def test_follow_completes_a_first_line_written_in_pieces(tmp_path: Path) -> None:
+    """A first line still partial at a poll is checked by what of it was there, and yielded
+    once, when its newline comes."""
+    path = tmp_path / "logs.jsonl"
+    first = line("first")
+    path.write_bytes(first[:5])
+    stop = Between(append(path, first[5:12]), append(path, first[12:]), append(path, line("second")))
+    messages = messages_of(path, stop)
+    assert ["first", "second"] == [next(messages), next(messages)]
+    stop.limit = 0
+    assert list(messages) == []
+
+
+def open_files() -> set[str]:
+    """What this process has open now."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return found
+
+
+def test_follow_keeps_no_file_open_between_polls(tmp_path: Path) -> None:
+    """Between polls the followed file is closed: following many files needs no descriptor each."""
+    path = tmp_path / "logs.jsonl"
+    path.write_bytes(line("a"))
+    open_then: list[bool] = []
+    stop = Between(*[lambda: open_then.append(str(path) in open_files())] * 3)
+    stop.limit = 3
+    assert ["a"] == list(messages_of(path, stop))
+    assert [False] * 3 == open_then

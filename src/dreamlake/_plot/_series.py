@@ -32,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from .._params import PARAMS_FILE, read_params
-from .._read._records import LOG_FILE, Parse, WholeLines, each_batch, log_records
+from .._read._follow import Follower
+from .._read._records import LOG_FILE, Parse, each_batch, log_records
 from .._read._sessions import sessions_in
 from .._read._tracks import track_file, track_names, track_points
 
@@ -65,6 +66,8 @@ class Series:
     run: Run
     name: str
     x_label: str
+    track: str | None = None  # with `key`, which series this is: a track's (None: the logs') field
+    key: str = ""
     xs: array[float] = field(default_factory=_floats)
     ys: array[float] = field(default_factory=_floats)
     marks: array[float] = field(default_factory=_floats)
@@ -252,39 +255,23 @@ class Watch:
 
 
 class _Followed:
-    """A file of a run and its series as read so far. Between polls only where reading stopped
-    is kept, not the open file: a workspace may hold more files than a process may open."""
+    """A file of a run and its series as read so far. A file cut short is read afresh: the
+    series show what the file holds (see `Follower`)."""
 
     def __init__(self, part: _Part, pattern: str, by_time: bool) -> None:
         self.part, self.pattern, self.by_time = part, pattern, by_time
         self._shown: dict[str, tuple[tuple[int | None, int, int, int], Series]] = {}
-        self._start(None)
+        self._start()
+        self.follower = Follower(part.file, self._start, reread_cut=True)
 
-    def _start(self, identity: tuple[int, int] | None) -> None:
-        self.identity, self.position, self.head, self.rest = identity, 0, b"", b""
+    def _start(self) -> None:
         self.columns = _Columns(self.part, self.pattern, self.by_time)
         self.bad = [0]
         self._shown.clear()
 
     def read(self) -> None:
-        with open(self.part.file, "rb") as f:
-            fd = f.fileno()
-            now = os.fstat(fd)
-            identity = (now.st_dev, now.st_ino)
-            if (
-                identity != self.identity
-                or now.st_size < self.position
-                or os.pread(fd, len(self.head), 0) != self.head
-            ):
-                self._start(identity)  # another file at this path, or this one cut or rewritten
-            f.seek(self.position)
-            lines = WholeLines(f)
-            lines.tail = self.rest  # the line that was partial when the last poll stopped
-            for text in lines:
-                self.columns.feed(self.columns.parse(text, self.bad))
-            self.position, self.rest = f.tell(), lines.tail
-            if len(self.head) < _HEAD:
-                self.head = os.pread(fd, min(_HEAD, self.position), 0)
+        for text in self.follower.poll():
+            self.columns.feed(self.columns.parse(text, self.bad))
 
     def shown(self, buckets: int | None) -> list[Series]:
         """Each series settled (thinned) for `buckets`: again only if it grew since."""
@@ -300,15 +287,26 @@ class _Followed:
         return out
 
 
-_HEAD = 256  # bytes compared at each poll: a file rewritten in place differs there (its times)
-
-
 def _by_name(found: Iterable[Series]) -> dict[str, list[Series]]:
-    """The series by name, names sorted; fields that never held a number left out."""
-    out: dict[str, list[Series]] = {}
+    """The series by name, names sorted; fields that never held a number left out.
+
+    A name is the track's and the field's joined by a dot, so two different series can
+    share one (track `a` field `b.c` and track `a.b` field `c`; a track named `logs` and
+    the logs' metadata): those, and only those, are told apart by what they are."""
+    same: dict[tuple[str | None, str], list[Series]] = {}
     for series in found:
         if series.points or series.unplaced:
-            out.setdefault(series.name, []).append(series)
+            same.setdefault((series.track, series.key), []).append(series)
+    names = collections.Counter(members[0].name for members in same.values())
+    out: dict[str, list[Series]] = {}
+    for (track, key), members in same.items():
+        name = members[0].name
+        if names[name] > 1:
+            where = "logs" if track is None else f"track {_readable(track)}"
+            name = f"{name} ({where}, field {key})"
+        while name in out:  # a field whose own name reads like that: keep them apart still
+            name += "'"
+        out[name] = members
     return dict(sorted(out.items()))
 
 
@@ -478,7 +476,7 @@ class _Columns:
             track = self.part.track
             name = f"logs.{key}" if track is None else f"{_readable(track)}.{key}"
             label = "time" if self.by_time else self.axis or "index"
-            series = self.series[key] = Series(self.part.run, name, label)
+            series = self.series[key] = Series(self.part.run, name, label, track, key)
         return series
 
 

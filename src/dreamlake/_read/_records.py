@@ -1,7 +1,6 @@
 """Reading records back: whole lines only, corrupt ones skipped and counted."""
 
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -45,19 +44,39 @@ class WholeLines:
     where the last pass stopped, and completes the line that was partial then
     (finish a pass before starting the next). `tail` holds the partial last line.
     With `end`, a pass stops at the first line that starts at or after that offset.
+
+    Each byte is searched for a newline once and copied a few times, however long
+    its line: the pieces of a line not yet complete are kept apart and joined once,
+    when its newline comes, so a line of 1 GB costs what 1 GB of short lines costs.
     """
 
     def __init__(self, file: BinaryIO, end: int | None = None) -> None:
         self.file = file
-        self.tail = b""
         self.end = end
+        self._pieces: list[bytes] = []  # the partial last line, as read: no newline in any
+
+    @property
+    def tail(self) -> bytes:
+        """The last line read so far without its newline."""
+        return _joined(self._pieces)
+
+    @tail.setter
+    def tail(self, value: bytes) -> None:
+        self._pieces = [value] if value else []
 
     def __iter__(self) -> Iterator[bytes]:
-        read, end = self.file.read, self.end
-        while chunk := read(_CHUNK if end is None else max(0, min(_CHUNK, end - self.file.tell()))):
-            text = self.tail + chunk
-            last = text.rfind(b"\n")
-            self.tail = text[last + 1 :]
+        read, end, file = self.file.read, self.end, self.file
+        while chunk := read(_CHUNK if end is None else max(0, min(_CHUNK, end - file.tell()))):
+            last = chunk.rfind(b"\n")
+            if last < 0:
+                self._pieces.append(chunk)  # the line goes on: searched once, joined later
+                continue
+            if self._pieces:
+                last += sum(map(len, self._pieces))
+                text = _joined([*self._pieces, chunk])
+            else:
+                text = chunk
+            self._pieces = [text[last + 1 :]] if last + 1 < len(text) else []
             start = 0
             while start <= last:
                 cut = text.find(b"\n", start + _RUN, last)
@@ -65,11 +84,17 @@ class WholeLines:
                     cut = last
                 yield text[start:cut]
                 start = cut + 1
-        if end is not None and self.tail:  # the line that crosses `end` belongs to this part
-            self.tail += self.file.readline()
-            if self.tail.endswith(b"\n"):
-                line, self.tail = self.tail[:-1], b""
-                yield line
+        if end is not None and self._pieces:  # the line that crosses `end` belongs to this part
+            self._pieces.append(file.readline())  # a C loop over buffers: linear in the line
+            if self._pieces[-1].endswith(b"\n"):
+                line = _joined(self._pieces)
+                self._pieces = []
+                yield line[:-1]
+
+
+def _joined(pieces: list[bytes]) -> bytes:
+    """The pieces of a line as one bytes object: one copy."""
+    return b"".join(pieces)
 
 
 def parse_run(text: bytes, keep: Callable[[list[Any]], bool]) -> list[Any] | None:
@@ -179,68 +204,17 @@ def follow_logs(
 
     Whole lines only, so a record half-written at any moment is yielded once,
     when its newline arrives. When there is nothing new, poll every `interval`
-    seconds; each idle poll checks the path: a different file there (the
-    writer starts a new one when the session folder was deleted) is read from
-    its start, after what the old file got last, and so is a file that shrank
-    below what was read (truncated). Ends when `stop()`, asked on each idle
-    poll, returns True; without `stop`, runs until interrupted.
+    seconds, the file closed in between. A different file at the path (the
+    writer starts a new one when the session folder was deleted), or one whose
+    first line changed (rewritten, truncated and written again), is read from its
+    start, after what the old file got last; a file cut short with the same first
+    line (the writer took back a batch) is read on from where it now ends (see
+    `_follow`). Ends when `stop()`, asked on each idle poll, returns True;
+    without `stop`, runs until interrupted.
     """
+    from ._follow import follow  # follows with this module's reader
+
     return follow(log_file_of(path), log_records, interval, stop)
-
-
-def follow(
-    path: Path,
-    parse: Parse,
-    interval: float = 0.2,
-    stop: Callable[[], bool] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """`follow_logs` for any JSON Lines file: `parse(text, bad)` gives its records."""
-    bad = [0]  # lines that are not records are skipped, as in iter_logs
-    f = open(path, "rb")
-    try:
-        lines, following = WholeLines(f), _identity(f)
-        while True:
-            yield from _parsed(lines, parse, bad)
-            now = _stat(path)
-            if now is not None and (now.st_dev, now.st_ino) != following:
-                yield from _parsed(lines, parse, bad)  # written to the old file before it was replaced
-                try:
-                    new = open(path, "rb")
-                except FileNotFoundError:  # gone again: poll on
-                    pass
-                else:
-                    f.close()
-                    f = new
-                    lines, following = WholeLines(f), _identity(f)
-                    continue
-            elif now is not None and now.st_size < f.tell():
-                f.seek(0)
-                lines = WholeLines(f)
-                continue
-            if stop is not None and stop():
-                return
-            time.sleep(interval)
-    finally:
-        f.close()
-
-
-def _parsed(lines: WholeLines, parse: Parse, bad: list[int]) -> Iterator[dict[str, Any]]:
-    for text in lines:
-        yield from parse(text, bad)
-
-
-def _stat(path: Path) -> os.stat_result | None:
-    """The file at `path` now, or None while there is none (its folder deleted, not yet re-created)."""
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        return None
-
-
-def _identity(f: BinaryIO) -> tuple[int, int]:
-    """Device and inode of an open file: which file it is, whatever its name now."""
-    st = os.fstat(f.fileno())
-    return st.st_dev, st.st_ino
 
 
 def read_logs(path: str | os.PathLike[str], level: str | None = None) -> Records:

@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 
 from .._sink import last_record
-from ._records import Records, WholeLines, all_records, each_record, follow, parse_run
+from ._follow import follow
+from ._records import Records, WholeLines, all_records, each_record, parse_run
 
 TRACKS = "tracks"
 DATA_FILE = "data.jsonl"
