@@ -292,6 +292,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
         else:
             _plot_terminal(args, runs)
     except OSError as exc:  # a folder that cannot be listed, say: one line, not a traceback
+        if exc.filename is None:  # not a file read, but stdout: a closed pipe or a full disk
+            raise
         raise UsageError(f"cannot read {visible(str(exc.filename or ''))}: {exc.strerror or exc}") from None
 
 
