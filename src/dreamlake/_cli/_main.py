@@ -116,7 +116,7 @@ def cmd_ls(args: argparse.Namespace) -> None:
         ) from None
     rows, bad = [], 0
     for session in sessions:
-        name = visible(f"{session.parent.name}/{session.name}")
+        name = visible("/".join(Path(os.path.abspath(session)).parts[-2:]))  # `ls .` too
         try:
             rows.append((name, *_session_row(session)))
         except OSError as exc:  # one broken session: said, and the others listed
