@@ -720,3 +720,15 @@ def test_output_that_cannot_be_written_is_not_a_file_that_cannot_be_read(
     assert done.returncode == status
     assert "cannot read" not in done.stderr and said in done.stderr
     assert (tmp_path / "p.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("where", "paths", "names"), [("a", ["."], ["a"]), ("", [".", "a"], ["sweep/a", "sweep/a (2)"])]
+)
+def test_runs_given_as_relative_paths_keep_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, paths: list[str], names: list[str]
+) -> None:
+    """`dreamlake plot .` in a session folder: the run is named after the session, not ''."""
+    make_run(tmp_path, "a", 0.1, points=5)
+    monkeypatch.chdir(tmp_path / "sweep" / where)
+    assert [run.name for run in runs_of(paths)] == names
