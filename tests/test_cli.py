@@ -277,3 +277,17 @@ def test_a_parameters_file_that_is_a_folder_is_one_line(
     assert 2 == main(["params", str(s.path)])
     err = capsys.readouterr().err
     assert err.startswith("dreamlake: ") and "parameters.json" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(("where", "path"), [("ws/run", "."), ("ws", "."), ("ws/run", ".."), ("ws", "../ws")])
+def test_ls_of_a_relative_path_names_sessions_by_workspace_and_name(
+    logged: Session,
+    where: str,
+    path: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dreamlake ls .` in a session or a workspace folder: `ws/run`, not `/` or `/run`."""
+    monkeypatch.chdir(logged.local_path / where)
+    assert 0 == main(["ls", path])
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "ws/run"

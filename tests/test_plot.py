@@ -749,3 +749,37 @@ def test_a_selection_that_matches_nothing_says_so_and_fails(
     extra = ["--html", str(tmp_path / "p.html")] if html else []
     assert 2 == main(["plot", str(run), "--track", "nope/*", *extra])
     assert "nothing matches --track 'nope/*' in " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("stdout", "status", "said"), [("closed pipe", 0, ""), ("/dev/full", 2, "No space")])
+def test_output_that_cannot_be_written_is_not_a_file_that_cannot_be_read(
+    tmp_path: Path, stdout: str, status: int, said: str
+) -> None:
+    path = make_run(tmp_path, "run", 0.1, points=5)
+    if stdout == "closed pipe":  # `dreamlake plot ... | head` once head has gone
+        read, out = os.pipe()
+        os.close(read)
+    else:
+        if not os.path.exists(stdout):
+            pytest.skip("no /dev/full")
+        out = os.open(stdout, os.O_WRONLY)
+    try:
+        command = [sys.executable, "-m", "dreamlake", "plot", str(path), "--html", str(tmp_path / "p.html")]
+        done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, text=True, timeout=60, check=False)
+    finally:
+        os.close(out)
+    assert done.returncode == status
+    assert "cannot read" not in done.stderr and said in done.stderr
+    assert (tmp_path / "p.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("where", "paths", "names"), [("a", ["."], ["a"]), ("", [".", "a"], ["sweep/a", "sweep/a (2)"])]
+)
+def test_runs_given_as_relative_paths_keep_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, paths: list[str], names: list[str]
+) -> None:
+    """`dreamlake plot .` in a session folder: the run is named after the session, not ''."""
+    make_run(tmp_path, "a", 0.1, points=5)
+    monkeypatch.chdir(tmp_path / "sweep" / where)
+    assert [run.name for run in runs_of(paths)] == names

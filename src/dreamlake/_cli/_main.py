@@ -116,7 +116,7 @@ def cmd_ls(args: argparse.Namespace) -> None:
         ) from None
     rows, bad = [], 0
     for session in sessions:
-        name = visible(f"{session.parent.name}/{session.name}")
+        name = visible("/".join(Path(os.path.abspath(session)).parts[-2:]))  # `ls .` too
         try:
             rows.append((name, *_session_row(session)))
         except OSError as exc:  # one broken session: said, and the others listed
@@ -292,6 +292,8 @@ def cmd_plot(args: argparse.Namespace) -> None:
         else:
             _plot_terminal(args, runs)
     except OSError as exc:  # a folder that cannot be listed, say: one line, not a traceback
+        if exc.filename is None:  # not a file read, but stdout: a closed pipe or a full disk
+            raise
         raise UsageError(f"cannot read {visible(str(exc.filename or ''))}: {exc.strerror or exc}") from None
 
 

@@ -128,17 +128,22 @@ def runs_of(paths: list[str | os.PathLike[str]]) -> list[Run]:
     runs: list[Run] = []
     for path in map(Path, paths):
         folders = sessions_in(path)
-        runs.extend(Run(folder, _readable(folder.name), _params(folder)) for folder in folders)
+        runs.extend(Run(folder, _readable(_parts(folder)[-1]), _params(folder)) for folder in folders)
     names = [run.name for run in runs]
     for run in runs:  # the same session name in two workspaces: say which
         if names.count(run.name) > 1:
-            run.name = _readable(f"{run.path.parent.name}/{run.path.name}")
+            run.name = _readable("/".join(_parts(run.path)[-2:]))
     seen: dict[str, int] = {}
     for run in runs:  # still the same (two roots, or a path given twice): number them
         seen[run.name] = seen.get(run.name, 0) + 1
         if seen[run.name] > 1:
             run.name = f"{run.name} ({seen[run.name]})"
     return runs
+
+
+def _parts(folder: Path) -> tuple[str, ...]:
+    """The names of the folders down to `folder`, also for a relative path such as `.` or `..`."""
+    return Path(os.path.abspath(folder)).parts
 
 
 def _readable(name: str) -> str:
