@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import unicodedata
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -249,7 +250,7 @@ def test_logs_of_a_missing_path_says_it_does_not_exist(
     assert f"{tmp_path / 'nope'} does not exist" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
     assert 2 == main(["logs", str(tmp_path / "empty")])
-    assert "is not a dreamlake log" in capsys.readouterr().err
+    assert "empty has no logs.jsonl: give a session folder that has logs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("age", ["99999999999d", "1" + "0" * 400 + "s"])
@@ -291,3 +292,126 @@ def test_ls_of_a_relative_path_names_sessions_by_workspace_and_name(
     monkeypatch.chdir(logged.local_path / where)
     assert 0 == main(["ls", path])
     assert capsys.readouterr().out.splitlines()[1].split()[0] == "ws/run"
+
+
+@pytest.mark.parametrize("reserved", ["tracks", "logs.jsonl", "parameters.json"])
+def test_a_session_file_name_cannot_name_a_workspace_or_session(tmp_path: Path, reserved: str) -> None:
+    """Such a folder would read as a session's own files and hide the sessions beside it."""
+    for kwargs in ({"name": reserved, "workspace": "w"}, {"name": "n", "workspace": reserved}):
+        with pytest.raises(ValueError, match="a session folder keeps its own files under that name"):
+            Session(local_path=tmp_path, **kwargs)
+
+
+def test_ls_names_a_log_file_that_is_a_folder_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "w" / "c" / "logs.jsonl").mkdir(parents=True)
+    with Session(name="ok", workspace="w", local_path=tmp_path) as s:
+        s.log("x")
+    assert 2 == main(["ls", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert f"dreamlake ls: w/c: cannot read {tmp_path / 'w' / 'c' / 'logs.jsonl'}: not a file" in err
+    assert "logs.jsonl/logs.jsonl" not in err and "w/ok" in out
+
+
+def test_logs_of_a_session_of_tracks_only_says_it_has_no_logs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Session(name="t", workspace="w", local_path=tmp_path) as s:
+        s.track("loss").append(value=1)
+    (s.path / "logs.jsonl").unlink()
+    assert 2 == main(["logs", str(s.path)])
+    assert f"{s.path} has no logs.jsonl" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("since", "expected"),
+    [
+        ("9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59.999999Z"),
+        ("0001-01-01T00:00:00+00:01", "0001-01-01T00:00:00.000000Z"),
+    ],
+)
+def test_since_an_offset_past_the_ends_of_time_is_clamped(since: str, expected: str) -> None:
+    assert expected == parse_since(since)
+
+
+def test_a_closed_stdout_is_said_on_stderr(tmp_path: Path) -> None:
+    """`dreamlake ls >&-`: one line and exit 2, not a traceback or a silent success."""
+    done = subprocess.run(
+        ["sh", "-c", 'exec "$0" -m dreamlake ls "$1" >&-', sys.executable, str(tmp_path)],
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert 2 == done.returncode
+    assert "dreamlake: standard output is closed; nothing to show\n" == done.stderr
+
+
+_AS_NOBODY = """
+import os, sys
+from dreamlake._cli._main import main
+import functools
+import dreamlake._plot._html as page, dreamlake._plot._series, dreamlake._plot._term  # before losing root
+page._vendored = functools.cache(page._vendored)  # the chart library lies in root's folders
+page._vendored("uPlot.min.css"), page._vendored("uPlot.iife.min.js")
+if os.geteuid() == 0:
+    os.setgid(65534)
+    os.setuid(65534)
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture
+def shared_root() -> Iterator[Path]:
+    """A folder others may enter: tests/ tmp folders are root's alone, and root reads anything."""
+    import shutil
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="dreamlake-perm-"))
+    root.chmod(0o755)
+    try:
+        yield root
+    finally:
+        for folder in root.rglob("*"):
+            if folder.is_dir():
+                folder.chmod(0o755)
+        shutil.rmtree(root)
+
+
+def _as_nobody(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command as a user who cannot read what was chmod 000 (root can read anything)."""
+    return subprocess.run(
+        [sys.executable, "-c", _AS_NOBODY, *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_folders_that_cannot_be_read_are_named_and_the_rest_listed_and_drawn(shared_root: Path) -> None:
+    """One unreadable session, workspace or tracks folder: said on stderr, the others listed and drawn."""
+    for workspace, name in [("w", "a"), ("w", "b"), ("w", "c"), ("w2", "d"), ("w", "t")]:
+        with Session(name=name, workspace=workspace, local_path=shared_root) as s:
+            s.log("hi", metadata={"loss": 0.5})
+            s.track("loss").append(value=1.0, step=0)
+    (shared_root / "w" / "b").chmod(0)
+    (shared_root / "w2").chmod(0)
+    (shared_root / "w" / "t" / "tracks").chmod(0)
+    out_dir = shared_root / "out"
+    out_dir.mkdir(mode=0o777)
+    out_dir.chmod(0o777)
+
+    listed = _as_nobody("ls", str(shared_root))
+    assert 2 == listed.returncode, listed.stderr
+    assert {"w/a", "w/c"} == {line.split()[0] for line in listed.stdout.splitlines()[1:]}
+    assert "dreamlake ls: w/b: cannot read" in listed.stderr
+    assert f"cannot read {shared_root / 'w2'}" in listed.stderr or "w2: cannot read" in listed.stderr
+    assert "dreamlake ls: w/t: cannot read" in listed.stderr and "Traceback" not in listed.stderr
+
+    drawn = _as_nobody("plot", str(shared_root / "w"), "--html", str(out_dir / "p.html"))
+    assert 0 == drawn.returncode, drawn.stderr
+    assert f"cannot read {shared_root / 'w' / 'b' / 'logs.jsonl'}" in drawn.stderr
+    assert f"cannot read {shared_root / 'w' / 't' / 'tracks'}" in drawn.stderr
+    assert "4 runs" in drawn.stdout
+
+    tracks = _as_nobody("tracks", str(shared_root / "w" / "t"))
+    assert 2 == tracks.returncode
+    assert tracks.stderr.startswith("dreamlake: ") and "Permission denied" in tracks.stderr
+    assert "no tracks" not in tracks.stderr

@@ -145,7 +145,7 @@ def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="nope does not exist: give a session folder"):
         read_logs(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(FileNotFoundError, match="not a dreamlake log"):
+    with pytest.raises(FileNotFoundError, match=r"empty has no logs\.jsonl"):
         read_logs(tmp_path / "empty")
 
 

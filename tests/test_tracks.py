@@ -1294,3 +1294,22 @@ def test_a_name_too_long_for_the_system_is_refused_at_track_with_nothing_made(se
     with pytest.raises(ValueError, match="use a shorter name"):
         session.track(name + "c")
     assert [{"v": 1}] == [p["data"] for p in read_track(session.path, name)]
+
+
+def test_a_local_path_too_long_for_any_track_says_so() -> None:
+    """The advice names what is too long: the session's own path, not the track's name."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp())
+    deep = base
+    while len(os.fsencode(deep)) < 4060 - 201:
+        deep = deep / ("d" * 200)
+    deep = deep / ("d" * (4060 - len(os.fsencode(deep)) - 1))  # logs.jsonl fits; no track's files do
+    deep.mkdir(parents=True)
+    try:
+        with Session(name="n", workspace="w", local_path=deep) as session:
+            with pytest.raises(ValueError, match="is too long a path for any track"):
+                session.track("t")
+    finally:
+        shutil.rmtree(base)

@@ -33,6 +33,7 @@ from ._format import echo as echo_record
 from ._levels import CANONICAL, LEVELS, normalize_level
 from ._params import Parameters
 from ._read._records import LOG_FILE, Records, read_logs
+from ._read._sessions import RESERVED
 from ._read._tracks import check_name, track_names
 from ._tracks import Track, check_path_fits, description_of, public_as, summary, track_after_fork_in_child
 
@@ -372,6 +373,12 @@ def _path_component(what: str, value: object) -> str:
         msg = f"{what} must be a str, got {type(value).__name__}"
         raise TypeError(msg)
     seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if value in RESERVED:
+        msg = (
+            f"{what} cannot be {value!r}: a session folder keeps its own files under that name "
+            f"({', '.join(sorted(RESERVED))}); choose another"
+        )
+        raise ValueError(msg)
     if value in ("", ".", "..") or any(s in value for s in seps) or "\0" in value:
         msg = (
             f"{what} must be a single folder name: not empty, not '.' or '..', "

@@ -58,6 +58,11 @@ def check_path_fits(session: Path, name: str) -> None:
     except (OSError, ValueError):  # no such folder yet, or no such setting: the usual one
         limit = 4096
     size = len(os.fsencode(longest))
+    if size - len(os.fsencode(name)) + 1 >= limit:
+        msg = (
+            f"{session} is too long a path for any track: this system takes paths of fewer than {limit} bytes"
+        )
+        raise ValueError(msg)
     if size >= limit:
         msg = (
             f"track name {name[:40]!r}... ({len(os.fsencode(name))} bytes) makes paths of {size} bytes "

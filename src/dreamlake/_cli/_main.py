@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import random
 import re
 import shlex
 import signal
+import stat
 import sys
 import threading
 from collections.abc import Iterable, Iterator
@@ -59,7 +61,11 @@ def parse_since(text: str) -> str:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
     # isoformat, not strftime: %Y gives "1", not "0001", for the year 1 on some systems
-    return moment.astimezone(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    try:
+        moment = moment.astimezone(timezone.utc)
+    except OverflowError:  # an offset past the first or last moment a datetime holds
+        moment = (datetime.min if moment.year == 1 else datetime.max).replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def _select(
@@ -140,7 +146,13 @@ def _session_row(session: Path) -> tuple[int, dict[str, int], str, int, str]:
     counts = dict.fromkeys(LEVELS, 0)
     total, last = 0, "-"
     log_file = session / LOG_FILE
-    if log_file.exists() or not (session / TRACKS).is_dir():
+    try:
+        mode: int | None = os.stat(log_file).st_mode
+    except FileNotFoundError:  # a session of tracks only
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        raise IsADirectoryError(errno.EISDIR, "not a file", str(log_file))
+    if mode is not None:
         for record in iter_logs(log_file):
             total += 1
             level = record.get("level", "info")
@@ -465,6 +477,10 @@ class _Once(argparse.Action):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with its output closed (`>&-`): nothing could be shown
+        if sys.stderr is not None:
+            print("dreamlake: standard output is closed; nothing to show", file=sys.stderr)
+        return 2
     try:
         args.run(args)
     except UsageError as exc:

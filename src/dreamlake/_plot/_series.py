@@ -23,6 +23,7 @@ import math
 import multiprocessing
 import operator
 import os
+import stat
 import time
 from array import array
 from collections.abc import Iterable
@@ -31,11 +32,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._params import PARAMS_FILE, read_params
+from .._params import read_params
 from .._read._follow import Follower
 from .._read._records import LOG_FILE, Parse, each_batch, log_records
 from .._read._sessions import sessions_in
-from .._read._tracks import track_file, track_names, track_points
+from .._read._tracks import TRACKS, track_file, track_names, track_points
 
 _NONFINITE = frozenset({"NaN", "Infinity", "-Infinity"})
 _NUMBERS = frozenset({int, float, bool})  # a flag is drawn as 0 and 1
@@ -152,11 +153,9 @@ def _readable(name: str) -> str:
 
 
 def _params(folder: Path) -> dict[str, Any]:
-    if not (folder / PARAMS_FILE).exists():
-        return {}
     try:
         return read_params(folder)
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # none, or one that cannot be read: the run is drawn all the same
         return {}
 
 
@@ -194,7 +193,7 @@ def collect(
     Big files are read in parallel, in parts of about equal size, as many at once as there
     are cores; a file read whole is thinned where it was read, so little travels back.
     """
-    files = [_Part(*found) for found in _files(runs, tracks, fields)]
+    files = [_Part(*found) for found in _files(runs, tracks, fields, notes)]
     sizes = [_size(part.file) for part in files]
     workers = os.cpu_count() or 1
     forks = "fork" in multiprocessing.get_all_start_methods()
@@ -239,7 +238,7 @@ class Watch:
         """What `collect` would give now."""
         found: list[Series] = []
         gone = set(self._files)
-        for run, file, track in _files(self.runs, self.tracks, self.fields):
+        for run, file, track in _files(self.runs, self.tracks, self.fields, notes):
             gone.discard((id(run), file))
             followed = self._files.get((id(run), file))
             if followed is None:
@@ -328,16 +327,37 @@ _PARALLEL_BYTES = 50 << 20  # below this, starting processes costs more than it 
 _PART_BYTES = 16 << 20
 
 
-def _files(runs: list[Run], tracks: str | None, fields: str | None) -> Iterable[tuple[Run, Path, str | None]]:
-    """Each file to read: run, path, and the track's name (None for the logs)."""
+def _files(
+    runs: list[Run], tracks: str | None, fields: str | None, notes: list[str] | None
+) -> Iterable[tuple[Run, Path, str | None]]:
+    """Each file to read: run, path, and the track's name (None for the logs). A folder or file
+    that cannot be looked at is told in `notes`, and the others are read."""
     everything = tracks is None and fields is None
     for run in runs:
         if everything or tracks is not None:
-            for name in track_names(run.path):
+            try:
+                names = track_names(run.path)
+            except OSError as exc:
+                names = []
+                if notes is not None:
+                    notes.append(_unreadable(Path(exc.filename or run.path / TRACKS), exc))
+            for name in names:
                 if everything or fnmatch.fnmatchcase(name, tracks or "*"):
                     yield run, track_file(run.path, name), name
-        if (everything or fields is not None) and (run.path / LOG_FILE).is_file():
-            yield run, run.path / LOG_FILE, None
+        if everything or fields is not None:
+            log = run.path / LOG_FILE
+            try:
+                regular = stat.S_ISREG(os.stat(log).st_mode)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:
+                if notes is not None:
+                    notes.append(_unreadable(log, exc))
+                continue
+            if regular:
+                yield run, log, None
+            elif notes is not None:
+                notes.append(f"cannot read {log}: not a file")
 
 
 def _axis(file: Path) -> str:

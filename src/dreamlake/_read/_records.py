@@ -27,6 +27,9 @@ def log_file_of(path: str | os.PathLike[str]) -> Path:
         msg = f"{path} does not exist: give a session folder or its {LOG_FILE}"
         raise FileNotFoundError(msg)
     if path.is_dir():
+        if not (path / LOG_FILE).exists():
+            msg = f"{path} has no {LOG_FILE}: give a session folder that has logs, or its {LOG_FILE}"
+            raise FileNotFoundError(msg)
         path = path / LOG_FILE
     if not path.is_file():
         msg = f"{path} is not a dreamlake log: give a session folder or its {LOG_FILE}"

@@ -101,7 +101,17 @@ def read_track(path: str | os.PathLike[str], name: str) -> Records:
 def track_names(session: Path) -> list[str]:
     """The tracks of a session folder, by name."""
     root = session / TRACKS
-    return sorted(str(file.parent.relative_to(root)) for file in root.rglob(DATA_FILE) if file.is_file())
+    if not os.path.isdir(root):
+        return []
+    names = []
+    for folder, _, files in os.walk(root, onerror=_raise):  # a folder it cannot read: said, not skipped
+        if DATA_FILE in files and os.path.isfile(os.path.join(folder, DATA_FILE)):
+            names.append(Path(folder).relative_to(root).as_posix())
+    return sorted(names)
+
+
+def _raise(error: OSError) -> None:
+    raise error
 
 
 def points_between(file: Path, start: int, stop: int) -> list[dict[str, Any]]:
