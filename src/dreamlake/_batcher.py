@@ -282,7 +282,12 @@ class Channel:
         count, self.reported_drops = total - self.reported_drops, total
         if not count:
             return None
-        reason = "when_full='drop'" if self.drop_when_full else "the file could not be written"
+        if self.drop_when_full:
+            reason = "when_full='drop'"
+        elif self.error is not None:
+            reason = "the file could not be written"
+        else:
+            reason = f"the writer made no progress for {STALL_TIMEOUT:g} s"
         metadata: dict[str, int | str] = {"dropped": count}
         what = "entries"
         if self.track is not None:
@@ -533,14 +538,18 @@ class Worker:
             return
         self._forking = False
         self._writer.stop = self._syncer.stop = False  # one still in a hung write goes on
-        if not self._writer.running.locked():
-            # Start again lazily, at the next log() (the mark reaches pressure()): a
-            # thread started here would make Python 3.13 warn about this very fork.
-            for channel in self.channels:
-                if channel.state is State.OPEN:
-                    channel.mark = 0
-            if self._requests:
-                self._start()
+        if self._writer.running.locked():
+            return
+        # Marks first: every log() from now on reaches pressure() and starts the writer.
+        for channel in self.channels:
+            if channel.state is State.OPEN:
+                channel.mark = 0
+        # Work that came during the fork (entries, callers waiting for room, flushes) is
+        # done now, not at the next log(), which may never come. Without work nothing
+        # starts: a thread started here would make Python 3.13 warn about this very fork
+        # (with work, another thread made it, and the process is multi-threaded anyway).
+        if self._requests or self._syncs or any(ch.queue or ch.pending or ch.waiters for ch in self.channels):
+            self.wake()
 
     # -- the threads ----------------------------------------------------------------------
 

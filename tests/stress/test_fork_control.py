@@ -1,0 +1,100 @@
+"""The writer's control plane around os.fork(): what other threads are doing when a process forks."""
+
+import time
+
+import orjson
+import pytest
+
+from .conftest import Child
+
+SLOW_SINK = """
+        import threading
+        from dreamlake import _sink
+        _write = _sink.Sink.write
+        def slow_write(self, batch, encode):
+            time.sleep(0.002)  # a slow disk: the logging thread fills the queue and waits for room
+            return _write(self, batch, encode)
+        _sink.Sink.write = slow_write
+"""
+
+
+@pytest.mark.parametrize("call", ["log", "append"])
+def test_fork_while_a_thread_waits_for_room_wakes_it(child: Child, call: str) -> None:
+    """A thread waiting for queue room when the process forks goes on once the parent only waitpid()s:
+    nothing is dropped, and no drop notice blames the disk."""
+    result = child.run(
+        SLOW_SINK
+        + f"""
+        s = session().open()
+        channel = s._channel if {call!r} == "log" else s.track("loss")._channel
+        emit = (lambda i: s.log("e", metadata={{"i": i}})) if {call!r} == "log" else (
+            lambda i: s.track("loss").append(i=i))
+        N = 40000
+        def produce():
+            for i in range(N):
+                emit(i)
+        t = threading.Thread(target=produce)
+        t.start()
+        while not channel.waiters and t.is_alive():
+            time.sleep(0.0005)
+        waiting = bool(channel.waiters)
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        t.join()  # no log() from this thread: only the writer can let the producer go on
+        s.close()
+        print("waited", waiting)
+        """,
+        timeout=120,
+    )
+    assert "waited True" == result.stdout.strip(), result.stderr[-3000:]
+    assert "made no progress" not in result.stderr
+    records = child.records() if child.log_file.stat().st_size else []  # a track's session may log nothing
+    assert [] == [r["message"] for r in records if r["level"] == "warn"]
+    if call == "log":
+        assert list(range(40000)) == [r["metadata"]["i"] for r in records]
+    else:
+        data = (child.log_file.parent / "tracks" / "loss" / "data.jsonl").read_bytes()
+        assert list(range(40000)) == [orjson.loads(line)["data"]["i"] for line in data.splitlines()]
+
+
+def test_entries_logged_during_a_fork_are_written_without_another_log(child: Child) -> None:
+    """Entries another thread logs while the process forks are written within the write interval,
+    although nothing logs afterwards: a SIGKILL later loses none of them."""
+    with child.start(
+        """
+        import threading
+        forking = threading.Event()
+        def hook():  # registered first, so it runs after dreamlake's: the writer has stopped
+            forking.set()
+            time.sleep(0.2)  # the fork takes a while: the other thread logs meanwhile
+        os.register_at_fork(before=hook)
+        s = session(write_interval=0.05).open()
+        s.log("first")
+        s.flush()
+        def produce():
+            forking.wait()
+            for i in range(300):
+                s.log("during", metadata={"i": i})
+            print("logged", flush=True)
+        t = threading.Thread(target=produce)
+        t.start()
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        t.join()
+        print("forked", flush=True)
+        time.sleep(3600)  # killed: nothing logs or flushes again
+        """
+    ) as proc:
+        assert proc.stdout is not None
+        assert "logged" == proc.stdout.readline().strip()
+        assert "forked" == proc.stdout.readline().strip()
+        # No event says "written": wait (bounded) for the file to hold them, as a reader would.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and child.log_file.read_bytes().count(b'"during"') < 300:
+            time.sleep(0.05)
+        proc.kill()
+    assert 300 == [r["message"] for r in child.records()].count("during")
