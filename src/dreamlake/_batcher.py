@@ -461,6 +461,7 @@ class Worker:
         self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle)
         self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle)
         self._forking = False
+        self._forker = 0  # the thread running os.fork(), while _forking
 
     # -- callers --------------------------------------------------------------------------
 
@@ -490,6 +491,11 @@ class Worker:
             self._writer.wake()
         elif not self._forking:
             self._run_inline()  # no thread can run (interpreter shutdown): do it here
+        elif self._forker == threading.get_ident():
+            # Called by a fork hook or a signal handler (SIGTERM) in the forking thread, which
+            # cannot wait for after_fork: once the stopping writer has left, do it here.
+            self._run_inline(-1 if timeout is None else timeout)
+        # else: another thread, during a fork: the writer starts after it and serves this
         if not request.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             for waiting in (self._requests, self._syncs):  # not taken yet: nothing to keep
                 try:
@@ -521,7 +527,7 @@ class Worker:
 
         The writer finishes its round first: what was queued before the fork is written.
         """
-        self._forking = True
+        self._forking, self._forker = True, threading.get_ident()
         deadline = time.monotonic() + FORK_TIMEOUT
         self._writer.join(FORK_TIMEOUT)
         self._syncer.join(max(0.0, deadline - time.monotonic()))
@@ -536,7 +542,7 @@ class Worker:
                 channel.after_fork_in_child()
             self.channels = [ch for ch in self.channels if ch.registered]
             return
-        self._forking = False
+        self._forking, self._forker = False, 0
         self._writer.stop = self._syncer.stop = False  # one still in a hung write goes on
         if self._writer.running.locked():
             return
@@ -571,11 +577,14 @@ class Worker:
         does not look at them: it must not push the next look further away)."""
         return max(0.0, self._scanned + self._interval() - time.monotonic())
 
-    def _run_inline(self) -> None:
-        """The threads' work in the caller's thread, for when no thread can be started."""
+    def _run_inline(self, wait: float = 0.0) -> None:
+        """The threads' work in the caller's thread, for when no thread can be started; waits
+        up to `wait` seconds (-1: for ever) for a thread still running to leave."""
         writer = self._writer
+        deadline = time.monotonic() + wait
         while self._requests or self._syncs:  # also those other callers add meanwhile
-            if not writer.running.acquire(blocking=False):
+            left = -1 if wait < 0 else max(0.0, deadline - time.monotonic())
+            if not writer.running.acquire(timeout=left):
                 return  # a thread, or another caller (or this one, under a signal handler)
             writer.ident = threading.get_ident()
             try:
@@ -740,7 +749,9 @@ class Worker:
 
     def _to_syncer(self, request: _Request) -> None:
         self._syncs.append(request)
-        if self._syncer.start():  # under its lock: it cannot be deciding to stop meanwhile
+        if (
+            not self._forking and self._syncer.start()
+        ):  # none starts during a fork: fsync here  # under its lock: it cannot be deciding to stop meanwhile
             self._syncer.wake()
         else:
             self._sync_round()

@@ -1,5 +1,6 @@
 """The writer's control plane around os.fork(): what other threads are doing when a process forks."""
 
+import signal
 import time
 
 import orjson
@@ -98,3 +99,27 @@ def test_entries_logged_during_a_fork_are_written_without_another_log(child: Chi
             time.sleep(0.05)
         proc.kill()
     assert 300 == [r["message"] for r in child.records()].count("during")
+
+
+def test_sigterm_during_a_fork_flushes_and_ends_the_process(child: Child) -> None:
+    """A SIGTERM that arrives while os.fork() runs its hooks flushes at once (no 5 s wait for a
+    writer the fork stopped), writes what was logged during the fork, and ends the process."""
+    result = child.run(
+        """
+        def hook():  # registered first, so it runs after dreamlake's: the writer has stopped
+            for i in range(100):
+                s.log("during", metadata={"i": i})
+            os.kill(os.getpid(), signal.SIGTERM)  # its handler runs here, in the forking thread
+        os.register_at_fork(before=hook)
+        s = session(write_interval=3600).open()
+        s.log("before")
+        s.flush()
+        os.fork()
+        os._exit(0)  # the child, or a parent whose SIGTERM did not end it
+        """,
+        timeout=60,
+    )
+    assert -signal.SIGTERM == result.returncode, result.stderr[-3000:]
+    assert "did not finish" not in result.stderr
+    records = child.records()
+    assert ["before"] + ["during"] * 100 == [r["message"] for r in records]
