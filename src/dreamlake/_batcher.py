@@ -356,6 +356,16 @@ def _latch() -> threading.Lock:
     return latch
 
 
+class Gate:
+    """What the writer's threads share about starting: a fork sets `forking` under `lock`,
+    and a thread is started only under it, after finding `forking` false."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # re-entrant: a signal handler may start one meanwhile
+        self.forking = False
+        self.forker = 0  # the thread running os.fork(), while forking
+
+
 class _Loop:
     """A named daemon thread that runs `step` whenever woken, or every `interval()` seconds.
 
@@ -366,9 +376,14 @@ class _Loop:
     """
 
     def __init__(
-        self, name: str, step: Callable[[], None], interval: Callable[[], float], idle: Callable[[], bool]
+        self,
+        name: str,
+        step: Callable[[], None],
+        interval: Callable[[], float],
+        idle: Callable[[], bool],
+        gate: Gate,
     ) -> None:
-        self._name, self._step, self._interval, self._idle = name, step, interval, idle
+        self._name, self._step, self._interval, self._idle, self._gate = name, step, interval, idle, gate
         self.running = threading.Lock()  # held while a thread (or an inline round) runs steps
         self.ident = 0  # the thread holding `running`
         self.stop = False
@@ -383,14 +398,17 @@ class _Loop:
                 pass
 
     def start(self) -> bool:
-        """Start a thread unless one runs; False if none can (interpreter shutdown)."""
+        """Start a thread unless one runs; False if none can (interpreter shutdown, a fork)."""
         if self.running.locked():
             return True
-        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # "can't create new thread at interpreter shutdown"
-            return False
+        with self._gate.lock:  # a fork waits: no thread of ours is half started when it joins them
+            if self._gate.forking:
+                return False
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            try:
+                thread.start()  # returns once the thread runs: join() can find it
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                return False
         return True
 
     def join(self, timeout: float) -> None:
@@ -458,10 +476,9 @@ class Worker:
         self._init_threads()
 
     def _init_threads(self) -> None:
-        self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle)
-        self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle)
-        self._forking = False
-        self._forker = 0  # the thread running os.fork(), while _forking
+        self._gate = Gate()
+        self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle, self._gate)
+        self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle, self._gate)
 
     # -- callers --------------------------------------------------------------------------
 
@@ -489,9 +506,9 @@ class Worker:
         self._requests.append(request)
         if self._start():
             self._writer.wake()
-        elif not self._forking:
+        elif not self._gate.forking:
             self._run_inline()  # no thread can run (interpreter shutdown): do it here
-        elif self._forker == threading.get_ident():
+        elif self._gate.forker == threading.get_ident():
             # Called by a fork hook or a signal handler (SIGTERM) in the forking thread, which
             # cannot wait for after_fork: once the stopping writer has left, do it here.
             self._run_inline(-1 if timeout is None else timeout)
@@ -527,7 +544,9 @@ class Worker:
 
         The writer finishes its round first: what was queued before the fork is written.
         """
-        self._forking, self._forker = True, threading.get_ident()
+        gate = self._gate
+        with gate.lock:  # no thread is starting once this is set: join() finds them all
+            gate.forking, gate.forker = True, threading.get_ident()
         deadline = time.monotonic() + FORK_TIMEOUT
         self._writer.join(FORK_TIMEOUT)
         self._syncer.join(max(0.0, deadline - time.monotonic()))
@@ -542,7 +561,7 @@ class Worker:
                 channel.after_fork_in_child()
             self.channels = [ch for ch in self.channels if ch.registered]
             return
-        self._forking, self._forker = False, 0
+        self._gate.forking, self._gate.forker = False, 0
         self._writer.stop = self._syncer.stop = False  # one still in a hung write goes on
         if self._writer.running.locked():
             return
@@ -561,7 +580,7 @@ class Worker:
 
     def _start(self) -> bool:
         """Make sure both threads run while there is work; False if the writer cannot."""
-        if self._forking or self._idle():
+        if self._gate.forking or self._idle():
             return self._writer.running.locked()
         self._syncer.start()  # now, although needed later: at interpreter exit none can start
         return self._writer.start()
@@ -602,7 +621,7 @@ class Worker:
         writer would take it back before the other thread wakes up, so it sleeps.
         """
         now = time.perf_counter()
-        if now - self._held_since < SLICE or not self._hand_over or self._forking:
+        if now - self._held_since < SLICE or not self._hand_over or self._gate.forking:
             return
         time.sleep(HAND_OVER)
         self._held_since = time.perf_counter()
@@ -750,7 +769,7 @@ class Worker:
     def _to_syncer(self, request: _Request) -> None:
         self._syncs.append(request)
         if (
-            not self._forking and self._syncer.start()
+            not self._gate.forking and self._syncer.start()
         ):  # none starts during a fork: fsync here  # under its lock: it cannot be deciding to stop meanwhile
             self._syncer.wake()
         else:

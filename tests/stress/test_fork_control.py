@@ -123,3 +123,33 @@ def test_sigterm_during_a_fork_flushes_and_ends_the_process(child: Child) -> Non
     assert "did not finish" not in result.stderr
     records = child.records()
     assert ["before"] + ["during"] * 100 == [r["message"] for r in records]
+
+
+def test_forks_racing_open_and_close_stop_the_writer_each_time(child: Child) -> None:
+    """Forks in a loop while another thread opens and closes sessions (starting and stopping the
+    writer's threads): the before-fork hook never meets a thread still starting."""
+    result = child.run(
+        """
+        import threading
+        done = threading.Event()
+        def churn():
+            i = 0
+            while not done.is_set():
+                with session(write_interval=0.001) as s:
+                    s.log("churn", metadata={"i": i})
+                i += 1
+        t = threading.Thread(target=churn)
+        t.start()
+        for _ in range(200):
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+            os.waitpid(pid, 0)
+        done.set()
+        t.join()
+        print("ok")
+        """,
+        timeout=120,
+    )
+    assert "ok" == result.stdout.strip(), result.stderr[-3000:]
+    assert "Exception ignored" not in result.stderr, result.stderr[-3000:]
