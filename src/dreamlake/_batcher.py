@@ -364,6 +364,7 @@ class Gate:
         self.lock = threading.RLock()  # re-entrant: a signal handler may start one meanwhile
         self.forking = False
         self.forker = 0  # the thread running os.fork(), while forking
+        self.inline = False  # after the exit flush: callers write in their own thread
 
 
 class _Loop:
@@ -402,7 +403,7 @@ class _Loop:
         if self.running.locked():
             return True
         with self._gate.lock:  # a fork waits: no thread of ours is half started when it joins them
-            if self._gate.forking:
+            if self._gate.forking or self._gate.inline:
                 return False
             thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             try:
@@ -534,8 +535,22 @@ class Worker:
         self.call(_Kind.FLUSH, None, timeout)
 
     def exit_all(self, timeout: float) -> None:
+        """The exit flush; then the threads stop, and what exit handlers and finalizers log
+        later is written in their own thread. A daemon thread that the interpreter's
+        finalization freezes would hold `running` for ever: every later write would wait
+        for it, and be lost."""
         self.exiting = True
-        self.call(_Kind.EXIT, None, timeout)
+        deadline = time.monotonic() + timeout
+        self.call(_Kind.EXIT, None, timeout)  # a timeout (a hung disk) leaves the threads on it
+        gate = self._gate
+        with gate.lock:
+            gate.inline = True  # none starts again
+        self._writer.join(max(0.0, deadline - time.monotonic()))
+        self._syncer.join(max(0.0, deadline - time.monotonic()))
+        if self._writer.running.locked() or self._syncer.running.locked():  # still in a write
+            gate.inline = False
+            self._writer.stop = self._syncer.stop = False
+            self.wake()
 
     # -- forks ----------------------------------------------------------------------------
 

@@ -153,3 +153,24 @@ def test_forks_racing_open_and_close_stop_the_writer_each_time(child: Child) -> 
     )
     assert "ok" == result.stdout.strip(), result.stderr[-3000:]
     assert "Exception ignored" not in result.stderr, result.stderr[-3000:]
+
+
+def test_log_from_a_finalizer_at_interpreter_shutdown_is_written_at_once(child: Child) -> None:
+    """A __del__ that logs while the interpreter shuts down (after the exit flush, when the writer
+    thread is frozen) writes its entry in its own thread: no 5 s wait, nothing lost."""
+    result = child.run(
+        """
+        class Late:
+            def __init__(self, session):
+                self.session = session
+            def __del__(self):
+                self.session.log("from __del__")
+        s = session().open()
+        s.log("before")
+        late = Late(s)  # finalized when the interpreter clears this module, after atexit
+        """,
+        timeout=60,
+    )
+    assert 0 == result.returncode, result.stderr[-3000:]
+    assert "" == result.stderr
+    assert ["before", "from __del__"] == [r["message"] for r in child.records()]
