@@ -1,7 +1,11 @@
 """The writer's control plane around os.fork(): what other threads are doing when a process forks."""
 
 import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import orjson
 import pytest
@@ -174,3 +178,48 @@ def test_log_from_a_finalizer_at_interpreter_shutdown_is_written_at_once(child: 
     assert 0 == result.returncode, result.stderr[-3000:]
     assert "" == result.stderr
     assert ["before", "from __del__"] == [r["message"] for r in child.records()]
+
+
+def test_import_registers_no_hook_and_use_registers_one_fork_hook(tmp_path: Path) -> None:
+    """Importing every dreamlake module registers no fork or exit hook; sessions, parameters and
+    tracks in use register exactly one os.register_at_fork and one atexit between them."""
+    script = tmp_path / "hooks.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import atexit, os, pkgutil, importlib, sys, tempfile
+            registered = []
+            fork, exit = os.register_at_fork, atexit.register
+            def ours(f):
+                return f.__module__.startswith("dreamlake")
+            def register_at_fork(**hooks):
+                if any(ours(f) for f in hooks.values()):
+                    registered.append("fork")
+                fork(**hooks)
+            def register(f, *args, **kwargs):
+                if ours(f):
+                    registered.append("atexit")
+                return exit(f, *args, **kwargs)
+            os.register_at_fork, atexit.register = register_at_fork, register
+            import dreamlake
+            for module in pkgutil.walk_packages(dreamlake.__path__, "dreamlake."):
+                if not module.name.startswith(("dreamlake._bench", "dreamlake._plot", "dreamlake.__main__")):
+                    importlib.import_module(module.name)
+            print("import", registered)
+            with dreamlake.Session(name="r", workspace="w", local_path=tempfile.mkdtemp()) as s:
+                s.params(lr=0.1)
+                s.track("loss", description="d").append(value=1.0)
+                s.log("x")
+                pid = os.fork()
+                if pid == 0:
+                    s.log("child")
+                    s.params(lr=0.2)
+                    s.close()
+                    os._exit(0)
+                os.waitpid(pid, 0)
+            print("use", registered)
+            """
+        )
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert ["import []", "use ['fork', 'atexit']"] == result.stdout.splitlines(), result.stderr[-3000:]
