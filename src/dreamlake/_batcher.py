@@ -474,6 +474,7 @@ class Worker:
         self._hand_over = True  # False for the rest of a round once a hand-over met a GIL-bound thread
         self._scan = False  # a queue reached its mark since the last look at every channel
         self._scanned = 0.0  # when the writer last looked at every channel
+        self._others = False  # other threads ran when the fork began
         self._init_threads()
 
     def _init_threads(self) -> None:
@@ -565,6 +566,7 @@ class Worker:
         deadline = time.monotonic() + FORK_TIMEOUT
         self._writer.join(FORK_TIMEOUT)
         self._syncer.join(max(0.0, deadline - time.monotonic()))
+        self._others = threading.active_count() > 1  # threads that may log during the fork
 
     def after_fork(self, child: bool) -> None:
         if child:  # the parent's callers wait for the parent's threads
@@ -584,11 +586,14 @@ class Worker:
         for channel in self.channels:
             if channel.state is State.OPEN:
                 channel.mark = 0
-        # Work that came during the fork (entries, callers waiting for room, flushes) is
-        # done now, not at the next log(), which may never come. Without work nothing
-        # starts: a thread started here would make Python 3.13 warn about this very fork
-        # (with work, another thread made it, and the process is multi-threaded anyway).
-        if self._requests or self._syncs or any(ch.queue or ch.pending or ch.waiters for ch in self.channels):
+        # Work that other threads brought during the fork (entries, a wait for room, a
+        # flush) is done now, not at the next log(), which may never come. Otherwise
+        # nothing starts: a thread started here would make Python 3.13 warn about this
+        # very fork (with other threads, the process was multi-threaded anyway). Entries
+        # that a single-threaded process logged in a fork hook wait for its next call.
+        waiting = self._requests or self._syncs or any(ch.waiters for ch in self.channels)
+        others, self._others = self._others or threading.active_count() > 1, False
+        if waiting or (others and any(ch.queue or ch.pending for ch in self.channels)):
             self.wake()
 
     # -- the threads ----------------------------------------------------------------------

@@ -223,3 +223,32 @@ def test_import_registers_no_hook_and_use_registers_one_fork_hook(tmp_path: Path
     )
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert ["import []", "use ['fork', 'atexit']"] == result.stdout.splitlines(), result.stderr[-3000:]
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="the multi-threaded fork warning exists since 3.12")
+def test_single_threaded_fork_hook_that_logs_emits_no_multithreaded_fork_warning(child: Child) -> None:
+    """A single-threaded process whose own fork hook logs: no thread starts during the fork (no
+    "multi-threaded" warning), and the entry is written at close."""
+    result = child.run(
+        """
+        import warnings
+        def hook():  # registered first, so it runs after dreamlake's: the writer has stopped
+            s.log("during")
+        os.register_at_fork(before=hook)
+        s = session().open()
+        s.log("before")
+        s.flush()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", DeprecationWarning)
+            pid = os.fork()
+            if pid == 0:
+                os._exit(0)
+        for w in caught:
+            print("warning:", w.message, file=sys.stderr)
+        os.waitpid(pid, 0)
+        s.close()
+        """,
+        timeout=60,
+    )
+    assert "multi-threaded" not in result.stderr, result.stderr[-3000:]
+    assert ["before", "during"] == [r["message"] for r in child.records()]
