@@ -370,8 +370,8 @@ class Gate:
 class _Loop:
     """A named daemon thread that runs `step` whenever woken, or every `interval()` seconds.
 
-    Callers take no lock to start it: they start a thread whenever no thread holds
-    `running`, and a thread that finds `running` held leaves at once. Only the loop's
+    Callers start a thread whenever no thread holds `running` (under the gate's lock,
+    unless a fork is under way), and a thread that finds `running` held leaves at once. Only the loop's
     own threads (and a caller doing a round itself when no thread can start) hold
     `running`; no signal handler runs in those threads, so it is never left held.
     """
@@ -788,9 +788,9 @@ class Worker:
 
     def _to_syncer(self, request: _Request) -> None:
         self._syncs.append(request)
-        if (
-            not self._gate.forking and self._syncer.start()
-        ):  # none starts during a fork: fsync here  # under its lock: it cannot be deciding to stop meanwhile
+        # None starts during a fork: fsync here. Started under its lock, the syncer cannot be
+        # deciding to stop meanwhile.
+        if not self._gate.forking and self._syncer.start():
             self._syncer.wake()
         else:
             self._sync_round()
