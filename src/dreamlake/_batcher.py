@@ -282,7 +282,12 @@ class Channel:
         count, self.reported_drops = total - self.reported_drops, total
         if not count:
             return None
-        reason = "when_full='drop'" if self.drop_when_full else "the file could not be written"
+        if self.drop_when_full:
+            reason = "when_full='drop'"
+        elif self.error is not None:
+            reason = "the file could not be written"
+        else:
+            reason = f"the writer made no progress for {STALL_TIMEOUT:g} s"
         metadata: dict[str, int | str] = {"dropped": count}
         what = "entries"
         if self.track is not None:
@@ -351,19 +356,35 @@ def _latch() -> threading.Lock:
     return latch
 
 
+class Gate:
+    """What the writer's threads share about starting: a fork sets `forking` under `lock`,
+    and a thread is started only under it, after finding `forking` false."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # re-entrant: a signal handler may start one meanwhile
+        self.forking = False
+        self.forker = 0  # the thread running os.fork(), while forking
+        self.inline = False  # after the exit flush: callers write in their own thread
+
+
 class _Loop:
     """A named daemon thread that runs `step` whenever woken, or every `interval()` seconds.
 
-    Callers take no lock to start it: they start a thread whenever no thread holds
-    `running`, and a thread that finds `running` held leaves at once. Only the loop's
+    Callers start a thread whenever no thread holds `running` (under the gate's lock,
+    unless a fork is under way), and a thread that finds `running` held leaves at once. Only the loop's
     own threads (and a caller doing a round itself when no thread can start) hold
     `running`; no signal handler runs in those threads, so it is never left held.
     """
 
     def __init__(
-        self, name: str, step: Callable[[], None], interval: Callable[[], float], idle: Callable[[], bool]
+        self,
+        name: str,
+        step: Callable[[], None],
+        interval: Callable[[], float],
+        idle: Callable[[], bool],
+        gate: Gate,
     ) -> None:
-        self._name, self._step, self._interval, self._idle = name, step, interval, idle
+        self._name, self._step, self._interval, self._idle, self._gate = name, step, interval, idle, gate
         self.running = threading.Lock()  # held while a thread (or an inline round) runs steps
         self.ident = 0  # the thread holding `running`
         self.stop = False
@@ -378,14 +399,17 @@ class _Loop:
                 pass
 
     def start(self) -> bool:
-        """Start a thread unless one runs; False if none can (interpreter shutdown)."""
+        """Start a thread unless one runs; False if none can (interpreter shutdown, a fork)."""
         if self.running.locked():
             return True
-        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # "can't create new thread at interpreter shutdown"
-            return False
+        with self._gate.lock:  # a fork waits: no thread of ours is half started when it joins them
+            if self._gate.forking or self._gate.inline:
+                return False
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            try:
+                thread.start()  # returns once the thread runs: join() can find it
+            except RuntimeError:  # "can't create new thread at interpreter shutdown"
+                return False
         return True
 
     def join(self, timeout: float) -> None:
@@ -450,12 +474,13 @@ class Worker:
         self._hand_over = True  # False for the rest of a round once a hand-over met a GIL-bound thread
         self._scan = False  # a queue reached its mark since the last look at every channel
         self._scanned = 0.0  # when the writer last looked at every channel
+        self._others = False  # other threads ran when the fork began
         self._init_threads()
 
     def _init_threads(self) -> None:
-        self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle)
-        self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle)
-        self._forking = False
+        self._gate = Gate()
+        self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle, self._gate)
+        self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle, self._gate)
 
     # -- callers --------------------------------------------------------------------------
 
@@ -483,8 +508,13 @@ class Worker:
         self._requests.append(request)
         if self._start():
             self._writer.wake()
-        elif not self._forking:
+        elif not self._gate.forking:
             self._run_inline()  # no thread can run (interpreter shutdown): do it here
+        elif self._gate.forker == threading.get_ident():
+            # Called by a fork hook or a signal handler (SIGTERM) in the forking thread, which
+            # cannot wait for after_fork: once the stopping writer has left, do it here.
+            self._run_inline(-1 if timeout is None else timeout)
+        # else: another thread, during a fork: the writer starts after it and serves this
         if not request.done.acquire(timeout=-1 if timeout is None else max(0.0, timeout)):
             for waiting in (self._requests, self._syncs):  # not taken yet: nothing to keep
                 try:
@@ -506,8 +536,22 @@ class Worker:
         self.call(_Kind.FLUSH, None, timeout)
 
     def exit_all(self, timeout: float) -> None:
+        """The exit flush; then the threads stop, and what exit handlers and finalizers log
+        later is written in their own thread. A daemon thread that the interpreter's
+        finalization freezes would hold `running` for ever: every later write would wait
+        for it, and be lost."""
         self.exiting = True
-        self.call(_Kind.EXIT, None, timeout)
+        deadline = time.monotonic() + timeout
+        self.call(_Kind.EXIT, None, timeout)  # a timeout (a hung disk) leaves the threads on it
+        gate = self._gate
+        with gate.lock:
+            gate.inline = True  # none starts again
+        self._writer.join(max(0.0, deadline - time.monotonic()))
+        self._syncer.join(max(0.0, deadline - time.monotonic()))
+        if self._writer.running.locked() or self._syncer.running.locked():  # still in a write
+            gate.inline = False
+            self._writer.stop = self._syncer.stop = False
+            self.wake()
 
     # -- forks ----------------------------------------------------------------------------
 
@@ -516,10 +560,13 @@ class Worker:
 
         The writer finishes its round first: what was queued before the fork is written.
         """
-        self._forking = True
+        gate = self._gate
+        with gate.lock:  # no thread is starting once this is set: join() finds them all
+            gate.forking, gate.forker = True, threading.get_ident()
         deadline = time.monotonic() + FORK_TIMEOUT
         self._writer.join(FORK_TIMEOUT)
         self._syncer.join(max(0.0, deadline - time.monotonic()))
+        self._others = threading.active_count() > 1  # threads that may log during the fork
 
     def after_fork(self, child: bool) -> None:
         if child:  # the parent's callers wait for the parent's threads
@@ -531,22 +578,29 @@ class Worker:
                 channel.after_fork_in_child()
             self.channels = [ch for ch in self.channels if ch.registered]
             return
-        self._forking = False
+        self._gate.forking, self._gate.forker = False, 0
         self._writer.stop = self._syncer.stop = False  # one still in a hung write goes on
-        if not self._writer.running.locked():
-            # Start again lazily, at the next log() (the mark reaches pressure()): a
-            # thread started here would make Python 3.13 warn about this very fork.
-            for channel in self.channels:
-                if channel.state is State.OPEN:
-                    channel.mark = 0
-            if self._requests:
-                self._start()
+        if self._writer.running.locked():
+            return
+        # Marks first: every log() from now on reaches pressure() and starts the writer.
+        for channel in self.channels:
+            if channel.state is State.OPEN:
+                channel.mark = 0
+        # Work that other threads brought during the fork (entries, a wait for room, a
+        # flush) is done now, not at the next log(), which may never come. Otherwise
+        # nothing starts: a thread started here would make Python 3.13 warn about this
+        # very fork (with other threads, the process was multi-threaded anyway). Entries
+        # that a single-threaded process logged in a fork hook wait for its next call.
+        waiting = self._requests or self._syncs or any(ch.waiters for ch in self.channels)
+        others, self._others = self._others or threading.active_count() > 1, False
+        if waiting or (others and any(ch.queue or ch.pending for ch in self.channels)):
+            self.wake()
 
     # -- the threads ----------------------------------------------------------------------
 
     def _start(self) -> bool:
         """Make sure both threads run while there is work; False if the writer cannot."""
-        if self._forking or self._idle():
+        if self._gate.forking or self._idle():
             return self._writer.running.locked()
         self._syncer.start()  # now, although needed later: at interpreter exit none can start
         return self._writer.start()
@@ -562,11 +616,14 @@ class Worker:
         does not look at them: it must not push the next look further away)."""
         return max(0.0, self._scanned + self._interval() - time.monotonic())
 
-    def _run_inline(self) -> None:
-        """The threads' work in the caller's thread, for when no thread can be started."""
+    def _run_inline(self, wait: float = 0.0) -> None:
+        """The threads' work in the caller's thread, for when no thread can be started; waits
+        up to `wait` seconds (-1: for ever) for a thread still running to leave."""
         writer = self._writer
+        deadline = time.monotonic() + wait
         while self._requests or self._syncs:  # also those other callers add meanwhile
-            if not writer.running.acquire(blocking=False):
+            left = -1 if wait < 0 else max(0.0, deadline - time.monotonic())
+            if not writer.running.acquire(timeout=left):
                 return  # a thread, or another caller (or this one, under a signal handler)
             writer.ident = threading.get_ident()
             try:
@@ -584,7 +641,7 @@ class Worker:
         writer would take it back before the other thread wakes up, so it sleeps.
         """
         now = time.perf_counter()
-        if now - self._held_since < SLICE or not self._hand_over or self._forking:
+        if now - self._held_since < SLICE or not self._hand_over or self._gate.forking:
             return
         time.sleep(HAND_OVER)
         self._held_since = time.perf_counter()
@@ -731,7 +788,9 @@ class Worker:
 
     def _to_syncer(self, request: _Request) -> None:
         self._syncs.append(request)
-        if self._syncer.start():  # under its lock: it cannot be deciding to stop meanwhile
+        # None starts during a fork: fsync here. Started under its lock, the syncer cannot be
+        # deciding to stop meanwhile.
+        if not self._gate.forking and self._syncer.start():
             self._syncer.wake()
         else:
             self._sync_round()

@@ -16,12 +16,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ._process import on_fork
+
 _held: set[int] = set()  # folder descriptors locked (or being locked) by this process
 
 
 @contextmanager
 def locked_folder(folder: Path) -> Iterator[int]:
     """The folder (made if missing) opened and locked for this process; yields its descriptor."""
+    on_fork("folders", after_in_child=_close_held_in_child)
     os.makedirs(folder, exist_ok=True)  # deleted under an open session: made again, as logs are
     fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
     _held.add(fd)
@@ -126,6 +129,3 @@ def _close_held_in_child() -> None:
         except OSError:
             pass
     _held.clear()
-
-
-os.register_at_fork(after_in_child=_close_held_in_child)

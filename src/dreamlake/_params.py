@@ -25,6 +25,7 @@ import orjson
 
 from ._encode import Deferred, metadata_bytes, safe_str, snapshot
 from ._files import locked_folder, replace_file, reworded
+from ._process import on_fork
 
 if TYPE_CHECKING:
     from ._session import Session
@@ -142,18 +143,15 @@ def _plain(flat: dict[str, Any]) -> dict[str, Any]:
 
 _setting = threading.Lock()  # one set() at a time in this process; a fork waits for it
 _local = threading.local()
-_fork_hook: list[bool] = []
 
 
 def _merge_into(file: Path, new: dict[str, Any]) -> None:
     if getattr(_local, "active", False):
         msg = "parameters().set() was called inside another set() (from a signal handler?)"
         raise RuntimeError(msg)
-    if not _fork_hook:
-        _fork_hook.append(True)
-        os.register_at_fork(
-            before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_new_lock
-        )
+    on_fork(
+        "parameters", before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_new_lock
+    )
     with _setting:
         _local.active = True
         try:

@@ -9,8 +9,11 @@ call the writer through the small `Hooks` protocol:
   everything, then call that function, or end the process as SIGTERM would have.
   Handlers can only be set from the main thread: a session first opened in another
   thread asks the main thread to install it at its next Python instruction;
-- `os.register_at_fork`: the writer thread stops before the fork (so the child is
-  copied from a single-threaded process) and starts again after it.
+- `os.register_at_fork`, once for every module that must act around a fork (see
+  `on_fork`): a `Parameters.set()` in progress finishes, then the writer's threads
+  stop (so the child is copied from a single-threaded process); after the fork the
+  same in reverse, and the child closes the folder descriptors it inherited locked
+  and gets locks of its own.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 EXIT_TIMEOUT = 5.0  # seconds the exit and SIGTERM flushes wait for a slow disk
 MAIN_THREAD_WAIT = 0.5  # seconds open() in another thread waits for the main thread to set the hook
@@ -48,8 +52,9 @@ def install(hooks: Hooks) -> None:
     if _hooks is None:
         _hooks = hooks
         atexit.register(_at_exit)
-        os.register_at_fork(
-            before=_before_fork,
+        on_fork(
+            "writer",
+            before=hooks.before_fork,
             after_in_parent=lambda: hooks.after_fork(child=False),
             after_in_child=lambda: hooks.after_fork(child=True),
         )
@@ -61,10 +66,65 @@ def install(hooks: Hooks) -> None:
             _ask_main_thread(MAIN_THREAD_WAIT)
 
 
+# -- fork: one os.register_at_fork, the hooks of every module in one order ------------------
+
+FORK_ORDER = ("parameters", "writer", "folders", "sessions")
+"""Before a fork the hooks run in this order, after it in reverse: a set() in progress
+finishes before the writer stops, and the writer starts again before the next set()."""
+
+
+class _ForkHooks(NamedTuple):
+    before: Callable[[], None] | None
+    after_in_parent: Callable[[], None] | None
+    after_in_child: Callable[[], None] | None
+
+
+_fork_hooks: dict[str, _ForkHooks] = {}
+
+
+def on_fork(
+    stage: str,
+    before: Callable[[], None] | None = None,
+    after_in_parent: Callable[[], None] | None = None,
+    after_in_child: Callable[[], None] | None = None,
+) -> None:
+    """Run these around every fork from now on, at `stage`'s place in FORK_ORDER. Called at
+    a module's first use, never at import; the first call registers the process's hook."""
+    if stage not in FORK_ORDER:
+        msg = f"stage must be one of {', '.join(FORK_ORDER)} (got {stage!r})"
+        raise ValueError(msg)
+    if stage in _fork_hooks:
+        return
+    if not _fork_hooks:
+        os.register_at_fork(
+            before=_before_fork, after_in_parent=_after_in_parent, after_in_child=_after_in_child
+        )
+    _fork_hooks[stage] = _ForkHooks(before, after_in_parent, after_in_child)
+
+
+def _run_fork_hooks(which: int, stages: Any) -> None:
+    for stage in stages:
+        hooks = _fork_hooks.get(stage)
+        hook = None if hooks is None else hooks[which]
+        if hook is None:
+            continue
+        try:
+            hook()
+        except Exception as exc:  # noqa: BLE001 - one failing hook must not skip the others
+            _say(f"around a fork ({stage}): {exc!r}")
+
+
 def _before_fork() -> None:
     _watch_multiprocessing_children()
-    if _hooks is not None:
-        _hooks.before_fork()
+    _run_fork_hooks(0, FORK_ORDER)
+
+
+def _after_in_parent() -> None:
+    _run_fork_hooks(1, reversed(FORK_ORDER))
+
+
+def _after_in_child() -> None:
+    _run_fork_hooks(2, reversed(FORK_ORDER))
 
 
 def _at_exit() -> None:
@@ -76,10 +136,14 @@ def _quietly(when: str, call: Any) -> None:
     try:
         call(EXIT_TIMEOUT)
     except Exception as exc:  # noqa: BLE001 - an exit path must not raise
-        try:
-            print(f"dreamlake: {when}: {exc}", file=sys.stderr)
-        except Exception:  # noqa: BLE001
-            pass
+        _say(f"{when}: {exc}")
+
+
+def _say(text: str) -> None:
+    try:
+        print(f"dreamlake: {text}", file=sys.stderr)
+    except Exception:  # noqa: BLE001 - stderr may be closed
+        pass
 
 
 def _install_sigterm() -> None:

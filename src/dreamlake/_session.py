@@ -32,6 +32,7 @@ from ._encode import (
 from ._format import echo as echo_record
 from ._levels import CANONICAL, LEVELS, normalize_level
 from ._params import Parameters
+from ._process import on_fork
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._sessions import RESERVED
 from ._read._tracks import check_name, track_names
@@ -262,15 +263,12 @@ open_sessions: list[Session] = []
 """Open sessions, oldest first: the module-level `dreamlake.log` uses the last."""
 
 _all_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
-_fork_hook: list[bool] = []  # installed once, by the first Session
 
 
 def _track_for_fork(session: Session) -> None:
     """A fork while another thread is inside open() or close() copies its lock held: the child
     gets new ones."""
-    if not _fork_hook:
-        _fork_hook.append(True)
-        os.register_at_fork(after_in_child=_new_locks_in_child)
+    on_fork("sessions", after_in_child=_new_locks_in_child)
     _all_sessions.add(session)
 
 
