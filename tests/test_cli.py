@@ -415,3 +415,21 @@ def test_folders_that_cannot_be_read_are_named_and_the_rest_listed_and_drawn(sha
     assert 2 == tracks.returncode
     assert tracks.stderr.startswith("dreamlake: ") and "Permission denied" in tracks.stderr
     assert "no tracks" not in tracks.stderr
+
+
+@pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf", "x"])
+def test_a_poll_interval_that_is_not_a_positive_number_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], interval: str
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["plot", str(tmp_path), "--follow", "--interval", interval])
+    assert 2 == exited.value.code
+    assert "must be a positive number of seconds" in capsys.readouterr().err
+
+
+def test_ls_shows_a_tab_in_a_name_as_an_escape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with Session(name="a\tb", workspace="w", local_path=tmp_path) as s:
+        s.log("x")
+    assert 0 == main(["ls", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "w/a\\tb" in out and "\t" not in out

@@ -15,7 +15,7 @@ def test_second_positional_argument_is_named_as_the_level(tmp_path: Path) -> Non
     """log("hello", "world"): one ValueError, not chained, naming the level and the way out."""
     with Session(name="s", workspace="w", local_path=tmp_path) as s:
         with pytest.raises(
-            ValueError, match=r"^level \(log\(\)'s second argument\) must be one of 'debug'"
+            ValueError, match=r"^level \(log\(\)'s second argument, or level=\) must be one of 'debug'"
         ) as info:
             s.log("hello", "world")
     assert info.value.__suppress_context__ and "metadata={...}" in str(info.value)
@@ -72,3 +72,9 @@ def test_ls_without_a_folder_reads_the_environment_variable(
         s.log("hi")
     assert 0 == main(["ls"])
     assert "w/s" in capsys.readouterr().out
+
+
+def test_an_empty_local_path_is_refused() -> None:
+    """'' would mean the current folder, while an empty DREAMLAKE_LOCAL_PATH means .dreamlake."""
+    with pytest.raises(ValueError, match="local_path must name a folder, got '' \\(leave it out"):
+        Session(name="s", workspace="w", local_path="")

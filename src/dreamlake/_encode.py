@@ -310,11 +310,11 @@ def preview_bytes(metadata: Metadata) -> bytes:
 
 def _tensor_preview(obj: Any) -> Any:
     if isinstance(obj, _Tensor):
-        device = getattr(obj.copy, "device", None)
-        if getattr(device, "type", None) == "cpu":
+        device = _guarded(lambda: obj.copy.device, None)
+        if _guarded(lambda: device.type, None) == "cpu":
             return _tensor_values(obj)
-        shape = getattr(obj.copy, "shape", None)
-        return f"<tensor on {device}, shape {list(shape) if shape is not None else '?'}>"
+        shape = _guarded(lambda: list(obj.copy.shape), "?")
+        return f"<tensor on {safe_str(device)}, shape {shape}>"
     return safe_str(obj)
 
 

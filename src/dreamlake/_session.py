@@ -72,6 +72,9 @@ class Session:
         if not isinstance(local_path, (str, os.PathLike)):
             msg = f"local_path must be a str or os.PathLike, got {type(local_path).__name__}"
             raise TypeError(msg)
+        if os.fspath(local_path) in ("", b""):
+            msg = "local_path must name a folder, got '' (leave it out for the default)"
+            raise ValueError(msg)
         self.local_path = Path(os.path.abspath(local_path))  # fixed now: a later chdir changes nothing
         if type(write_interval) not in (int, float) or not 0 < write_interval < math.inf:
             msg = f"write_interval must be a positive number of seconds, got {write_interval!r}"
@@ -321,7 +324,8 @@ def _level(level: object) -> str:
         pass
     allowed = ", ".join(repr(name) for name in LEVELS)
     msg = (
-        f"level (log()'s second argument) must be one of {allowed}, any case, or 'warning', 'critical'; "
+        f"level (log()'s second argument, or level=) must be one of {allowed}, any case, or 'warning', "
+        "'critical'; "
         f"got {level!r} ({type(level).__name__}). "
         "To log several values, pass metadata={...} or one f-string"
     )

@@ -121,3 +121,27 @@ def test_echo_never_reads_a_device_tensor_in_the_callers_thread(
     err = capsys.readouterr().err
     assert "loss=<tensor on " in err and "shape [1]>" in err and "x=2.0" in err
     assert {"loss": 0.5, "x": 2.0} == read_records(s.log_file)[0]["metadata"]
+
+
+class RaisingDevice(FakeTensor):
+    """A tensor-like object whose device cannot be read."""
+
+    @property
+    def device(self) -> Any:
+        raise RuntimeError("no device")
+
+    def detach(self) -> "RaisingDevice":
+        return RaisingDevice(self.values)
+
+    def clone(self) -> "RaisingDevice":
+        return RaisingDevice(list(self.values))
+
+
+def test_echo_of_a_tensor_whose_device_raises_keeps_the_other_values(
+    tmp_path: Path, torch_loaded: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with Session(name="n", workspace="w", local_path=tmp_path, echo=True) as s:
+        s.log("step", metadata={"t": RaisingDevice([1.0]), "x": 2})
+    err = capsys.readouterr().err
+    assert "t=<tensor on None, shape ?>" in err and "x=2" in err
+    assert {"t": 1.0, "x": 2} == read_records(s.log_file)[0]["metadata"]

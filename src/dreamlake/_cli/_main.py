@@ -122,7 +122,7 @@ def cmd_ls(args: argparse.Namespace) -> None:
         ) from None
     rows, bad = [], 0
     for session in sessions:
-        name = visible("/".join(Path(os.path.abspath(session)).parts[-2:]))  # `ls .` too
+        name = visible("/".join(Path(os.path.abspath(session)).parts[-2:])).replace("\t", "\\t")  # `ls .` too
         try:
             rows.append((name, *_session_row(session)))
         except OSError as exc:  # one broken session: said, and the others listed
@@ -441,7 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--field", metavar="GLOB", action=_Once, help="only these log metadata fields")
     plot.add_argument("--x", choices=("step", "time"), default="step", help="x axis (default: step)")
     plot.add_argument("--follow", "-f", action="store_true", help="redraw as new points arrive")
-    plot.add_argument("--interval", type=float, default=2.0, help=argparse.SUPPRESS)
+    plot.add_argument("--interval", type=_seconds, default=2.0, help=argparse.SUPPRESS)
     plot.set_defaults(run=cmd_plot)
     demo = sub.add_parser("demo", help="log a short simulated training run and show it")
     demo.set_defaults(run=cmd_demo)
@@ -456,6 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(run=cmd_bench)
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A poll interval: a positive, finite number of seconds."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        msg = f"must be a positive number of seconds, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return seconds
 
 
 class _Once(argparse.Action):
