@@ -433,3 +433,40 @@ def test_ls_shows_a_tab_in_a_name_as_an_escape(tmp_path: Path, capsys: pytest.Ca
     assert 0 == main(["ls", str(tmp_path)])
     out = capsys.readouterr().out
     assert "w/a\\tb" in out and "\t" not in out
+
+
+def test_logs_of_a_file_without_records_says_so_and_fails(tmp_path: Path) -> None:
+    other = tmp_path / "notes.txt"
+    other.write_text("just some text\nmore text\n")
+    result = cli("logs", str(other), cwd=tmp_path)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "has no records: none of its lines is a dreamlake record" in result.stderr
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    result = cli("logs", str(empty), cwd=tmp_path)
+    assert result.returncode == 2 and "has no records yet" in result.stderr
+
+
+def test_logs_reports_torn_lines_after_printing_the_records(logged: Session, tmp_path: Path) -> None:
+    with open(logged.log_file, "ab") as f:
+        f.write(b'{"timestamp": "2026-01-01T00:00:00Z", "lev\n{"torn')  # a torn line, a partial last
+    result = cli("logs", str(logged.path), "--json", cwd=tmp_path)
+    assert result.returncode == 0
+    assert ["start", "slow step", "nan loss"] == [
+        orjson.loads(x)["message"] for x in result.stdout.splitlines()
+    ]
+    assert "skipped 2 line(s)" in result.stderr and "not records" in result.stderr
+
+
+def test_output_that_cannot_encode_a_name_escapes_it_instead_of_crashing(tmp_path: Path) -> None:
+    root = tmp_path / ".dreamlake"
+    with Session(name="café", workspace="ws", local_path=root) as s:
+        s.log("naïve")
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for args in (["ls", str(root)], ["logs", str(s.path)]):
+        result = subprocess.run(
+            [sys.executable, "-m", "dreamlake", *args], capture_output=True, text=True, timeout=60, env=env
+        )
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert "caf\\xe9" in result.stdout or "na\\xefve" in result.stdout

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import io
 import math
 import os
 import random
@@ -95,12 +96,39 @@ def cmd_logs(args: argparse.Namespace) -> None:
     since = parse_since(args.since) if args.since else None
     color = use_color(sys.stdout)
     out = sys.stdout
-    records = follow_logs(path) if args.follow else iter_logs(path)
-    for record in _select(records, level, args.grep, since):
-        out.write(orjson.dumps(record).decode() if args.json else format_record(record, color))
-        out.write("\n")
-        if args.follow:
+
+    def show(record: dict[str, Any]) -> str:
+        return orjson.dumps(record).decode() if args.json else format_record(record, color)
+
+    if args.follow:
+        for record in _select(follow_logs(path), level, args.grep, since):
+            out.write(show(record) + "\n")
             out.flush()
+        return
+    skipped, read = [0], [0]
+    for record in _select(_tally(iter_logs(path, skipped=skipped), read), level, args.grep, since):
+        out.write(show(record) + "\n")
+    where = visible(str(path))
+    if not read[0]:
+        raise UsageError(
+            f"{where} has no records: none of its lines is a dreamlake record"
+            if skipped[0]
+            else f"{where} has no records yet"
+        )
+    if skipped[0]:  # after the records, so that a pipe gets them all first
+        out.flush()
+        print(
+            f"dreamlake logs: skipped {skipped[0]} line(s) of {where} that are not records "
+            "(torn by a crash, or still being written)",
+            file=sys.stderr,
+        )
+
+
+def _tally(records: Iterable[dict[str, Any]], count: list[int]) -> Iterator[dict[str, Any]]:
+    """`records`, counting them in `count[0]`."""
+    for record in records:
+        count[0] += 1
+        yield record
 
 
 def _level(text: str | None) -> str | None:
@@ -493,6 +521,9 @@ def main(argv: list[str] | None = None) -> int:
         if sys.stderr is not None:
             print("dreamlake: standard output is closed; nothing to show", file=sys.stderr)
         return 2
+    for stream in (sys.stdout, sys.stderr):  # "café" on an ASCII terminal: shown as \xe9, no crash
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     try:
         args.run(args)
     except UsageError as exc:
