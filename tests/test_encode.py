@@ -1,6 +1,7 @@
 """Encoding: the metadata snapshot taken at the call, and the lines the writer assembles."""
 
 import datetime as dt
+import json
 from typing import Any
 
 import orjson
@@ -8,7 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dreamlake._encode import Deferred, Encoder, careful, iso_timestamp, metadata_bytes, snapshot
+from dreamlake._core import Ring
+from dreamlake._encode import Deferred, careful, clean_str, iso_timestamp, metadata_bytes, snapshot
+from dreamlake._levels import RANK
 
 from . import strategies
 from .conftest import KEYS
@@ -26,10 +29,20 @@ TRICKY = [
 ]
 
 
+def encode(entries: list[tuple[int, str, str, Any]], first: int) -> bytes:
+    """The writer's way with queued entries: pushed, taken, formatted with numbers from `first`."""
+    ring = Ring()
+    ring.mark = 1 << 30  # no pressure: the writer's side is tested here
+    for ns, level, message, metadata in entries:
+        assert ring.push(ns, RANK[level], message, metadata) == 0
+    assert ring.take(len(entries) + 1) == len(entries)
+    return ring.format(first, [], metadata_bytes)
+
+
 def lines(entries: list[tuple[int, str, str, Any]], first: int = 0) -> list[dict[str, Any]]:
     """Encode entries whose metadata is given as Python values, and parse the lines back."""
     queued = [(ns, level, msg, None if md is None else snapshot(md)) for ns, level, msg, md in entries]
-    data = Encoder().lines(queued, first)
+    data = encode(queued, first)
     assert data == b"" or data.endswith(b"\n")
     return [orjson.loads(line) for line in data.split(b"\n")[:-1]]
 
@@ -48,7 +61,7 @@ def test_fast_path_and_careful_path_agree(metadata: dict[Any, Any]) -> None:
 
 def test_none_values_keep_the_fast_encoding() -> None:
     """A None next to finite numbers is not a NaN: the first encoding stands."""
-    assert orjson.dumps({"val_loss": None, "loss": 0.5}).decode() == snapshot({"val_loss": None, "loss": 0.5})
+    assert orjson.dumps({"val_loss": None, "loss": 0.5}) == snapshot({"val_loss": None, "loss": 0.5})
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=repr)
@@ -97,7 +110,7 @@ def test_a_batch_holds_exactly_its_records(entries: list[tuple[str, str, Any]]) 
         (1_700_000_000 * 10**9 + i, level, msg, None if md is None else snapshot(md))
         for i, (level, msg, md) in enumerate(entries)
     ]
-    data = Encoder().lines(queued, 3)
+    data = encode(queued, 3)
     records = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
     assert len(entries) == len(records)
     for (level, msg, md), record in zip(entries, records, strict=True):
@@ -116,22 +129,21 @@ def test_message_with_lone_surrogate_is_kept_visible() -> None:
 
 
 def test_empty_batch_is_empty() -> None:
-    assert Encoder().lines([], 0) == b""
+    assert encode([], 0) == b""
 
 
-def stamped(encoder: Encoder, *stamps: int) -> list[str]:
-    """The timestamps the encoder writes for entries logged at `stamps` (ns), one batch each."""
-    return [orjson.loads(encoder.lines([(ns, "info", "m", None)], 0))["timestamp"] for ns in stamps]
+def stamped(*stamps: int) -> list[str]:
+    """The timestamps written for entries logged at `stamps` (ns), one batch each."""
+    return [orjson.loads(encode([(ns, "info", "m", None)], 0))["timestamp"] for ns in stamps]
 
 
 @given(st.lists(st.integers(min_value=0, max_value=2**63 - 1), min_size=1, max_size=20), st.booleans())
 def test_timestamp_truncates_to_the_microsecond_in_utc(stamps: list[int], one_batch: bool) -> None:
-    encoder = Encoder()  # one encoder for the whole list, so its cache is exercised
-    if one_batch:
-        data = encoder.lines([(ns, "info", "m", None) for ns in stamps], 0)
+    if one_batch:  # one batch for the whole list, so the cached second is exercised
+        data = encode([(ns, "info", "m", None) for ns in stamps], 0)
         written = [orjson.loads(line)["timestamp"] for line in data.splitlines()]
     else:
-        written = stamped(encoder, *stamps)
+        written = stamped(*stamps)
     for ns, text in zip(stamps, written, strict=True):
         expected = dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=ns // 1000)
         assert expected.strftime("%Y-%m-%dT%H:%M:%S.%fZ") == text
@@ -140,9 +152,14 @@ def test_timestamp_truncates_to_the_microsecond_in_utc(stamps: list[int], one_ba
 
 def test_timestamp_cache_survives_going_back_in_time() -> None:
     """The wall clock can step backwards (NTP); the cache must not reuse a stale prefix."""
-    assert stamped(
-        Encoder(), 1_700_000_001_500_000_000, 1_700_000_000_250_000_000, 1_700_000_000_250_500_999
-    ) == [
+    data = encode(
+        [
+            (ns, "info", "m", None)
+            for ns in (1_700_000_001_500_000_000, 1_700_000_000_250_000_000, 1_700_000_000_250_500_999)
+        ],
+        0,
+    )
+    assert [orjson.loads(line)["timestamp"] for line in data.splitlines()] == [
         "2023-11-14T22:13:21.500000Z",
         "2023-11-14T22:13:20.250000Z",
         "2023-11-14T22:13:20.250500Z",
@@ -197,22 +214,44 @@ def test_a_nan_beside_nulls_that_are_not_nan_is_still_found(metadata: dict[str, 
 
 @pytest.mark.parametrize("message", ["short", "x" * 5000, 'quote " back\\slash\nnewline ' * 100], ids=len)
 def test_messages_short_and_long_are_encoded_alike(message: str) -> None:
-    """Short messages come from the cache, long ones are encoded each time: same records."""
-    encoder = Encoder()
-    for _ in range(2):
-        data = encoder.lines([(0, "info", message, None), (1, "warn", message, '{"a":1}')], 0)
-        records = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
-        assert [(message, "info", None), (message, "warn", {"a": 1})] == [
-            (r["message"], r["level"], r["metadata"]) for r in records
-        ]
-
-
-def test_encoding_pauses_every_16_records_and_writes_the_same() -> None:
-    """The writer hands the GIL over between records: where it does changes no byte."""
-    queued = [
-        (1_700_000_000 * 10**9 + i * 999_999, "info", f"m{i % 7}", snapshot({"i": i})) for i in range(100)
+    data = encode([(0, "info", message, None), (1, "warn", message, '{"a":1}')], 0)
+    records = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
+    assert [(message, "info", None), (message, "warn", {"a": 1})] == [
+        (r["message"], r["level"], r["metadata"]) for r in records
     ]
-    pauses: list[int] = []
-    paused = Encoder().lines(queued, 5, lambda: pauses.append(1))
-    assert Encoder().lines(queued, 5) == paused
-    assert len(pauses) == (5 + 100) // 16 - 5 // 16
+
+
+every_code_point = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF, categories=None))
+
+
+class Text(str):
+    """A str subclass: the queue takes its text, not its methods."""
+
+    def __str__(self) -> str:
+        return "never called"
+
+
+@settings(max_examples=500, deadline=None)
+@given(every_code_point, st.booleans())
+def test_a_message_is_escaped_as_orjson_escapes_it_and_reads_back(message: str, subclass: bool) -> None:
+    """Any code point, NUL, lone surrogates, a str subclass: the line is JSON that gives the
+    message back (lone surrogates as visible \\udXXX), its text byte for byte orjson's."""
+    data = encode([(0, "info", Text(message) if subclass else message, None)], 0)
+    assert data.count(b"\n") == 1 and data.endswith(b"\n")
+    kept = clean_str(message)
+    assert json.loads(data)["message"] == kept
+    assert b',"message":' + orjson.dumps(kept) + b',"metadata":' in data
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2**62), every_code_point), max_size=40), st.integers(0, 2**40))
+def test_points_read_back_numbered_from_first(points: list[tuple[int, str]], first: int) -> None:
+    ring = Ring(points=True)
+    for ns, text in points:
+        ring.push_point(ns, orjson.dumps({"t": clean_str(text)}))
+    ring.take(len(points))
+    data = ring.format(first, [], metadata_bytes)
+    records = [json.loads(line) for line in data.splitlines()]
+    assert [(first + i, {"t": clean_str(t)}, iso_timestamp(ns)) for i, (ns, t) in enumerate(points)] == [
+        (r["index"], r["data"], r["createdAt"]) for r in records
+    ]

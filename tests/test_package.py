@@ -74,6 +74,10 @@ def test_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
         "LICENSE",
         "src/dreamlake/py.typed",
         "src/dreamlake/_plot/_vendor/uplot/uPlot.iife.min.js",
+        "src/dreamlake/_core.c",
+        "src/dreamlake/_core.pyi",
+        "setup.py",
+        "docs/core.md",
     } <= names
     assert set() == wanted - names
     assert not any("__pycache__" in name for name in names)

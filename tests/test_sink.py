@@ -7,15 +7,36 @@ from typing import Any
 import orjson
 import pytest
 
-from dreamlake._encode import Encoder
+from dreamlake._core import Ring
 from dreamlake._read._records import read_logs
 from dreamlake._sink import Sink
 
 from .conftest import read_records
 
 
-def entries(*messages: str) -> list[Any]:
-    return [(1_700_000_000 * 10**9, "info", m, None) for m in messages]
+class Batch:
+    """Log entries taken from a queue, as the writer hands them to a sink."""
+
+    def __init__(self, *messages: str, formats: list[int] | None = None) -> None:
+        self.ring = Ring()
+        for message in messages:
+            self.ring.push(1_700_000_000 * 10**9, 1, message, None)
+        self.ring.take(len(messages))
+        self.formats = [] if formats is None else formats  # the numbers format() was given
+
+    @property
+    def pending(self) -> int:
+        return self.ring.pending
+
+    def format(self, first: int) -> bytes:
+        self.formats.append(first)
+        return self.ring.format(first, [], bytes)
+
+    def commit(self) -> None:
+        self.ring.commit()
+
+
+entries = Batch
 
 
 @pytest.fixture
@@ -36,20 +57,20 @@ def messages(path: Path) -> list[tuple[str, int]]:
 def test_open_creates_the_folders_and_batches_are_numbered_in_file_order(path: Path) -> None:
     sink = opened(path)
     batch = entries("a", "b")
-    sink.write(batch, Encoder().lines)
-    assert batch == [], "a written batch is emptied"
-    sink.write(entries("c"), Encoder().lines)
+    sink.write(batch)
+    assert batch.pending == 0, "a written batch is committed"
+    sink.write(entries("c"))
     assert [("a", 0), ("b", 1), ("c", 2)] == messages(path)
 
 
 def test_reopen_resumes_after_the_last_record_and_leaves_a_torn_line_alone(path: Path) -> None:
     sink = opened(path)
-    sink.write(entries("a", "b"), Encoder().lines)
+    sink.write(entries("a", "b"))
     sink.close()
     with open(path, "ab") as f:
         f.write(b'{"timestamp":"2025-')  # a crash in the middle of a line
     sink = opened(path)
-    sink.write(entries("c"), Encoder().lines)
+    sink.write(entries("c"))
     lines = path.read_bytes().split(b"\n")
     assert lines[2] == b'{"timestamp":"2025-'
     assert ("c", 2) == (orjson.loads(lines[3])["message"], orjson.loads(lines[3])["sequenceNumber"])
@@ -58,15 +79,10 @@ def test_reopen_resumes_after_the_last_record_and_leaves_a_torn_line_alone(path:
 def test_two_sinks_on_one_file_number_contiguously_and_encode_again_only_when_needed(path: Path) -> None:
     first, second = opened(path), opened(path)
     calls: list[int] = []
-
-    def encode(batch: list[Any], start: int) -> bytes:
-        calls.append(start)
-        return Encoder().lines(batch, start)
-
-    first.write(entries("a"), encode)
-    second.write(entries("b"), encode)  # predicted 0 before the lock, 1 under it
-    first.write(entries("c"), encode)  # predicted 1, then 2
-    first.write(entries("d"), encode)  # predicted 3: right, encoded once
+    first.write(entries("a", formats=calls))
+    second.write(entries("b", formats=calls))  # predicted 0 before the lock, 1 under it
+    first.write(entries("c", formats=calls))  # predicted 1, then 2
+    first.write(entries("d", formats=calls))  # predicted 3: right, encoded once
     assert [("a", 0), ("b", 1), ("c", 2), ("d", 3)] == messages(path)
     assert [0, 0, 1, 1, 2, 3] == calls
 
@@ -77,7 +93,7 @@ def test_an_interrupted_write_leaves_nothing_and_the_retry_writes_once(
 ) -> None:
     """Whether the write fails or a signal lands right after it, the batch is whole or absent."""
     sink = opened(path)
-    sink.write(entries("a"), Encoder().lines)
+    sink.write(entries("a"))
     real_write = os.write
 
     def write_then_fail(fd: int, data: Any) -> int:
@@ -87,11 +103,11 @@ def test_an_interrupted_write_leaves_nothing_and_the_retry_writes_once(
     monkeypatch.setattr(os, "write", write_then_fail)
     batch = entries("b", "c")
     with pytest.raises(type(fault)):
-        sink.write(batch, Encoder().lines)
+        sink.write(batch)
     monkeypatch.undo()
     assert [("a", 0)] == messages(path)
-    assert ["b", "c"] == [e[2] for e in batch], "the batch is kept for the retry"
-    sink.write(batch, Encoder().lines)
+    assert 2 == batch.pending, "the batch is kept for the retry"
+    sink.write(batch)
     assert [("a", 0), ("b", 1), ("c", 2)] == messages(path)
 
 
@@ -103,7 +119,7 @@ def test_write_errors_name_the_file(path: Path, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(os, "write", refuse)
     with pytest.raises(OSError, match=f"could not write {path}: Input/output error") as info:
-        sink.write(entries("a"), Encoder().lines)
+        sink.write(entries("a"))
     assert 5 == info.value.errno
 
 
@@ -112,7 +128,7 @@ def test_resuming_behind_a_long_torn_line_reads_each_byte_about_once(
 ) -> None:
     """A 4 MB torn tail costs one pass, not one pass per chunk (it was quadratic)."""
     sink = opened(path)
-    sink.write(entries("a", "b"), Encoder().lines)
+    sink.write(entries("a", "b"))
     sink.close()
     with open(path, "ab") as f:
         f.write(b"x" * (4 << 20) + b"\n" + b"y" * (4 << 20))  # a torn line, then a partial one
@@ -127,7 +143,7 @@ def test_resuming_behind_a_long_torn_line_reads_each_byte_about_once(
 
     monkeypatch.setattr(os, "pread", counting_pread)
     sink = opened(path)
-    sink.write(entries("c"), Encoder().lines)
+    sink.write(entries("c"))
     assert read[0] <= 1.1 * size
     assert ("c", 2) == messages_after_torn(path)
 
@@ -139,10 +155,10 @@ def messages_after_torn(path: Path) -> tuple[str, int]:
 
 def test_a_deleted_file_is_replaced_by_a_new_one_numbered_from_zero(path: Path) -> None:
     sink = opened(path)
-    sink.write(entries("a", "b"), Encoder().lines)
+    sink.write(entries("a", "b"))
     path.unlink()
     os.rmdir(path.parent)
-    sink.write(entries("c"), Encoder().lines)
+    sink.write(entries("c"))
     assert [("c", 0)] == messages(path)
 
 
@@ -153,7 +169,7 @@ def test_fsync_only_when_something_was_written_since(path: Path, monkeypatch: py
     sink = opened(path)
     sink.fsync()
     assert [] == synced
-    sink.write(entries("a"), Encoder().lines)
+    sink.write(entries("a"))
     sink.fsync()
     assert len(synced) == 2, "the file, and its new folder entry"
     sink.fsync()
@@ -166,7 +182,7 @@ def test_a_file_cut_at_any_byte_of_its_last_line_never_repeats_a_number(tmp_path
     whole = tmp_path / "whole.jsonl"
     sink = Sink(str(whole))
     sink.open()
-    sink.write(entries("a", "b", "c"), Encoder().lines)
+    sink.write(entries("a", "b", "c"))
     sink.close()
     data = whole.read_bytes()
     last_line = data.rindex(b"\n", 0, len(data) - 1) + 1
@@ -175,7 +191,7 @@ def test_a_file_cut_at_any_byte_of_its_last_line_never_repeats_a_number(tmp_path
         path.parent.mkdir()
         path.write_bytes(data[:cut])
         sink = opened(path)
-        sink.write(entries("d"), Encoder().lines)
+        sink.write(entries("d"))
         sink.close()
         records = read_logs(path)
         assert [r["sequenceNumber"] for r in records] == list(range(len(records))), cut

@@ -1,8 +1,8 @@
 """The background writer: one daemon thread per process drains the queue of every open session.
 
-Callers take no lock and do no I/O. `log()` appends an entry to its session's
-`Channel.queue` (a deque: append is atomic), then compares the queue's length with
-`Channel.mark`, and only at the mark calls `Channel.pressure()`. The mark is where
+Callers take no lock and do no I/O. `log()` copies an entry into its session's
+`Channel.queue` (a `_core.Ring` of bytes: see docs/core.md), which compares the queue's
+length with `Channel.mark`, and only at the mark calls `Channel.pressure()`. The mark is where
 the state shows: `WAKE_AT` while open, `QUEUE_LIMIT` once the worker has been woken
 (or is writing that channel), and 0 whenever the channel is not simply open (not yet
 open, closed, the process exiting, a forked child whose worker has not started), so
@@ -21,20 +21,19 @@ written exactly once whatever interrupts the caller.
 from __future__ import annotations
 
 import enum
-import functools
 import itertools
 import os
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import orjson
 
 from . import _process
-from ._encode import Encoder, Entry, Point
+from ._core import Ring
+from ._encode import Metadata, metadata_bytes
 from ._files import reworded, sync_files
 from ._process import EXIT_TIMEOUT
 from ._sink import Sink
@@ -42,15 +41,16 @@ from ._sink import Sink
 WRITE_INTERVAL = 0.1  # default seconds between the worker's rounds when nobody wakes it
 WAKE_AT = 1024  # queued entries that wake the worker before its round is due
 QUEUE_LIMIT = 8192  # entries queued per session; then log() waits for room (or drops)
+QUEUE_BYTES = 64 << 20  # bytes a queue grows to, at most (from 64 KiB); then log() waits for room (or drops)
 BATCH = 1024  # entries per write, at most
-SLICE = 20e-6  # seconds the writer holds the GIL, at most, while nobody waits for it to finish
-HAND_OVER = 1e-6  # then it sleeps: the kernel makes that ~50 µs, time for a waiting thread to take the GIL
-GIL_BOUND = 1e-3  # a hand-over that took this long met a thread that holds the GIL: stop handing over
 ROOM = QUEUE_LIMIT * 3 // 4  # a caller waiting for room is let go once the queue is this short
 STALL_TIMEOUT = 5.0  # seconds a full queue waits for a writer that makes no progress
 FORK_TIMEOUT = 1.0  # seconds a fork waits for the worker to stop (a hung write)
 SYNC_ALL_AT = 16  # files made durable at once from which one syncfs beats an fsync each (~0.2 ms)
 DESCRIBE_SHARE = 0.8  # of a timed flush (exit, SIGTERM): past it, tracks' totals wait for the next one
+
+Notice = tuple[int, str, str, str]
+"""A warn entry counting drops: (time.time_ns(), "warn", message, metadata as JSON text)."""
 
 
 class State(enum.Enum):
@@ -64,7 +64,7 @@ class Channel:
     """One session's queue and file, and what its log() needs to know."""
 
     __slots__ = (
-        "queue", "mark", "state", "sink", "pending", "drops", "reported_drops", "error", "stalled", "waiters",
+        "queue", "state", "sink", "notices", "drops", "reported_drops", "error", "stalled", "waiters",
         "registered", "interval", "drop_when_full", "name", "reported", "log_channel", "after_sync",
         "track", "tracks", "drops_due",
     )  # fmt: skip
@@ -78,8 +78,7 @@ class Channel:
         log_channel: Channel | None = None,
         track: str | None = None,
     ) -> None:
-        self.queue: deque[Any] = deque()  # Entry tuples, or Point tuples for a track
-        self.mark = 0
+        self.queue = Ring(points=track is not None, limit=QUEUE_BYTES)  # the entries, as bytes
         self.state = State.NEW
         # A track's points are numbered by "index"; its drops are counted in its session's log,
         # by that log's writer, which looks at its tracks' counters while `drops_due`.
@@ -95,7 +94,7 @@ class Channel:
         # Called by the syncer once the entries are durable, with whether to fsync what it writes
         # (False: the syncer makes many such files durable at once, after calling each).
         self.after_sync: Callable[[bool], None] | None = None
-        self.pending: list[Any] = []  # taken from the queue, not yet written
+        self.notices: list[Notice] = []  # drop notices written before the taken entries
         self.drops = itertools.count()  # next() per dropped entry: atomic, and O(1) memory
         self.reported_drops = 0  # how many of them a warn record has counted
         self.error: OSError | None = None  # the last write failed with this
@@ -106,6 +105,20 @@ class Channel:
         self.drop_when_full = drop_when_full
         self.name = name  # the session's repr (and the track's name), for messages
         self.reported: object = None  # the fault last reported on stderr
+
+    @property
+    def mark(self) -> int:
+        """The queue's length at which a push calls `pressure()` (see the module's docstring)."""
+        return self.queue.mark
+
+    @mark.setter
+    def mark(self, value: int) -> None:
+        self.queue.mark = value
+
+    @property
+    def pending(self) -> int:
+        """Entries taken by the writer (and notices), not yet written."""
+        return self.queue.pending + len(self.notices)
 
     # -- the session's calls -------------------------------------------------------------
 
@@ -132,32 +145,61 @@ class Channel:
 
     # -- log() at the mark ----------------------------------------------------------------
 
-    def pressure(self, entry: Entry | Point) -> None:
-        """The queue reached the mark: wake the worker, make room, or say why log() cannot."""
+    def pressure(self, token: int, again: Callable[[], int]) -> None:
+        """The queue reached the mark (`token` is the entry's serial + 1), or had no room for
+        the entry's bytes (-1; `again()` pushes it again): wake the worker, make room, or say
+        why log() cannot."""
+        if token < 0:
+            pushed = self.push_when_room(again)
+            if not pushed:
+                return  # dropped (and counted), or queued below the mark
+            token = pushed
+        serial = token - 1
         state = self.state
         if state is State.OPEN:
             self._wake_worker()
             if len(self.queue) > QUEUE_LIMIT:
                 try:
                     if not self._wait_for_room():
-                        self._drop()
+                        self._drop(serial)
                 except KeyboardInterrupt:  # a log() that raises writes nothing
-                    try:
-                        self.queue.remove(entry)
-                    except ValueError:
-                        pass  # written already: the writer took it while we waited
+                    self.queue.remove(serial)  # False: written already, the writer took it meanwhile
                     raise
         elif state is State.EXITING:
             try:  # the process is ending: nothing will come back for it later
                 _worker.call(_Kind.WRITE, [self], EXIT_TIMEOUT)
             except OSError as exc:
                 _report(f"at exit: {exc}")
-        else:
-            try:
-                self.queue.remove(entry)
-            except ValueError:
-                return  # the closing writer took it: it is in the file when close() returns
+        elif self.queue.remove(serial):
             self.refuse()
+        # else the closing writer took it: it is in the file when close() returns
+
+    def pressed(self, token: int, ns: int, rank: int, message: str, metadata: Metadata) -> None:
+        """`pressure()` for the log's native hot path (`_core.Logger`)."""
+        self.pressure(token, lambda: self.queue.push(ns, rank, message, metadata))
+
+    def push_when_room(self, again: Callable[[], int]) -> int | None:
+        """The queue's bytes are full: wait for the writer to write some, then push again with
+        `again()`; its token (0, or the serial + 1 at the mark), or None if the entry is dropped
+        (counted) instead."""
+        token = -1
+        while token < 0:
+            state = self.state
+            if state is State.EXITING:
+                try:
+                    _worker.call(_Kind.WRITE, [self], EXIT_TIMEOUT)
+                except OSError as exc:
+                    _report(f"at exit: {exc}")
+            elif state is not State.OPEN:
+                self.refuse()
+            elif _worker.is_current() or not self._wait_for_progress():
+                self.count_drops(1)  # the writer cannot wait for itself
+                return None
+            token = again()
+            if token < 0 and state is State.EXITING:  # the write failed: nothing frees room now
+                self.count_drops(1)
+                return None
+        return token
 
     def admit(self, count: int) -> bool:
         """For a track, before `count` points are queued, under the track's lock, when the
@@ -184,8 +226,9 @@ class Channel:
         if self.log_channel is not None:
             self.log_channel.drops_due = True  # after counting: the writer clears it, then reads
 
-    def settle(self, points: Sequence[Point]) -> int:
-        """For a track, right after `points` were queued at the mark, under the track's lock:
+    def settle(self, first: int, count: int) -> int:
+        """For a track, right after `count` points were queued from serial `first` at the mark,
+        under the track's lock:
         wake the worker, or write them now (the process is exiting). If the session was closed
         meanwhile, take back those the closing writer did not take: raise RuntimeError if
         that is all of them, else return how many."""
@@ -194,10 +237,12 @@ class Channel:
             self._wake_worker()
             return 0
         if state is State.EXITING:
-            self.pressure(points[-1])
+            self.pressure(first + count, lambda: 0)
             return 0
-        taken = self._take_back(points)
-        if taken == len(points):
+        taken = 0
+        while taken < count and self.queue.pop(first):  # newest first, unless the writer took them
+            taken += 1
+        if taken == count:
             self.refuse()
         return taken
 
@@ -208,19 +253,6 @@ class Channel:
         self.mark = QUEUE_LIMIT
         if self.state is not State.OPEN:
             self.mark = 0
-
-    def _take_back(self, points: Sequence[Point]) -> int:
-        """Remove `points` from the end of the queue, newest first, unless the writer took them."""
-        queue, taken = self.queue, 0
-        for point in reversed(points):
-            if not queue or queue[-1] is not point:
-                break
-            try:
-                queue.pop()
-            except IndexError:  # the writer took it meanwhile, and so the ones before it
-                break
-            taken += 1
-        return taken
 
     def refuse(self, call: str = "") -> None:
         """Raise the RuntimeError that says why `call` (log() or append()) records nothing now."""
@@ -237,31 +269,34 @@ class Channel:
         when the newest entries must be dropped instead."""
         if _worker.is_current():
             return True  # a value converted by the worker logged: it cannot wait for itself
-        deadline = time.monotonic() + STALL_TIMEOUT
         while len(self.queue) > limit:
-            if self.drop_when_full or self.error is not None or self.stalled:
+            if not self._wait_for_progress():
                 return False
-            latch = _latch()
-            self.waiters.append(latch)
-            _worker.wake()
-            if latch.acquire(timeout=max(0.0, deadline - time.monotonic())):
-                deadline = time.monotonic() + STALL_TIMEOUT
-            else:
-                self.stalled = True
-                _report(
-                    f"writing {self.sink.path} made no progress for {STALL_TIMEOUT:g} s; "
-                    f"new entries are dropped, and counted in a warn record, until it does"
-                )
         return True
 
-    def _drop(self) -> None:
-        if len(self.queue) > QUEUE_LIMIT:
-            self.queue.pop()  # the newest: those before it keep their place
+    def _wait_for_progress(self) -> bool:
+        """Wait until the writer has written a batch of this channel; False when entries must
+        be dropped instead (when_full="drop", a failing file, or STALL_TIMEOUT of no progress)."""
+        if self.drop_when_full or self.error is not None or self.stalled:
+            return False
+        latch = _latch()
+        self.waiters.append(latch)
+        _worker.wake()
+        if not latch.acquire(timeout=STALL_TIMEOUT):
+            self.stalled = True
+            _report(
+                f"writing {self.sink.path} made no progress for {STALL_TIMEOUT:g} s; "
+                f"new entries are dropped, and counted in a warn record, until it does"
+            )
+        return True
+
+    def _drop(self, serial: int) -> None:
+        if len(self.queue) > QUEUE_LIMIT and self.queue.remove(serial):
             next(self.drops)
 
     # -- the worker's side ----------------------------------------------------------------
 
-    def take_drops(self) -> list[Entry]:
+    def take_drops(self) -> list[Notice]:
         """Of a session's log: warn entries counting what it and its tracks dropped since the
         last ones. Written in the log's own batch, never queued: no notice is ever dropped."""
         notices = []
@@ -276,7 +311,7 @@ class Channel:
                     notices.append(notice)
         return notices
 
-    def _drop_notice(self) -> Entry | None:
+    def _drop_notice(self) -> Notice | None:
         """A warn entry counting the entries dropped since the last one, if any."""
         total = int(repr(self.drops)[6:-1])  # "count(N)": N drops so far, read without a next()
         count, self.reported_drops = total - self.reported_drops, total
@@ -295,13 +330,23 @@ class Channel:
         message = f"dreamlake dropped {count} {what}: the queue was full ({reason})"
         return (time.time_ns(), "warn", message, orjson.dumps(metadata).decode())
 
+    def format(self, first: int) -> bytes:
+        """The notices and the taken entries as JSON Lines numbered from `first`: tensors are
+        made numbers here, the rest formatted with the GIL released."""
+        return self.queue.format(first, self.notices, metadata_bytes)
+
+    def commit(self) -> None:
+        """The notices and the taken entries are in the file."""
+        self.queue.commit()
+        self.notices = []
+
     def release_waiters(self) -> None:
         while self.waiters:
             self.waiters.popleft().release()
 
     def kept_error(self) -> OSError:
         exc = self.error or OSError("unknown error")
-        kept = len(self.queue) + len(self.pending)
+        kept = len(self.queue) + self.pending
         return reworded(
             exc,
             f"{exc.strerror or exc}. {kept} entries are kept in memory; fix the cause and call flush() or "
@@ -311,7 +356,7 @@ class Channel:
     def after_fork_in_child(self) -> None:
         """The parent writes what it had queued; the child starts clean, with its own handle."""
         self.queue.clear()
-        self.pending = []
+        self.notices = []
         self.drops, self.reported_drops, self.drops_due = itertools.count(), 0, False
         self.waiters.clear()
         self.error, self.stalled, self.reported = None, False, None
@@ -469,9 +514,6 @@ class Worker:
         self.exiting = False
         self._requests: deque[_Request] = deque()  # for the writer, in order
         self._syncs: deque[_Request] = deque()  # for the syncer, in order
-        self._encoder = Encoder()
-        self._held_since = 0.0  # when the writer last took the GIL back
-        self._hand_over = True  # False for the rest of a round once a hand-over met a GIL-bound thread
         self._scan = False  # a queue reached its mark since the last look at every channel
         self._scanned = 0.0  # when the writer last looked at every channel
         self._others = False  # other threads ran when the fork began
@@ -633,23 +675,6 @@ class Worker:
                 writer.ident = 0
                 writer.running.release()
 
-    def _pause(self) -> None:
-        """Let other threads have the GIL if the writer has held it for SLICE.
-
-        A training thread back from work that released the GIL (a GPU, I/O) then waits
-        for the writer no longer than that. Releasing the GIL is not enough: the
-        writer would take it back before the other thread wakes up, so it sleeps.
-        """
-        now = time.perf_counter()
-        if now - self._held_since < SLICE or not self._hand_over or self._gate.forking:
-            return
-        time.sleep(HAND_OVER)
-        self._held_since = time.perf_counter()
-        if self._held_since - now > GIL_BOUND:
-            # The other thread holds the GIL until it is made to give it up: handing
-            # it over again only makes the writer wait.
-            self._hand_over = False
-
     def _round(self, inline: bool = False) -> None:
         """Serve the requests made so far, after writing what was queued before them.
 
@@ -661,8 +686,6 @@ class Worker:
         requests = []
         while self._requests:
             requests.append(self._requests.popleft())
-        # A caller waits for this round (flush, close, a full queue): no hand-overs.
-        self._held_since, self._hand_over = time.perf_counter(), not requests
         try:
             now = time.monotonic()
             if self._scan or not requests or now - self._scanned >= self._interval():
@@ -691,36 +714,20 @@ class Worker:
         rest = False
         try:
             while True:
-                batch = channel.pending
-                if not batch:
-                    count = min(len(queue), BATCH, budget)
+                if not channel.pending:
                     if channel.log_channel is None:  # a track's drops are counted by its log's
-                        batch.extend(channel.take_drops())
-                    if not batch and count <= 0:
+                        channel.notices = channel.take_drops()
+                    count = queue.take(min(BATCH, budget)) if budget > 0 else 0
+                    if not (count or channel.notices):
                         break
                     budget -= count
-                    take, append = queue.popleft, batch.append
-                    try:
-                        for _ in range(count):
-                            append(take())
-                    except IndexError:  # a refused log() took its entry back meanwhile
-                        pass
-                    if not batch:
-                        break
-                # Hand the GIL over while encoding, unless a caller waits for this write
-                # or the queue grows anyway (the caller holds the GIL: it would not take it).
-                handing_over = (
-                    in_round and len(queue) < QUEUE_LIMIT // 2 and not (channel.waiters or self._requests)
-                )
-                pause = self._pause if handing_over else None
-                encode = self._encoder.lines if channel.log_channel is None else self._encoder.points
-                try:
-                    channel.sink.write(batch, functools.partial(encode, pause=pause))
+                try:  # formatted with the GIL released; numbered again if another process wrote
+                    channel.sink.write(channel)
                 except OSError as exc:
                     channel.error = exc
                     if channel.reported != exc.errno:
                         channel.reported = exc.errno
-                        _report(f"{exc} ({len(queue) + len(batch)} entries kept; will retry)")
+                        _report(f"{exc} ({len(queue) + channel.pending} entries kept; will retry)")
                     return False
                 channel.error, channel.stalled, channel.reported = None, False, None
                 if channel.waiters and len(queue) <= ROOM:

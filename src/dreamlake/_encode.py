@@ -1,18 +1,17 @@
 """Values to JSON: the metadata snapshot taken at the call, and the lines the writer assembles.
 
-In the caller, metadata becomes JSON text at once: one `orjson.dumps`, which is also
+In the caller, metadata becomes JSON bytes at once: one `orjson.dumps`, which is also
 a deep copy, so a value changed after `log()` returns never reaches the record, and
 the writer only assembles text (its cost per record is the same whatever the
-metadata holds). The text is queued as a str: orjson's bytes are allocated large,
-then shrunk, and thousands of them alive make the C heap grow and shrink; the
-decoded copy comes from Python's own allocator. Only what orjson cannot write
+metadata holds). The bytes are copied into the queue and freed by the call that made
+them. Only what orjson cannot write
 faithfully takes the careful path: non-str keys, integers beyond 64 bits, lone
 surrogates, cycles, unknown types, and NaN or infinities (orjson writes those as
 `null`; we write a string a user can see). Tensors are copied on their device at the
 call and turned into numbers by the writer thread, so the caller never waits for
 the device.
 
-`Encoder` runs in the writer: it wraps already-encoded metadata into records.
+The writer (`_core.Ring.format`) wraps the already-encoded metadata into records.
 """
 
 from __future__ import annotations
@@ -53,7 +52,7 @@ class _Tensor:
         self.copy = copy
 
 
-Metadata = str | Deferred | None
+Metadata = bytes | str | Deferred | None
 Entry = tuple[int, str, str, Metadata]
 """What `Session.log` queues: (time.time_ns(), level, message, metadata as JSON text, or
 tensors to convert, or None)."""
@@ -66,25 +65,26 @@ _NONE = type(None)
 # -- in the caller ----------------------------------------------------------------------
 
 
-def snapshot(metadata: object) -> str | Deferred:
-    """The metadata as JSON text (or a Deferred holding tensor copies), as it is now."""
+def snapshot(metadata: object) -> bytes | Deferred:
+    """The metadata as JSON bytes (or a Deferred holding tensor copies), as it is now."""
     if not isinstance(metadata, Mapping):
         msg = f"metadata must be a mapping (such as a dict) or None, got {type(metadata).__name__}"
         raise TypeError(msg)
     return snapshot_dict(metadata if isinstance(metadata, dict) else dict(metadata))
 
 
-def snapshot_dict(metadata: dict[Any, Any]) -> str | Deferred:
-    """A dict as JSON text now (a deep copy), the one path of `log()`, `append()` and `snapshot()`.
+def snapshot_dict(metadata: dict[Any, Any]) -> bytes | Deferred:
+    """A dict as JSON bytes now (a deep copy), the one path of `append()` and `snapshot()`;
+    `log()` takes the same steps in `_core.Logger`.
 
     orjson writes what it can as it is; only what it refuses (non-str keys, big ints, unknown
     types) or writes as null (a None, or a NaN) takes the careful path. The call costs about
     20 ns more than this body written inline (measured with timeit, 178 -> 199 ns)."""
     try:
-        data = _dumps(metadata, native, NATIVE).decode()
+        data = _dumps(metadata, native, NATIVE)
     except TypeError:  # orjson.JSONEncodeError: a value it cannot write as it is
         return careful(metadata)
-    return checked(metadata, data) if "null" in data else data
+    return checked(metadata, data) if b"null" in data else data
 
 
 _dumps = orjson.dumps
@@ -101,7 +101,7 @@ def native(value: Any) -> Any:
     raise TypeError(msg)
 
 
-def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
+def checked(metadata: dict[Any, Any], data: bytes) -> bytes | Deferred:
     """`data`, orjson's text of `metadata`, holding "null": unless one may stand for a NaN.
 
     Each None value at the top wrote one null, each NaN or infinity one more, and text
@@ -120,7 +120,7 @@ def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
             nones += 1
         elif cls is not str and cls is not int and cls is not bool:
             deep = True
-    if data.count("null") == nones:
+    if data.count(b"null") == nones:
         return data
     try:
         hides = not deep or _has_nonfinite(metadata, 0)
@@ -129,13 +129,13 @@ def checked(metadata: dict[Any, Any], data: str) -> str | Deferred:
     return careful(metadata) if hides else data
 
 
-def careful(metadata: Mapping[Any, Any]) -> str | Deferred:
+def careful(metadata: Mapping[Any, Any]) -> bytes | Deferred:
     """Rebuild the metadata from JSON-safe parts, value by value. Never raises (but Ctrl-C)."""
     tensors: list[int] = []
     value = _clean(metadata, set(), 0, tensors)
     if tensors:
         return Deferred(value)
-    return orjson.dumps(value).decode()
+    return orjson.dumps(value)
 
 
 def _has_nonfinite(value: Any, depth: int) -> bool:
@@ -282,6 +282,8 @@ def metadata_bytes(metadata: Metadata) -> bytes:
     """The JSON of a queued entry's metadata; tensors become numbers here. Never raises."""
     if metadata is None:
         return b"null"
+    if isinstance(metadata, bytes):
+        return metadata
     if isinstance(metadata, str):
         return metadata.encode()
     try:
@@ -322,106 +324,3 @@ def iso_timestamp(ns: int) -> str:
     """ISO 8601 UTC with microseconds and a trailing Z, e.g. 2025-10-25T10:30:00.000123Z."""
     sec, frac = divmod(ns // 1000, 1_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:06d}Z"
-
-
-_MS_BYTES = [f".{i:03d}".encode() for i in range(1000)]
-_US_TEXT = [f"{i:03d}Z".encode() for i in range(1000)]
-_HEADS_LIMIT = 1024  # distinct messages cached per level (at most ~5 MB); then that cache starts over
-_CACHED = 128  # longer messages are mostly each different: not cached (nor hashed)
-_LINE = b'{"timestamp":"%s%s%s%s,"sequenceNumber":%d}\n'
-_POINT = b'{"index":%d,"data":%s,"createdAt":"%s%s"}\n'
-
-
-class Encoder:
-    """Turns queued entries into JSON Lines, one bytes format per line; one per writer.
-
-    Each piece is JSON already or made so once: the metadata was encoded at the call,
-    the level and the message are cached as one encoded head, and the timestamp
-    reuses the formatted millisecond. Nothing a value holds can break a line, and a
-    line costs the same whatever its data holds.
-    """
-
-    __slots__ = ("_heads", "_ms_prefix", "_ms_start", "_sec", "_sec_bytes")
-
-    def __init__(self) -> None:
-        self._ms_start = self._sec = -(2**63)  # the cached millisecond (in ns) and second
-        self._ms_prefix = self._sec_bytes = b""  # their text
-        self._heads: dict[str, dict[str, bytes]] = {}
-
-    def _millisecond(self, ns: int) -> tuple[int, bytes]:
-        """The millisecond holding `ns`: its start (in ns) and its text, up to the dot and digits."""
-        ms = ns // 1_000_000
-        if not 0 <= ms - self._sec * 1000 < 1000:
-            self._sec = ms // 1000
-            self._sec_bytes = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(self._sec)).encode()
-        self._ms_start, self._ms_prefix = ms * 1_000_000, self._sec_bytes + _MS_BYTES[ms - self._sec * 1000]
-        return self._ms_start, self._ms_prefix
-
-    def _head(self, level: str, message: str) -> bytes:
-        """`","level":"info","message":"...","metadata":`, cached per level and short message."""
-        try:
-            text = orjson.dumps(message)
-        except TypeError:  # a lone surrogate
-            text = orjson.dumps(clean_str(message))
-        head = b'","level":%s,"message":%s,"metadata":' % (orjson.dumps(level), text)
-        if len(message) <= _CACHED:
-            heads = self._heads.get(level)
-            if heads is None or len(heads) >= _HEADS_LIMIT:
-                heads = self._heads[level] = {}
-            heads[message] = head
-        return head
-
-    def lines(self, entries: list[Entry], first: int, pause: Callable[[], None] | None = None) -> bytes:
-        """The records of `entries` as JSON Lines, numbered from `first`; `pause()` every 16."""
-        parts: list[bytes] = []
-        add = parts.append
-        heads = self._heads
-        us_text = _US_TEXT
-        line = _LINE
-        ms_start, prefix = self._ms_start, self._ms_prefix
-        sequence = first
-        for ns, level, message, metadata in entries:
-            offset = ns - ms_start
-            if not 0 <= offset < 1_000_000:  # another millisecond: every entry, when logging is sparse
-                ms_start, prefix = self._millisecond(ns)
-                offset = ns - ms_start
-            if len(message) <= _CACHED:
-                try:
-                    head = heads[level][message]
-                except KeyError:
-                    head = self._head(level, message)
-            else:
-                head = self._head(level, message)
-            data = metadata.encode() if type(metadata) is str else metadata_bytes(metadata)
-            add(line % (prefix, us_text[offset // 1000], head, data, sequence))
-            sequence += 1
-            if pause is not None and not sequence & 15:
-                pause()
-        return b"".join(parts)
-
-    def points(self, entries: list[Point], first: int, pause: Callable[[], None] | None = None) -> bytes:
-        """The points of a track as JSON Lines, indexed from `first`; `pause()` every 16."""
-        parts: list[bytes] = []
-        add = parts.append
-        us_text = _US_TEXT
-        line = _POINT
-        ms_start, prefix = self._ms_start, self._ms_prefix
-        index = first
-        for ns, data in entries:
-            offset = ns - ms_start
-            if not 0 <= offset < 1_000_000:
-                ms_start, prefix = self._millisecond(ns)
-                offset = ns - ms_start
-            add(
-                line
-                % (
-                    index,
-                    data.encode() if type(data) is str else metadata_bytes(data),
-                    prefix,
-                    us_text[offset // 1000],
-                )
-            )
-            index += 1
-            if pause is not None and not index & 15:
-                pause()
-        return b"".join(parts)

@@ -11,6 +11,8 @@ RANK: dict[str, int] = {name: rank for rank, name in enumerate(LEVELS)}
 CANONICAL: dict[object, str] = {name: name for name in LEVELS}
 CANONICAL.update(warning="warn", critical="fatal")
 CANONICAL.update({str(k).upper(): v for k, v in CANONICAL.items()})
+INDEX: dict[object, int] = {k: RANK[v] for k, v in CANONICAL.items()}
+"""The rank of each exact spelling: what the hot path hands the native queue."""
 
 
 def normalize_level(level: object) -> str:

@@ -10,7 +10,6 @@ import time
 import weakref
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from time import time_ns
 from types import TracebackType
 from typing import Any, Literal
 
@@ -19,24 +18,27 @@ import orjson
 from . import _batcher
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
+from ._core import Logger
 from ._encode import (
+    NATIVE,
     Entry,
-    Metadata,
+    careful,
+    checked,
     clean_str,
     iso_timestamp,
+    native,
     preview_bytes,
     safe_str,
     snapshot,
-    snapshot_dict,
 )
 from ._format import echo as echo_record
-from ._levels import CANONICAL, LEVELS, normalize_level
+from ._levels import INDEX, LEVELS, RANK, normalize_level
 from ._params import Parameters
 from ._process import on_fork
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._sessions import RESERVED
 from ._read._tracks import check_name, track_names
-from ._tracks import Track, check_path_fits, description_of, public_as, summary, track_after_fork_in_child
+from ._tracks import Track, check_path_fits, description_of, summary, track_after_fork_in_child
 
 LOCAL_PATH_VARIABLE = "DREAMLAKE_LOCAL_PATH"
 
@@ -283,36 +285,28 @@ def _new_locks_in_child() -> None:
 
 
 def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
-    """The hot path of one session: check, stamp, snapshot, append. No lock, no I/O."""
-    queue = channel.queue
-    append = queue.append
-    canonical = CANONICAL
-    snapshot_now = snapshot_dict
+    """The hot path of one session (`_core.Logger`): check, stamp, snapshot, push. No lock, no I/O.
+    The rare paths call back into Python: see `_core.c`."""
+    logger: Callable[..., None] = Logger(
+        ring=channel.queue,
+        channel=channel,
+        index=INDEX,
+        rank=_rank,
+        safe_str=safe_str,
+        dumps=orjson.dumps,
+        default=native,
+        option=NATIVE,
+        careful=careful,
+        checked=checked,
+        snapshot=snapshot,
+        echo=_echo if echo else None,
+        levels=LEVELS,
+    )
+    return logger
 
-    def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
-        try:
-            level = canonical[level]
-        except (KeyError, TypeError):
-            level = _level(level)
-        if type(message) is not str:
-            message = safe_str(message)
-        data: Metadata
-        if metadata is None:
-            data = None
-        elif type(metadata) is dict:
-            data = snapshot_now(metadata)
-        else:
-            data = snapshot(metadata)
-        entry = (time_ns(), level, message, data)
-        append(entry)
-        # The mark is 0 unless the session is open: then pressure() raises (see _batcher).
-        if len(queue) >= channel.mark:
-            channel.pressure(entry)
-        if echo:
-            _echo(entry)
 
-    log.__doc__ = Session.log.__doc__
-    return public_as(log, "Session.log")
+def _rank(level: object) -> int:
+    return RANK[_level(level)]
 
 
 def _level(level: object) -> str:

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, Protocol
 
 import orjson
 
@@ -27,6 +27,21 @@ from ._files import reworded
 
 _CHUNK = 1 << 16  # bytes read at a time when looking back for the last record
 _FLAGS = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
+class Batch(Protocol):
+    """Lines taken to be written: `pending` of them until `commit()`."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def format(self, first: int) -> bytes:
+        """The lines, numbered from `first`."""
+        ...
+
+    def commit(self) -> None:
+        """They are in the file."""
+        ...
 
 
 class Sink:
@@ -88,17 +103,18 @@ class Sink:
             self._release()
         self._size = -1
 
-    def write(self, batch: list[Any], encode: Callable[[list[Any], int], bytes]) -> None:
-        """Append `encode(batch, first_sequence)` whole, then empty `batch`; raise OSError naming the file.
+    def write(self, batch: Batch) -> None:
+        """Append `batch.format(first_number)` whole, then `batch.commit()`; raise OSError naming
+        the file.
 
-        If anything interrupts the write, what was written is truncated away and
-        `batch` is left as it was: retrying writes each record exactly once.
+        If anything interrupts the write before the commit, what was written is truncated
+        away and the batch stays pending: retrying writes each record exactly once.
         """
         try:
             if self._fd < 0:
                 self._open_quietly()
             predicted = self._next
-            data = encode(batch, predicted) if self._size >= 0 else b""
+            data = batch.format(predicted) if self._size >= 0 else b""
             fd = self._lock()
         except OSError as exc:
             raise self.error(exc) from exc
@@ -114,21 +130,21 @@ class Sink:
                     self.shift[0] += self._next - predicted
                 self._newline = start > 0 and os.pread(fd, 1, start - 1) != b"\n"
                 if self._next != predicted or not data:
-                    data = encode(batch, self._next)
+                    data = batch.format(self._next)
             if self._newline:
                 data = b"\n" + data
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
             self._size = start + len(data)
-            self._next += len(batch)
+            self._next += batch.pending
             self._newline = False
             self.writes += 1
-            batch.clear()
+            batch.commit()
             if not self.keep_open:
                 self._release()
         except BaseException as exc:
-            if start >= 0 and batch:  # not committed: leave no part of it in the file
+            if start >= 0 and batch.pending:  # not committed: leave no part of it in the file
                 try:
                     os.ftruncate(fd, start)
                 except OSError:

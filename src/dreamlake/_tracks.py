@@ -154,15 +154,14 @@ class Track:
                 raise ValueError(msg)
             texts.append(snapshot(point))
         ns = time.time_ns()
-        entries = [(ns, text) for text in texts]
         channel, queue, counter = self._channel, self._channel.queue, self._next
         with self._lock:
             if channel.state not in _OPEN:
                 channel.refuse()
             shift = channel.sink.shift[0]
             start, queued, end = -1, 0, counter[0] - 1
-            for at in range(0, len(entries), _CHUNK):  # a wait for room, or a drop, at a time
-                chunk = entries[at : at + _CHUNK]
+            for at in range(0, len(texts), _CHUNK):  # a wait for room, or a drop, at a time
+                chunk = texts[at : at + _CHUNK]
                 size = len(chunk)
                 if len(queue) + size > channel.mark:
                     try:
@@ -172,17 +171,19 @@ class Track:
                             raise
                         break
                     if not room:
-                        channel.count_drops(len(entries) - at - size)  # the rest of the batch too
+                        channel.count_drops(len(texts) - at - size)  # the rest of the batch too
                         break
-                first = counter[0]  # no call between this and the extend: see append()
-                counter[0] = first + size
-                queue.extend(chunk)
-                if start < 0:
+                first, serial = counter[0], queue.serial
+                size = _push_all(channel, counter, ns, chunk)
+                if start < 0 and size:
                     start = first
                 queued, end = queued + size, first + size - 1
+                if size < len(chunk):  # no room for the rest: dropped (counted)
+                    channel.count_drops(len(texts) - at - size)
+                    break
                 if len(queue) >= channel.mark:
                     try:
-                        taken = channel.settle(chunk)
+                        taken = channel.settle(serial, size)
                     except RuntimeError:  # closed meanwhile: what came before is in the file
                         counter[0] = first
                         if first == start:
@@ -312,7 +313,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
     """The hot path of one track: snapshot, stamp, number and queue. No I/O."""
     channel = track._channel
     queue = channel.queue
-    add = queue.append
+    push = queue.push_point
     acquire, release = track._lock.acquire, track._lock.release
     counter = track._next
     shift = channel.sink.shift  # the file's numbering, as the writer last found it, against ours
@@ -329,7 +330,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
         elif not fields:
             msg = "Track.append() needs at least one field, such as append(0.5, step=1) or append(value=0.5)"
             raise ValueError(msg)
-        entry = (time_ns(), snapshot_now(fields))
+        ns, data = time_ns(), snapshot_now(fields)
         # Room is decided before the index is taken and the point queued: a dropped point
         # takes nothing back. The index is taken just before queueing, with no call in
         # between: a signal handler that appends at the end of add() comes after this point,
@@ -341,10 +342,15 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
                 return {"index": None}
             index = counter[0]
             counter[0] = index + 1
-            add(entry)
+            token = push(ns, data)
+            if token < 0:  # no room for its bytes: wait for the writer, or drop it
+                counter[0] = index
+                if not _push_all(channel, counter, ns, [data]):
+                    return {"index": None}
+                index = counter[0] - 1
             if len(queue) >= channel.mark:  # woken, exiting, or closed meanwhile
                 try:
-                    channel.settle((entry,))
+                    channel.settle(queue.serial - 1, 1)
                 except RuntimeError:  # closed meanwhile: taken back, and so is its index
                     counter[0] = index
                     raise
@@ -357,6 +363,29 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
 
     append.__doc__ = Track.append.__doc__
     return public_as(append, "Track.append")
+
+
+def _push_all(channel: Channel, counter: list[int], ns: int, points: list[Any]) -> int:
+    """Queue `points` of one track in order, each taking the next index from `counter` just
+    before it is pushed (under the track's lock), waiting for room for their bytes when the
+    queue has none; how many were queued before one had to be dropped (counted)."""
+    push = channel.queue.push_point
+    for done, data in enumerate(points):
+        counter[0] += 1
+        if push(ns, data) >= 0:
+            continue
+        counter[0] -= 1
+
+        def again(data: Any = data) -> int:
+            counter[0] += 1
+            token = push(ns, data)
+            if token < 0:
+                counter[0] -= 1
+            return token
+
+        if channel.push_when_room(again) is None:
+            return done
+    return len(points)
 
 
 def public_as(function: Callable[..., Any], qualname: str) -> Callable[..., Any]:

@@ -16,9 +16,9 @@ SLOW_SINK = """
         import threading
         from dreamlake import _sink
         _write = _sink.Sink.write
-        def slow_write(self, batch, encode):
+        def slow_write(self, batch):
             time.sleep(0.002)  # a slow disk: the logging thread fills the queue and waits for room
-            return _write(self, batch, encode)
+            return _write(self, batch)
         _sink.Sink.write = slow_write
 """
 

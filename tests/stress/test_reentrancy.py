@@ -120,7 +120,9 @@ def profile(frame, event, arg):
 N = 5_000
 sys.setprofile(profile)
 for i in range(N):
-    s.log("main", metadata={"i": i})
+    # A None sends log() back to Python between encoding and queueing (a null may be a NaN):
+    # the hook re-enters there, in the middle of the native call.
+    s.log("main", metadata={"i": i, "none": None})
     if i % 1_000 == 999:
         s.flush()
 sys.setprofile(None)

@@ -254,9 +254,9 @@ def test_when_full_drop_counts_dropped_points_in_the_log(child: Child) -> None:
         import dreamlake._batcher as B
         real = B.Sink.write
         gate = __import__("threading").Event()
-        def slow(self, batch, encode):
+        def slow(self, batch):
             gate.wait()
-            return real(self, batch, encode)
+            return real(self, batch)
         B.Sink.write = slow
         s = session(when_full="drop").open()
         for i in range(20000):
@@ -282,9 +282,9 @@ def test_sustained_drops_of_a_track_and_its_log_are_all_counted(child: Child) ->
         """
         import dreamlake._sink as S
         real = S.Sink.write
-        def slow(self, batch, encode):
+        def slow(self, batch):
             time.sleep(0.002)  # a slow disk: the queues overflow again and again
-            return real(self, batch, encode)
+            return real(self, batch)
         S.Sink.write = slow
         s = session(when_full="drop").open()
         track = s.track("loss")
@@ -314,9 +314,9 @@ def test_dropped_points_take_no_index(child: Child) -> None:
         import threading, json
         import dreamlake._sink as S
         real, gate = S.Sink.write, threading.Event()
-        def held(self, batch, encode):
+        def held(self, batch):
             gate.wait()
-            return real(self, batch, encode)
+            return real(self, batch)
         S.Sink.write = held
         s = session(when_full="drop").open()
         track = s.track("loss")
@@ -399,15 +399,15 @@ def test_a_batch_that_races_close_raises_only_if_none_of_it_is_written(child: Ch
         import threading, time, json
         import dreamlake._batcher as B, dreamlake._sink as S
         real_settle, inside = B.Channel.settle, threading.Event()
-        def slowed(self, points):
+        def slowed(self, first, count):
             inside.set()
             time.sleep(0.05)  # ok: stands for a thread switch between queueing and the check
-            return real_settle(self, points)
+            return real_settle(self, first, count)
         B.Channel.settle = slowed
         real_write = S.Sink.write
-        def slow_write(self, batch, encode):
+        def slow_write(self, batch):
             time.sleep(0.005)  # ok: a slow disk, so that close() writes part of the batch
-            return real_write(self, batch, encode)
+            return real_write(self, batch)
         S.Sink.write = slow_write
         s = session().open()
         track = s.track("loss")

@@ -1,0 +1,913 @@
+/* dreamlake._core: the queue of one session's log or one track, as bytes, and the lines made of it.
+
+   The boundary with Python (see docs/core.md):
+   - A caller's push copies what a record needs (time, level, message text, the metadata
+     as JSON bytes) into the ring and returns: no Python object made by the call is kept,
+     except the metadata of a record holding tensors, kept until the writer resolves it.
+   - The writer takes a batch (`take`), formats it into JSON Lines (`format`), with the
+     GIL released except to resolve such metadata, writes it (Python, under flock), and
+     `commit`s it, or formats it again with other numbers after a failure.
+   - Every change of the ring's offsets happens with the GIL held; `format` reads only
+     records between `tail` and `taken`, which no push, take-back or growth touches
+     while `formatting` is set. So the ring needs no lock of its own.
+*/
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define ALIGN 8
+#define HEAD_SIZE 24
+#define WRAP UINT32_MAX   /* a record size meaning "the rest of the buffer is empty: go to its start" */
+#define META_NONE 0
+#define META_TEXT 1
+#define META_OBJECT 2     /* the metadata is a Python object in `objects`, resolved by the writer */
+#define FLAG_VOID 1       /* taken back by its caller: not written */
+#define MIN_CAPACITY (64 * 1024)
+#define MAX_RECORD (1u << 31)
+
+static const char *LEVELS[] = {"debug", "info", "warn", "error", "fatal"};
+#define N_LEVELS 5
+
+typedef struct {
+    uint32_t size;  /* the whole record, head included, rounded up to ALIGN */
+    uint8_t level;
+    uint8_t meta;
+    uint8_t flags;
+    uint8_t unused;
+    uint32_t message_len;
+    uint32_t meta_len;
+    int64_t ns;
+} Head;
+
+typedef struct {
+    PyObject_HEAD
+    char *buf;
+    uint64_t capacity;   /* bytes, a multiple of ALIGN */
+    uint64_t head;       /* offsets grow for ever; the byte is at offset % capacity */
+    uint64_t taken;      /* records before it are the writer's */
+    uint64_t tail;       /* records before it are written */
+    uint64_t last;       /* the newest record */
+    int64_t serial_head; /* the serial number the next record gets */
+    int64_t serial_taken;
+    int64_t serial_tail;
+    Py_ssize_t queued;   /* records after `taken`, not taken back */
+    Py_ssize_t pending;  /* records between tail and taken, not taken back */
+    Py_ssize_t mark;     /* push() returns the record's serial + 1 once `queued` reaches it, else 0 */
+    uint64_t limit;      /* the most bytes the ring grows to */
+    int points;          /* a track's points, not log records */
+    int formatting;      /* format() reads the buffer with the GIL released */
+    PyObject *objects;   /* serial -> metadata object (tensors), until committed */
+} Ring;
+
+static uint64_t rounded(uint64_t n) { return (n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1); }
+
+static Head *at(Ring *r, uint64_t offset) { return (Head *)(r->buf + offset % r->capacity); }
+
+/* The offset of the record at `off`, past a wrap marker. */
+static uint64_t next_record(Ring *r, uint64_t off) {
+    Head *h = at(r, off);
+    if (h->size == WRAP) {
+        off += r->capacity - off % r->capacity;
+    }
+    return off;
+}
+
+/* Room for `size` bytes at the head, wrapping if the end is too short: 0; 1 if the ring is
+   full (or being read by format()); -1 without memory. Grows, up to `limit`, by copying the
+   records in order to the start of a new buffer. A record bigger than `limit` gets a ring of
+   its own size once the ring is empty. */
+static int make_room(Ring *r, uint64_t size) {
+    uint64_t used = r->head - r->tail;
+    uint64_t pos = r->head % r->capacity;
+    uint64_t to_end = r->capacity - pos;
+    if (used + (size <= to_end ? size : to_end + size) <= r->capacity) {
+        if (size > to_end) { /* mark the end empty and go on at the buffer's start */
+            ((Head *)(r->buf + pos))->size = WRAP;
+            r->head += to_end;
+        }
+        return 0;
+    }
+    if (r->formatting || (r->capacity >= r->limit && used > 0)) return 1;
+    uint64_t grown = r->capacity * 2;
+    while (grown < used + 2 * size) grown *= 2;
+    uint64_t most = r->limit > size ? r->limit : rounded(size);
+    if (grown > most) grown = most;
+    if (used + size > grown) return 1;
+    char *buf = PyMem_RawMalloc(grown);
+    if (buf == NULL) return -1;
+    uint64_t off = r->tail, out = 0, taken_at = 0, last = 0;
+    while (off < r->head) {
+        off = next_record(r, off);
+        Head *h = at(r, off);
+        if (off < r->taken) taken_at = out + h->size;
+        last = out;
+        memcpy(buf + out, h, h->size);
+        out += h->size;
+        off += h->size;
+    }
+    PyMem_RawFree(r->buf);
+    r->buf = buf;
+    r->capacity = grown;
+    r->tail = 0;
+    r->taken = taken_at;
+    r->head = out;
+    r->last = last;
+    return 0;
+}
+
+/* The UTF-8 of `text`, or of its cleaned copy (lone surrogates as \udXXX) via `clean`. */
+static const char *utf8_of(PyObject *text, Py_ssize_t *len, PyObject **keep) {
+    const char *s = PyUnicode_AsUTF8AndSize(text, len);
+    if (s != NULL) return s;
+    if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError)) return NULL;
+    PyErr_Clear();
+    *keep = PyUnicode_AsEncodedString(text, "utf-8", "backslashreplace");
+    if (*keep == NULL) return NULL;
+    *len = PyBytes_GET_SIZE(*keep);
+    return PyBytes_AS_STRING(*keep);
+}
+
+static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, PyObject *data) {
+    Py_ssize_t message_len = 0, meta_len = 0;
+    const char *message_s = "", *meta_s = NULL;
+    PyObject *keep_message = NULL, *keep_meta = NULL;
+    int meta = META_NONE;
+    if (message != NULL) {
+        if (!PyUnicode_Check(message)) {
+            PyErr_Format(PyExc_TypeError, "message must be a str, got %.100s", Py_TYPE(message)->tp_name);
+            return NULL;
+        }
+        message_s = utf8_of(message, &message_len, &keep_message);
+        if (message_s == NULL) return NULL;
+    }
+    if (data == Py_None) {
+        meta = META_NONE;
+    } else if (PyBytes_CheckExact(data)) {
+        meta = META_TEXT;
+        meta_s = PyBytes_AS_STRING(data);
+        meta_len = PyBytes_GET_SIZE(data);
+    } else if (PyUnicode_CheckExact(data)) {
+        meta = META_TEXT;
+        meta_s = utf8_of(data, &meta_len, &keep_meta);
+        if (meta_s == NULL) {
+            Py_XDECREF(keep_message);
+            return NULL;
+        }
+    } else {
+        meta = META_OBJECT;
+    }
+    uint64_t size = rounded((uint64_t)HEAD_SIZE + (uint64_t)message_len + (uint64_t)meta_len);
+    if ((uint64_t)message_len >= MAX_RECORD || (uint64_t)meta_len >= MAX_RECORD || size >= MAX_RECORD) {
+        Py_XDECREF(keep_message);
+        Py_XDECREF(keep_meta);
+        PyErr_SetString(PyExc_ValueError, "a record must be smaller than 2 GB");
+        return NULL;
+    }
+    int room = make_room(r, size);
+    if (room != 0) {
+        Py_XDECREF(keep_message);
+        Py_XDECREF(keep_meta);
+        if (room < 0) return PyErr_NoMemory();
+        return PyLong_FromLong(-1);  /* full: the caller waits for room, or drops */
+    }
+    if (meta == META_OBJECT) {
+        PyObject *key = PyLong_FromLongLong(r->serial_head);
+        if (key == NULL || PyDict_SetItem(r->objects, key, data) < 0) {
+            Py_XDECREF(key);
+            Py_XDECREF(keep_message);
+            return NULL;
+        }
+        Py_DECREF(key);
+    }
+    Head *h = at(r, r->head);
+    h->size = (uint32_t)size;
+    h->level = (uint8_t)level;
+    h->meta = (uint8_t)meta;
+    h->flags = 0;
+    h->unused = 0;
+    h->message_len = (uint32_t)message_len;
+    h->meta_len = (uint32_t)meta_len;
+    h->ns = ns;
+    char *body = (char *)h + HEAD_SIZE;
+    if (message_len) memcpy(body, message_s, (size_t)message_len);
+    if (meta_len) memcpy(body + message_len, meta_s, (size_t)meta_len);
+    Py_XDECREF(keep_message);
+    Py_XDECREF(keep_meta);
+    r->last = r->head;
+    r->head += size;
+    int64_t serial = r->serial_head++;
+    r->queued++;
+    return PyLong_FromLongLong(r->queued >= r->mark ? serial + 1 : 0);
+}
+
+static PyObject *Ring_push(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
+    if (r->points || nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "push(ns, level, message, metadata) on a log's ring");
+        return NULL;
+    }
+    int64_t ns = PyLong_AsLongLong(args[0]);
+    if (ns == -1 && PyErr_Occurred()) return NULL;
+    long level = PyLong_AsLong(args[1]);
+    if (level == -1 && PyErr_Occurred()) return NULL;
+    if (level < 0 || level >= N_LEVELS) {
+        PyErr_SetString(PyExc_ValueError, "level must be an index of LEVELS");
+        return NULL;
+    }
+    return push_record(r, ns, (int)level, args[2], args[3]);
+}
+
+static PyObject *Ring_push_point(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
+    if (!r->points || nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "push_point(ns, data) on a track's ring");
+        return NULL;
+    }
+    int64_t ns = PyLong_AsLongLong(args[0]);
+    if (ns == -1 && PyErr_Occurred()) return NULL;
+    return push_record(r, ns, 0, NULL, args[1]);
+}
+
+static void drop_object(Ring *r, int64_t serial) {
+    PyObject *key = PyLong_FromLongLong(serial);
+    if (key == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyDict_DelItem(r->objects, key) < 0) PyErr_Clear();
+    Py_DECREF(key);
+}
+
+static PyObject *Ring_take(Ring *r, PyObject *arg) {
+    Py_ssize_t most = PyLong_AsSsize_t(arg);
+    if (most == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t taken = 0;
+    while (taken < most && r->taken < r->head) {
+        r->taken = next_record(r, r->taken);
+        Head *h = at(r, r->taken);
+        r->taken += h->size;
+        r->serial_taken++;
+        if (!(h->flags & FLAG_VOID)) {
+            taken++;
+            r->queued--;
+            r->pending++;
+        }
+    }
+    /* void records right after the batch go with it */
+    while (r->taken < r->head) {
+        uint64_t off = next_record(r, r->taken);
+        Head *h = at(r, off);
+        if (!(h->flags & FLAG_VOID)) break;
+        r->taken = off + h->size;
+        r->serial_taken++;
+    }
+    return PyLong_FromSsize_t(taken);
+}
+
+/* -- lines ------------------------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} Out;
+
+static int reserve(Out *o, size_t more) {
+    if (o->len + more <= o->cap) return 0;
+    size_t cap = o->cap ? o->cap : 4096;
+    while (cap < o->len + more) cap *= 2;
+    char *data = PyMem_RawRealloc(o->data, cap);
+    if (data == NULL) {
+        o->failed = 1;
+        return -1;
+    }
+    o->data = data;
+    o->cap = cap;
+    return 0;
+}
+
+static void put(Out *o, const char *s, size_t n) {
+    if (reserve(o, n) < 0) return;
+    memcpy(o->data + o->len, s, n);
+    o->len += n;
+}
+
+static void put_str(Out *o, const char *s) { put(o, s, strlen(s)); }
+
+static void put_int(Out *o, long long v) {
+    char text[32];
+    int n = snprintf(text, sizeof text, "%lld", v);
+    put(o, text, (size_t)n);
+}
+
+/* JSON string of UTF-8 `s`: what orjson writes (", \\ and control characters escaped). */
+static void put_json_string(Out *o, const char *s, size_t n) {
+    static const char hex[] = "0123456789abcdef";
+    if (reserve(o, n * 6 + 2) < 0) return;
+    char *w = o->data + o->len;
+    *w++ = '"';
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *w++ = (char)c;
+            continue;
+        }
+        *w++ = '\\';
+        switch (c) {
+        case '"': *w++ = '"'; break;
+        case '\\': *w++ = '\\'; break;
+        case '\n': *w++ = 'n'; break;
+        case '\r': *w++ = 'r'; break;
+        case '\t': *w++ = 't'; break;
+        case '\b': *w++ = 'b'; break;
+        case '\f': *w++ = 'f'; break;
+        default:
+            *w++ = 'u';
+            *w++ = '0';
+            *w++ = '0';
+            *w++ = hex[c >> 4];
+            *w++ = hex[c & 15];
+        }
+    }
+    *w++ = '"';
+    o->len = (size_t)(w - o->data);
+}
+
+typedef struct {
+    int64_t second;
+    char text[80];  /* "YYYY-MM-DDTHH:MM:SS" of `second` */
+} Clock;
+
+/* `"2025-10-25T10:30:00.000123Z"`, with its quotes. */
+static void put_timestamp(Out *o, Clock *clock, int64_t ns) {
+    int64_t us = ns >= 0 ? ns / 1000 : -((-ns + 999) / 1000);
+    int64_t second = us >= 0 ? us / 1000000 : -((-us + 999999) / 1000000);
+    long frac = (long)(us - second * 1000000);
+    if (second != clock->second) {
+        time_t t = (time_t)second;
+        struct tm tm;
+        if (gmtime_r(&t, &tm) == NULL) memset(&tm, 0, sizeof tm);
+        snprintf(clock->text, sizeof clock->text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        clock->second = second;
+    }
+    char text[128];
+    int n = snprintf(text, sizeof text, "\"%s.%06ldZ\"", clock->text, frac);
+    put(o, text, (size_t)n);
+}
+
+static void put_log_line(Out *o, Clock *clock, int64_t ns, const char *level, const char *message,
+                         size_t message_len, const char *meta, size_t meta_len, long long sequence) {
+    put_str(o, "{\"timestamp\":");
+    put_timestamp(o, clock, ns);
+    put_str(o, ",\"level\":\"");
+    put_str(o, level);
+    put_str(o, "\",\"message\":");
+    put_json_string(o, message, message_len);
+    put_str(o, ",\"metadata\":");
+    if (meta == NULL) put_str(o, "null");
+    else put(o, meta, meta_len);
+    put_str(o, ",\"sequenceNumber\":");
+    put_int(o, sequence);
+    put_str(o, "}\n");
+}
+
+static void put_point_line(Out *o, Clock *clock, int64_t ns, const char *data, size_t data_len,
+                           long long index) {
+    put_str(o, "{\"index\":");
+    put_int(o, index);
+    put_str(o, ",\"data\":");
+    if (data == NULL) put_str(o, "null");
+    else put(o, data, data_len);
+    put_str(o, ",\"createdAt\":");
+    put_timestamp(o, clock, ns);
+    put_str(o, "}\n");
+}
+
+/* format(first, notices, resolve) -> bytes: the notices (log records as (ns, level, message,
+   metadata text)) then the taken records, numbered from `first`. */
+static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "format(first, notices, resolve)");
+        return NULL;
+    }
+    long long number = PyLong_AsLongLong(args[0]);
+    if (number == -1 && PyErr_Occurred()) return NULL;
+    PyObject *notices = args[1], *resolve = args[2];
+    if (!PyList_Check(notices)) {
+        PyErr_SetString(PyExc_TypeError, "notices must be a list");
+        return NULL;
+    }
+    Out o = {NULL, 0, 0, 0};
+    Clock clock = {INT64_MIN, {0}};
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(notices); i++) {
+        PyObject *n = PyList_GET_ITEM(notices, i);
+        long long ns;
+        const char *level, *message, *meta;
+        Py_ssize_t message_len, meta_len;
+        if (!PyArg_ParseTuple(n, "Lss#s#", &ns, &level, &message, &message_len, &meta, &meta_len)) {
+            PyMem_RawFree(o.data);
+            return NULL;
+        }
+        put_log_line(&o, &clock, ns, level, message, (size_t)message_len, meta, (size_t)meta_len, number++);
+    }
+    uint64_t off = r->tail, end = r->taken;
+    int64_t serial = r->serial_tail;
+    r->formatting = 1;
+    PyThreadState *state = PyEval_SaveThread();
+    while (off < end && !o.failed) {
+        off = next_record(r, off);
+        Head *h = at(r, off);
+        off += h->size;
+        int64_t this_serial = serial++;
+        if (h->flags & FLAG_VOID) continue;
+        const char *body = (const char *)h + HEAD_SIZE;
+        const char *meta = h->meta == META_TEXT ? body + h->message_len : NULL;
+        size_t meta_len = h->meta_len;
+        PyObject *resolved = NULL;
+        if (h->meta == META_OBJECT) { /* tensors: made numbers now, by Python */
+            PyEval_RestoreThread(state);
+            PyObject *key = PyLong_FromLongLong(this_serial);
+            PyObject *value = key ? PyDict_GetItemWithError(r->objects, key) : NULL;
+            Py_XDECREF(key);
+            if (value != NULL) {
+                Py_INCREF(value);
+                resolved = PyObject_CallOneArg(resolve, value);
+                Py_DECREF(value);
+            }
+            if (resolved != NULL && !PyBytes_Check(resolved)) Py_CLEAR(resolved);
+            if (resolved == NULL) {
+                PyErr_Clear();
+                meta = "{\"unserializable\":\"metadata lost\"}";
+                meta_len = strlen(meta);
+            } else {
+                meta = PyBytes_AS_STRING(resolved);
+                meta_len = (size_t)PyBytes_GET_SIZE(resolved);
+            }
+            state = PyEval_SaveThread();
+        }
+        if (r->points) put_point_line(&o, &clock, h->ns, meta, meta_len, number++);
+        else
+            put_log_line(&o, &clock, h->ns, LEVELS[h->level], body, h->message_len, meta, meta_len, number++);
+        if (resolved != NULL) {
+            PyEval_RestoreThread(state);
+            Py_DECREF(resolved);
+            state = PyEval_SaveThread();
+        }
+    }
+    PyEval_RestoreThread(state);
+    r->formatting = 0;
+    if (o.failed) {
+        PyMem_RawFree(o.data);
+        return PyErr_NoMemory();
+    }
+    PyObject *bytes = PyBytes_FromStringAndSize(o.data ? o.data : "", (Py_ssize_t)o.len);
+    PyMem_RawFree(o.data);
+    return bytes;
+}
+
+static void forget_objects(Ring *r, int64_t from, int64_t to) {
+    if (PyDict_GET_SIZE(r->objects) == 0) return;
+    for (int64_t s = from; s < to; s++) drop_object(r, s);
+}
+
+static PyObject *Ring_commit(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    forget_objects(r, r->serial_tail, r->serial_taken);
+    r->tail = r->taken;
+    r->serial_tail = r->serial_taken;
+    r->pending = 0;
+    if (r->tail == r->head) { /* empty: start over at the buffer's start */
+        r->tail = r->taken = r->head = r->last = 0;
+    }
+    Py_RETURN_NONE;
+}
+
+/* The queued record numbered `serial`, or NULL if the writer took it (or there is none). */
+static Head *queued_record(Ring *r, int64_t serial) {
+    if (serial < r->serial_taken || serial >= r->serial_head) return NULL;
+    if (serial == r->serial_head - 1) return at(r, r->last);
+    uint64_t off = r->taken;
+    for (int64_t s = r->serial_taken; off < r->head; s++) {
+        off = next_record(r, off);
+        Head *h = at(r, off);
+        if (s == serial) return h;
+        off += h->size;
+    }
+    return NULL;
+}
+
+static int take_back(Ring *r, int64_t serial) {
+    Head *h = queued_record(r, serial);
+    if (h == NULL || (h->flags & FLAG_VOID)) return 0;
+    h->flags |= FLAG_VOID;
+    r->queued--;
+    if (h->meta == META_OBJECT) drop_object(r, serial);
+    return 1;
+}
+
+/* remove(serial) -> bool: take back a queued record, unless the writer took it. */
+static PyObject *Ring_remove(Ring *r, PyObject *arg) {
+    long long serial = PyLong_AsLongLong(arg);
+    if (serial == -1 && PyErr_Occurred()) return NULL;
+    return PyBool_FromLong(take_back(r, serial));
+}
+
+/* pop(since) -> bool: take back the newest record that is not taken back already, if the
+   writer has not taken it and its serial is at least `since`. */
+static PyObject *Ring_pop(Ring *r, PyObject *arg) {
+    long long since = PyLong_AsLongLong(arg);
+    if (since == -1 && PyErr_Occurred()) return NULL;
+    for (int64_t s = r->serial_head - 1; s >= r->serial_taken && s >= since; s--) {
+        if (take_back(r, s)) Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
+/* clear(): forget everything, taken records too (a forked child: the parent writes them). */
+static PyObject *Ring_clear(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    r->tail = r->taken = r->head = r->last = 0;
+    r->serial_tail = r->serial_taken = r->serial_head;
+    r->queued = r->pending = 0;
+    r->formatting = 0;
+    PyDict_Clear(r->objects);
+    Py_RETURN_NONE;
+}
+
+/* -- the type ---------------------------------------------------------------------------- */
+
+static int Ring_init(Ring *r, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"points", "limit", NULL};
+    int points = 0;
+    unsigned long long limit = 64ull << 20;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|pK", names, &points, &limit)) return -1;
+    if (limit < MIN_CAPACITY) {
+        PyErr_Format(PyExc_ValueError, "limit must be at least %d bytes", MIN_CAPACITY);
+        return -1;
+    }
+    if (r->buf == NULL) {
+        r->buf = PyMem_RawMalloc(MIN_CAPACITY);
+        if (r->buf == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        r->capacity = MIN_CAPACITY;
+    }
+    if (r->objects == NULL) {
+        r->objects = PyDict_New();
+        if (r->objects == NULL) return -1;
+    }
+    r->points = points;
+    r->limit = rounded(limit);
+    r->mark = 0;
+    return 0;
+}
+
+static void Ring_dealloc(Ring *r) {
+    PyObject_GC_UnTrack(r);
+    Py_CLEAR(r->objects);
+    PyMem_RawFree(r->buf);
+    Py_TYPE(r)->tp_free((PyObject *)r);
+}
+
+static int Ring_traverse(Ring *r, visitproc visit, void *arg) {
+    Py_VISIT(r->objects);
+    return 0;
+}
+
+static int Ring_tp_clear(Ring *r) {
+    Py_CLEAR(r->objects);
+    return 0;
+}
+
+static Py_ssize_t Ring_len(Ring *r) { return r->queued; }
+
+static PyObject *Ring_get_pending(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(r->pending); }
+static PyObject *Ring_get_mark(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(r->mark); }
+static int Ring_set_mark(Ring *r, PyObject *value, void *Py_UNUSED(c)) {
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "mark cannot be deleted");
+        return -1;
+    }
+    Py_ssize_t mark = PyLong_AsSsize_t(value);
+    if (mark == -1 && PyErr_Occurred()) return -1;
+    r->mark = mark;
+    return 0;
+}
+static PyObject *Ring_get_size(Ring *r, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(r->head - r->tail);
+}
+static PyObject *Ring_get_capacity(Ring *r, void *Py_UNUSED(c)) {
+    return PyLong_FromUnsignedLongLong(r->capacity);
+}
+
+static PyMethodDef Ring_methods[] = {
+    {"push", (PyCFunction)(void (*)(void))Ring_push, METH_FASTCALL,
+     "push(ns, level, message, metadata) -> 0, the serial + 1 at the mark, or -1 if full"},
+    {"push_point", (PyCFunction)(void (*)(void))Ring_push_point, METH_FASTCALL,
+     "push_point(ns, data) -> as push()"},
+    {"take", (PyCFunction)Ring_take, METH_O, "take(most) -> how many queued records the writer takes"},
+    {"format", (PyCFunction)(void (*)(void))Ring_format, METH_FASTCALL,
+     "format(first, notices, resolve) -> the taken records as JSON Lines, numbered from first"},
+    {"commit", (PyCFunction)Ring_commit, METH_NOARGS, "commit(): the taken records are written"},
+    {"remove", (PyCFunction)Ring_remove, METH_O, "remove(serial) -> whether it was taken back"},
+    {"pop", (PyCFunction)Ring_pop, METH_O, "pop(since) -> whether the newest record (serial >= since) was taken back"},
+    {"clear", (PyCFunction)Ring_clear, METH_NOARGS, "clear(): forget every record"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *Ring_get_serial(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromLongLong(r->serial_head); }
+
+static PyGetSetDef Ring_getset[] = {
+    {"serial", (getter)Ring_get_serial, NULL, "the serial number the next record gets", NULL},
+    {"pending", (getter)Ring_get_pending, NULL, "records taken by the writer, not yet written", NULL},
+    {"mark", (getter)Ring_get_mark, (setter)Ring_set_mark, "queued records at which push() says so", NULL},
+    {"size", (getter)Ring_get_size, NULL, "bytes the queued and taken entries hold", NULL},
+    {"capacity", (getter)Ring_get_capacity, NULL, "bytes allocated", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PySequenceMethods Ring_as_sequence = {.sq_length = (lenfunc)Ring_len};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dreamlake._core.Ring",
+    .tp_basicsize = sizeof(Ring),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The queue of one log or track, as bytes.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ring_init,
+    .tp_dealloc = (destructor)Ring_dealloc,
+    .tp_traverse = (traverseproc)Ring_traverse,
+    .tp_clear = (inquiry)Ring_tp_clear,
+    .tp_methods = Ring_methods,
+    .tp_getset = Ring_getset,
+    .tp_as_sequence = &Ring_as_sequence,
+};
+
+
+/* -- log(): the hot path of a session --------------------------------------------------- */
+
+/* A session's `log(message, level="info", metadata=None)`: check, stamp, encode, push. The
+   rare paths are Python's: a level in another spelling, a message that is not a str, metadata
+   that is not a dict or that orjson refuses or writes with null, a full queue, echo. */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Ring *ring;
+    PyObject *channel;   /* its pressed(token, ns, rank, message, metadata) */
+    PyObject *index;     /* dict: level spelling -> rank */
+    PyObject *rank;      /* rank(level) for any other spelling: an int, or ValueError */
+    PyObject *safe_str;  /* the text of a message that is not a str */
+    PyObject *dumps;     /* orjson.dumps */
+    PyObject *dumps_default;
+    PyObject *dumps_option;
+    PyObject *careful;   /* careful(metadata), for what orjson refuses */
+    PyObject *checked;   /* checked(metadata, data), for data holding "null" */
+    PyObject *snapshot;  /* snapshot(metadata), for a mapping that is not a dict */
+    PyObject *echo;      /* echo((ns, level, message, metadata)), or None */
+    PyObject *levels;    /* tuple of the level names, by rank */
+} Logger;
+
+static PyObject *str_message, *str_level, *str_metadata, *str_pressed, *str_info;
+
+static int wrong_call(const char *text, PyObject *name) {
+    if (name) PyErr_Format(PyExc_TypeError, "Session.log() %s '%U'", text, name);
+    else PyErr_Format(PyExc_TypeError, "Session.log() %s", text);
+    return -1;
+}
+
+static int log_arguments(PyObject *const *args, size_t nargsf, PyObject *kwnames, PyObject **slots) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    if (nargs > 3) {
+        PyErr_Format(PyExc_TypeError,
+                     "Session.log() takes from 1 to 3 positional arguments but %zd were given", nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++) slots[i] = args[i];
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        int slot = -1;
+        if (PyUnicode_Compare(name, str_message) == 0) slot = 0;
+        else if (PyUnicode_Compare(name, str_level) == 0) slot = 1;
+        else if (PyUnicode_Compare(name, str_metadata) == 0) slot = 2;
+        if (slot < 0) {
+            if (PyErr_Occurred()) return -1;
+            return wrong_call("got an unexpected keyword argument", name);
+        }
+        if (slots[slot] != NULL) return wrong_call("got multiple values for argument", name);
+        slots[slot] = args[nargs + i];
+    }
+    if (slots[0] == NULL) return wrong_call("missing 1 required positional argument: 'message'", NULL);
+    return 0;
+}
+
+/* The metadata as what the queue takes: None, JSON bytes, or an object the writer resolves. */
+static PyObject *encoded(Logger *lg, PyObject *metadata) {
+    if (metadata == Py_None) return Py_NewRef(Py_None);
+    if (!PyDict_CheckExact(metadata)) return PyObject_CallOneArg(lg->snapshot, metadata);
+    PyObject *call[3] = {metadata, lg->dumps_default, lg->dumps_option};
+    PyObject *data = PyObject_Vectorcall(lg->dumps, call, 3, NULL);
+    if (data == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+        PyErr_Clear();  /* a value orjson cannot write as it is */
+        return PyObject_CallOneArg(lg->careful, metadata);
+    }
+    if (PyBytes_Check(data)) {
+        const char *text = PyBytes_AS_STRING(data);
+        Py_ssize_t n = PyBytes_GET_SIZE(data);
+        for (Py_ssize_t i = 0; i + 4 <= n; i++) {
+            if (text[i] == 'n' && memcmp(text + i, "null", 4) == 0) { /* None, or a NaN written as null */
+                PyObject *args[2] = {metadata, data};
+                PyObject *checked = PyObject_Vectorcall(lg->checked, args, 2, NULL);
+                Py_DECREF(data);
+                return checked;
+            }
+        }
+    }
+    return data;
+}
+
+static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    PyObject *slots[3] = {NULL, NULL, NULL};
+    if (log_arguments(args, nargsf, kwnames, slots) < 0) return NULL;
+    PyObject *message = slots[0], *level = slots[1] ? slots[1] : str_info, *metadata = slots[2] ? slots[2] : Py_None;
+    long rank;
+    PyObject *found = PyDict_GetItemWithError(lg->index, level);  /* TypeError for an unhashable level */
+    if (found != NULL) {
+        rank = PyLong_AsLong(found);
+    } else {
+        PyErr_Clear();
+        PyObject *r = PyObject_CallOneArg(lg->rank, level);
+        if (r == NULL) return NULL;
+        rank = PyLong_AsLong(r);
+        Py_DECREF(r);
+    }
+    if (rank == -1 && PyErr_Occurred()) return NULL;
+    if (rank < 0 || rank >= N_LEVELS) {
+        PyErr_SetString(PyExc_ValueError, "level rank out of range");
+        return NULL;
+    }
+    PyObject *text;
+    if (PyUnicode_CheckExact(message)) text = Py_NewRef(message);
+    else if ((text = PyObject_CallOneArg(lg->safe_str, message)) == NULL) return NULL;
+    PyObject *data = encoded(lg, metadata);
+    if (data == NULL) {
+        Py_DECREF(text);
+        return NULL;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    PyObject *token = push_record(lg->ring, ns, (int)rank, text, data);
+    PyObject *result = NULL;
+    if (token == NULL) goto done;
+    if (token != NULL && PyLong_AsLongLong(token) != 0) { /* at the mark, or no room: see _batcher */
+        PyObject *ns_obj = PyLong_FromLongLong(ns), *rank_obj = PyLong_FromLong(rank);
+        if (ns_obj && rank_obj) {
+            PyObject *call[6] = {lg->channel, token, ns_obj, rank_obj, text, data};
+            PyObject *r = PyObject_VectorcallMethod(str_pressed, call, 6 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+            Py_XDECREF(r);
+            if (r == NULL) {
+                Py_XDECREF(ns_obj);
+                Py_XDECREF(rank_obj);
+                goto done;
+            }
+        }
+        Py_XDECREF(ns_obj);
+        Py_XDECREF(rank_obj);
+        if (PyErr_Occurred()) goto done;
+    }
+    if (lg->echo != Py_None) {
+        PyObject *entry = Py_BuildValue("(LOOO)", (long long)ns, PyTuple_GET_ITEM(lg->levels, rank), text, data);
+        if (entry == NULL) goto done;
+        PyObject *r = PyObject_CallOneArg(lg->echo, entry);
+        Py_DECREF(entry);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_XDECREF(token);
+    Py_DECREF(text);
+    Py_DECREF(data);
+    return result;
+}
+
+static PyObject *Logger_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"ring", "channel", "index", "rank", "safe_str", "dumps", "default", "option",
+                            "careful", "checked", "snapshot", "echo", "levels", NULL};
+    PyObject *o[13];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!OO!OOOOOOOOOO!", names, &RingType, &o[0], &o[1],
+                                     &PyDict_Type, &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9],
+                                     &o[10], &o[11], &PyTuple_Type, &o[12]))
+        return NULL;
+    if (PyTuple_GET_SIZE(o[12]) != N_LEVELS) {
+        PyErr_SetString(PyExc_ValueError, "levels must hold the five level names");
+        return NULL;
+    }
+    Logger *lg = (Logger *)type->tp_alloc(type, 0);
+    if (lg == NULL) return NULL;
+    lg->vectorcall = (vectorcallfunc)Logger_call;
+    PyObject **fields[13] = {(PyObject **)&lg->ring, &lg->channel, &lg->index, &lg->rank, &lg->safe_str,
+                             &lg->dumps, &lg->dumps_default, &lg->dumps_option, &lg->careful, &lg->checked,
+                             &lg->snapshot, &lg->echo, &lg->levels};
+    for (int i = 0; i < 13; i++) *fields[i] = Py_NewRef(o[i]);
+    return (PyObject *)lg;
+}
+
+static int Logger_traverse(Logger *lg, visitproc visit, void *arg) {
+    Py_VISIT(lg->ring);
+    Py_VISIT(lg->channel);
+    Py_VISIT(lg->index);
+    Py_VISIT(lg->rank);
+    Py_VISIT(lg->safe_str);
+    Py_VISIT(lg->dumps);
+    Py_VISIT(lg->dumps_default);
+    Py_VISIT(lg->dumps_option);
+    Py_VISIT(lg->careful);
+    Py_VISIT(lg->checked);
+    Py_VISIT(lg->snapshot);
+    Py_VISIT(lg->echo);
+    Py_VISIT(lg->levels);
+    return 0;
+}
+
+static int Logger_clear(Logger *lg) {
+    Py_CLEAR(lg->ring);
+    Py_CLEAR(lg->channel);
+    Py_CLEAR(lg->index);
+    Py_CLEAR(lg->rank);
+    Py_CLEAR(lg->safe_str);
+    Py_CLEAR(lg->dumps);
+    Py_CLEAR(lg->dumps_default);
+    Py_CLEAR(lg->dumps_option);
+    Py_CLEAR(lg->careful);
+    Py_CLEAR(lg->checked);
+    Py_CLEAR(lg->snapshot);
+    Py_CLEAR(lg->echo);
+    Py_CLEAR(lg->levels);
+    return 0;
+}
+
+static void Logger_dealloc(Logger *lg) {
+    PyObject_GC_UnTrack(lg);
+    Logger_clear(lg);
+    Py_TYPE(lg)->tp_free((PyObject *)lg);
+}
+
+static PyObject *Logger_get_doc(Logger *Py_UNUSED(lg), void *Py_UNUSED(c)) {
+    return PyUnicode_FromString(
+        "Queue one record; returns at once. The writer thread writes it.\n\n"
+        "`message` is stored as text, `level` is one of debug, info, warn, error,\n"
+        "fatal, and `metadata` (a mapping) is copied now, deeply, so later changes to\n"
+        "it do not reach the record. Raises RuntimeError if the session is not open.");
+}
+
+static PyGetSetDef Logger_getset[] = {
+    {"__doc__", (getter)Logger_get_doc, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject LoggerType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dreamlake._core.Logger",
+    .tp_basicsize = sizeof(Logger),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Logger, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = Logger_new,
+    .tp_dealloc = (destructor)Logger_dealloc,
+    .tp_traverse = (traverseproc)Logger_traverse,
+    .tp_clear = (inquiry)Logger_clear,
+    .tp_getset = Logger_getset,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "dreamlake._core", "The queue of records as bytes, and the lines made of it.", -1,
+    NULL, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__core(void) {
+    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&LoggerType) < 0) return NULL;
+    str_message = PyUnicode_InternFromString("message");
+    str_level = PyUnicode_InternFromString("level");
+    str_metadata = PyUnicode_InternFromString("metadata");
+    str_pressed = PyUnicode_InternFromString("pressed");
+    str_info = PyUnicode_InternFromString("info");
+    if (!str_message || !str_level || !str_metadata || !str_pressed || !str_info) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&RingType);
+    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0) {
+        Py_DECREF(&RingType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&LoggerType);
+    if (PyModule_AddObject(m, "Logger", (PyObject *)&LoggerType) < 0) {
+        Py_DECREF(&LoggerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,77 @@
+"""The native queue of one log or track (see docs/core.md for who owns what)."""
+
+from collections.abc import Callable
+from typing import Any
+
+class Ring:
+    """The entries of one session's log (or, with `points`, one track), as bytes.
+
+    Pushes, takes, commits and take-backs run with the GIL held; `format` reads the taken
+    entries with the GIL released. `limit` is the most bytes it grows to.
+    """
+
+    mark: int
+    """The queued length at which a push returns the entry's serial + 1 instead of 0."""
+
+    def __init__(self, points: bool = False, limit: int = ...) -> None: ...
+    def __len__(self) -> int:
+        """Entries queued, not yet taken by the writer."""
+    @property
+    def pending(self) -> int:
+        """Entries taken by the writer, not yet committed."""
+    @property
+    def serial(self) -> int:
+        """The serial number the next entry gets."""
+    @property
+    def size(self) -> int:
+        """Bytes the queued and taken entries hold."""
+    @property
+    def capacity(self) -> int:
+        """Bytes allocated."""
+    def push(self, ns: int, level: int, message: str, metadata: bytes | str | object | None, /) -> int:
+        """Queue a log entry: 0, the serial + 1 at the mark, or -1 when its bytes find no room."""
+    def push_point(self, ns: int, data: bytes | str | object | None, /) -> int:
+        """Queue a track's point: as `push`."""
+    def take(self, most: int, /) -> int:
+        """The writer takes up to `most` queued entries; how many."""
+    def format(
+        self,
+        first: int,
+        notices: list[tuple[int, str, str, str]],
+        resolve: Callable[[Any], bytes],
+        /,
+    ) -> bytes:
+        """The notices, then the taken entries, as JSON Lines numbered from `first`; metadata
+        given as an object is `resolve(object)`."""
+    def commit(self) -> None:
+        """The taken entries are written: forget them."""
+    def remove(self, serial: int, /) -> bool:
+        """Take back a queued entry; False if the writer took it (or it is gone)."""
+    def pop(self, since: int, /) -> bool:
+        """Take back the newest entry whose serial is at least `since`, if not taken."""
+    def clear(self) -> None:
+        """Forget every entry, taken ones too (a forked child)."""
+
+class Logger:
+    """A session's `log(message, level="info", metadata=None)`: checks, stamps, encodes the
+    metadata with `dumps(metadata, default, option)` and pushes onto `ring`, all in C; the rare
+    paths call the Python functions it was made with."""
+
+    def __init__(
+        self,
+        *,
+        ring: Ring,
+        channel: Any,
+        index: dict[object, int],
+        rank: Callable[[object], int],
+        safe_str: Callable[[object], str],
+        dumps: Callable[..., bytes],
+        default: Callable[[Any], Any],
+        option: int,
+        careful: Callable[[Any], Any],
+        checked: Callable[[Any, bytes], Any],
+        snapshot: Callable[[object], Any],
+        echo: Callable[[tuple[int, str, str, Any]], None] | None,
+        levels: tuple[str, ...],
+    ) -> None: ...
+    def __call__(self, message: object, level: str = "info", metadata: Any = None) -> None: ...
