@@ -90,3 +90,16 @@ def test_sdist_carries_what_its_tests_need(tmp_path: Path) -> None:
         timeout=120,
     )
     assert 0 == collect.returncode, collect.stdout[-2000:] + collect.stderr[-2000:]
+
+
+def test_without_the_native_core_import_fails_with_one_sentence_saying_how_to_get_it() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.modules['dreamlake._core'] = None; import dreamlake"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: dreamlake's native core (dreamlake._core) is missing")
+    assert "C compiler" in last and "pip install" in last

@@ -240,7 +240,9 @@ class Channel:
             self.pressure(first + count, lambda: 0)
             return 0
         taken = 0
-        while taken < count and self.queue.pop(first):  # newest first, unless the writer took them
+        while taken < count and self.queue.pop(
+            first, first + count
+        ):  # newest first, unless the writer took them
             taken += 1
         if taken == count:
             self.refuse()

@@ -513,13 +513,24 @@ static PyObject *Ring_remove(Ring *r, PyObject *arg) {
     return PyBool_FromLong(take_back(r, serial));
 }
 
-/* pop(since) -> bool: take back the newest record that is not taken back already, if the
-   writer has not taken it and its serial is at least `since`. */
-static PyObject *Ring_pop(Ring *r, PyObject *arg) {
-    long long since = PyLong_AsLongLong(arg);
+/* pop(since, end) -> bool: take back the newest record that is not taken back already, if
+   the writer has not taken it and its serial is in [since, end). */
+static PyObject *Ring_pop(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
+    long long since, end;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "pop(since, end)");
+        return NULL;
+    }
+    since = PyLong_AsLongLong(args[0]);
     if (since == -1 && PyErr_Occurred()) return NULL;
+    end = PyLong_AsLongLong(args[1]);
+    if (end == -1 && PyErr_Occurred()) return NULL;
     for (int64_t s = r->serial_head - 1; s >= r->serial_taken && s >= since; s--) {
-        if (take_back(r, s)) Py_RETURN_TRUE;
+        Head *h = queued_record(r, s);
+        if (h == NULL || (h->flags & FLAG_VOID)) continue;
+        if (s >= end) break; /* the newest is another caller's */
+        take_back(r, s);
+        Py_RETURN_TRUE;
     }
     Py_RETURN_FALSE;
 }
@@ -611,7 +622,8 @@ static PyMethodDef Ring_methods[] = {
      "format(first, notices, resolve) -> the taken records as JSON Lines, numbered from first"},
     {"commit", (PyCFunction)Ring_commit, METH_NOARGS, "commit(): the taken records are written"},
     {"remove", (PyCFunction)Ring_remove, METH_O, "remove(serial) -> whether it was taken back"},
-    {"pop", (PyCFunction)Ring_pop, METH_O, "pop(since) -> whether the newest record (serial >= since) was taken back"},
+    {"pop", (PyCFunction)(void (*)(void))Ring_pop, METH_FASTCALL,
+     "pop(since, end) -> whether the newest record (serial in [since, end)) was taken back"},
     {"clear", (PyCFunction)Ring_clear, METH_NOARGS, "clear(): forget every record"},
     {NULL, NULL, 0, NULL},
 };
@@ -647,6 +659,35 @@ static PyTypeObject RingType = {
 
 /* -- log(): the hot path of a session --------------------------------------------------- */
 
+/* What turns a dict into the bytes the queue takes (see `_encode.snapshot_dict`). */
+typedef struct {
+    PyObject *dumps; /* orjson.dumps */
+    PyObject *dumps_default;
+    PyObject *dumps_option;
+    PyObject *careful;  /* careful(metadata), for what orjson refuses */
+    PyObject *checked;  /* checked(metadata, data), for data holding "null" */
+    PyObject *snapshot; /* snapshot(metadata), for a mapping that is not a dict */
+} Encoders;
+
+#define VISIT_ENCODERS(e)              \
+    do {                               \
+        Py_VISIT((e).dumps);           \
+        Py_VISIT((e).dumps_default);   \
+        Py_VISIT((e).dumps_option);    \
+        Py_VISIT((e).careful);         \
+        Py_VISIT((e).checked);         \
+        Py_VISIT((e).snapshot);        \
+    } while (0)
+
+static void clear_encoders(Encoders *e) {
+    Py_CLEAR(e->dumps);
+    Py_CLEAR(e->dumps_default);
+    Py_CLEAR(e->dumps_option);
+    Py_CLEAR(e->careful);
+    Py_CLEAR(e->checked);
+    Py_CLEAR(e->snapshot);
+}
+
 /* A session's `log(message, level="info", metadata=None)`: check, stamp, encode, push. The
    rare paths are Python's: a level in another spelling, a message that is not a str, metadata
    that is not a dict or that orjson refuses or writes with null, a full queue, echo. */
@@ -658,12 +699,7 @@ typedef struct {
     PyObject *index;     /* dict: level spelling -> rank */
     PyObject *rank;      /* rank(level) for any other spelling: an int, or ValueError */
     PyObject *safe_str;  /* the text of a message that is not a str */
-    PyObject *dumps;     /* orjson.dumps */
-    PyObject *dumps_default;
-    PyObject *dumps_option;
-    PyObject *careful;   /* careful(metadata), for what orjson refuses */
-    PyObject *checked;   /* checked(metadata, data), for data holding "null" */
-    PyObject *snapshot;  /* snapshot(metadata), for a mapping that is not a dict */
+    Encoders enc;
     PyObject *echo;      /* echo((ns, level, message, metadata)), or None */
     PyObject *levels;    /* tuple of the level names, by rank */
 } Logger;
@@ -703,15 +739,15 @@ static int log_arguments(PyObject *const *args, size_t nargsf, PyObject *kwnames
 }
 
 /* The metadata as what the queue takes: None, JSON bytes, or an object the writer resolves. */
-static PyObject *encoded(Logger *lg, PyObject *metadata) {
+static PyObject *encoded(Encoders *e, PyObject *metadata) {
     if (metadata == Py_None) return Py_NewRef(Py_None);
-    if (!PyDict_CheckExact(metadata)) return PyObject_CallOneArg(lg->snapshot, metadata);
-    PyObject *call[3] = {metadata, lg->dumps_default, lg->dumps_option};
-    PyObject *data = PyObject_Vectorcall(lg->dumps, call, 3, NULL);
+    if (!PyDict_CheckExact(metadata)) return PyObject_CallOneArg(e->snapshot, metadata);
+    PyObject *call[3] = {metadata, e->dumps_default, e->dumps_option};
+    PyObject *data = PyObject_Vectorcall(e->dumps, call, 3, NULL);
     if (data == NULL) {
         if (!PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
         PyErr_Clear();  /* a value orjson cannot write as it is */
-        return PyObject_CallOneArg(lg->careful, metadata);
+        return PyObject_CallOneArg(e->careful, metadata);
     }
     if (PyBytes_Check(data)) {
         const char *text = PyBytes_AS_STRING(data);
@@ -719,7 +755,7 @@ static PyObject *encoded(Logger *lg, PyObject *metadata) {
         for (Py_ssize_t i = 0; i + 4 <= n; i++) {
             if (text[i] == 'n' && memcmp(text + i, "null", 4) == 0) { /* None, or a NaN written as null */
                 PyObject *args[2] = {metadata, data};
-                PyObject *checked = PyObject_Vectorcall(lg->checked, args, 2, NULL);
+                PyObject *checked = PyObject_Vectorcall(e->checked, args, 2, NULL);
                 Py_DECREF(data);
                 return checked;
             }
@@ -751,7 +787,7 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
     PyObject *text;
     if (PyUnicode_CheckExact(message)) text = Py_NewRef(message);
     else if ((text = PyObject_CallOneArg(lg->safe_str, message)) == NULL) return NULL;
-    PyObject *data = encoded(lg, metadata);
+    PyObject *data = encoded(&lg->enc, metadata);
     if (data == NULL) {
         Py_DECREF(text);
         return NULL;
@@ -809,9 +845,11 @@ static PyObject *Logger_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     Logger *lg = (Logger *)type->tp_alloc(type, 0);
     if (lg == NULL) return NULL;
     lg->vectorcall = (vectorcallfunc)Logger_call;
-    PyObject **fields[13] = {(PyObject **)&lg->ring, &lg->channel, &lg->index, &lg->rank, &lg->safe_str,
-                             &lg->dumps, &lg->dumps_default, &lg->dumps_option, &lg->careful, &lg->checked,
-                             &lg->snapshot, &lg->echo, &lg->levels};
+    PyObject **fields[13] = {(PyObject **)&lg->ring, &lg->channel,       &lg->index,
+                             &lg->rank,               &lg->safe_str,      &lg->enc.dumps,
+                             &lg->enc.dumps_default,  &lg->enc.dumps_option, &lg->enc.careful,
+                             &lg->enc.checked,        &lg->enc.snapshot,  &lg->echo,
+                             &lg->levels};
     for (int i = 0; i < 13; i++) *fields[i] = Py_NewRef(o[i]);
     return (PyObject *)lg;
 }
@@ -822,12 +860,7 @@ static int Logger_traverse(Logger *lg, visitproc visit, void *arg) {
     Py_VISIT(lg->index);
     Py_VISIT(lg->rank);
     Py_VISIT(lg->safe_str);
-    Py_VISIT(lg->dumps);
-    Py_VISIT(lg->dumps_default);
-    Py_VISIT(lg->dumps_option);
-    Py_VISIT(lg->careful);
-    Py_VISIT(lg->checked);
-    Py_VISIT(lg->snapshot);
+    VISIT_ENCODERS(lg->enc);
     Py_VISIT(lg->echo);
     Py_VISIT(lg->levels);
     return 0;
@@ -839,12 +872,7 @@ static int Logger_clear(Logger *lg) {
     Py_CLEAR(lg->index);
     Py_CLEAR(lg->rank);
     Py_CLEAR(lg->safe_str);
-    Py_CLEAR(lg->dumps);
-    Py_CLEAR(lg->dumps_default);
-    Py_CLEAR(lg->dumps_option);
-    Py_CLEAR(lg->careful);
-    Py_CLEAR(lg->checked);
-    Py_CLEAR(lg->snapshot);
+    clear_encoders(&lg->enc);
     Py_CLEAR(lg->echo);
     Py_CLEAR(lg->levels);
     return 0;
@@ -882,13 +910,211 @@ static PyTypeObject LoggerType = {
     .tp_getset = Logger_getset,
 };
 
+
+/* -- append(): the hot path of a track --------------------------------------------------- */
+
+/* A track's `append(value=NO_VALUE, /, **fields)`: builds the fields, encodes them, and, when
+   the track's lock is free and the queue is not near its mark, takes the next index and
+   pushes in one step (nothing can come between the two: the GIL is held throughout). Any
+   other case goes to Python's `slow(ns, data)` with the encoded fields, which decides under
+   the lock (wait for room, drop, refuse). */
+typedef struct {
+    PyObject_HEAD
+    vectorcallfunc vectorcall;
+    Ring *ring;
+    PyObject *counter; /* list [the index the next point gets] */
+    PyObject *shift;   /* list [how far the file's numbering moved from ours] */
+    PyObject *acquire; /* the track's lock: acquire(False) */
+    PyObject *release;
+    PyObject *slow;    /* slow(ns, data) -> {"index": ...} */
+    Encoders enc;
+} Appender;
+
+static PyObject *str_value, *str_index;
+
+static PyObject *index_result(long long index) {
+    PyObject *number = PyLong_FromLongLong(index);
+    if (number == NULL) return NULL;
+    PyObject *result = PyDict_New();
+    if (result == NULL || PyDict_SetItem(result, str_index, number) < 0) Py_CLEAR(result);
+    Py_DECREF(number);
+    return result;
+}
+
+static PyObject *Appender_call(Appender *ap, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    if (nargs > 1) {
+        PyErr_Format(PyExc_TypeError,
+                     "Track.append() takes from 0 to 1 positional arguments but %zd were given", nargs);
+        return NULL;
+    }
+    if (nargs == 0 && nkw == 0) {
+        PyErr_SetString(PyExc_ValueError, "Track.append() needs at least one field, such as "
+                                          "append(0.5, step=1) or append(value=0.5)");
+        return NULL;
+    }
+    PyObject *fields = PyDict_New();
+    if (fields == NULL) return NULL;
+    if (nargs == 1 && PyDict_SetItem(fields, str_value, args[0]) < 0) goto fail;
+    for (Py_ssize_t i = 0; i < nkw; i++) {
+        PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+        if (nargs == 1 && PyUnicode_Compare(name, str_value) == 0) {
+            PyErr_SetString(PyExc_TypeError, "Track.append() got value twice: as its first argument and "
+                                             "as value=; give it once");
+            goto fail;
+        }
+        if (PyDict_SetItem(fields, name, args[nargs + i]) < 0) goto fail;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    PyObject *data = encoded(&ap->enc, fields);
+    Py_DECREF(fields);
+    if (data == NULL) return NULL;
+    Ring *r = ap->ring;
+    PyObject *result = NULL;
+    if (r->queued + 1 < r->mark) { /* open, and far from the mark: the fast path, if the lock is free */
+        PyObject *got = PyObject_CallOneArg(ap->acquire, Py_False);
+        if (got == NULL) goto done;
+        int free = PyObject_IsTrue(got);
+        Py_DECREF(got);
+        if (free < 0) goto done;
+        if (free) {
+            PyObject *next = PyList_GET_ITEM(ap->counter, 0);
+            long long index = PyLong_AsLongLong(next);
+            PyObject *token = NULL, *after = NULL;
+            if (!(index == -1 && PyErr_Occurred())) after = PyLong_FromLongLong(index + 1);
+            if (after != NULL) token = push_record(r, ns, 0, NULL, data);
+            long long pushed = token ? PyLong_AsLongLong(token) : -2;
+            Py_XDECREF(token);
+            if (pushed >= 0) {
+                PyList_SetItem(ap->counter, 0, after); /* steals `after` */
+                after = NULL;
+                long long shift = PyLong_AsLongLong(PyList_GET_ITEM(ap->shift, 0));
+                if (!PyErr_Occurred()) result = index_result(index + shift);
+            }
+            Py_XDECREF(after);
+            PyObject *released = PyObject_CallNoArgs(ap->release);
+            if (released == NULL) Py_CLEAR(result);
+            Py_XDECREF(released);
+            if (result != NULL || PyErr_Occurred() || pushed != -1) goto done;
+            /* no room for its bytes: Python waits for room, or drops */
+        }
+    }
+    {
+        PyObject *ns_obj = PyLong_FromLongLong(ns);
+        if (ns_obj != NULL) {
+            PyObject *call[2] = {ns_obj, data};
+            result = PyObject_Vectorcall(ap->slow, call, 2, NULL);
+            Py_DECREF(ns_obj);
+        }
+    }
+done:
+    Py_DECREF(data);
+    return result;
+fail:
+    Py_DECREF(fields);
+    return NULL;
+}
+
+static PyObject *Appender_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"ring", "counter", "shift", "lock", "slow", "dumps", "default", "option",
+                            "careful", "checked", "snapshot", NULL};
+    PyObject *ring, *counter, *shift, *lock, *slow, *e[6];
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O!O!O!OOOOOOOO", names, &RingType, &ring, &PyList_Type,
+                                     &counter, &PyList_Type, &shift, &lock, &slow, &e[0], &e[1], &e[2], &e[3],
+                                     &e[4], &e[5]))
+        return NULL;
+    if (PyList_GET_SIZE(counter) != 1 || PyList_GET_SIZE(shift) != 1) {
+        PyErr_SetString(PyExc_ValueError, "counter and shift must be lists of one int");
+        return NULL;
+    }
+    Appender *ap = (Appender *)type->tp_alloc(type, 0);
+    if (ap == NULL) return NULL;
+    ap->vectorcall = (vectorcallfunc)Appender_call;
+    ap->ring = (Ring *)Py_NewRef(ring);
+    ap->counter = Py_NewRef(counter);
+    ap->shift = Py_NewRef(shift);
+    ap->slow = Py_NewRef(slow);
+    ap->acquire = PyObject_GetAttrString(lock, "acquire");
+    ap->release = PyObject_GetAttrString(lock, "release");
+    PyObject **fields[6] = {&ap->enc.dumps, &ap->enc.dumps_default, &ap->enc.dumps_option,
+                            &ap->enc.careful, &ap->enc.checked, &ap->enc.snapshot};
+    for (int i = 0; i < 6; i++) *fields[i] = Py_NewRef(e[i]);
+    if (ap->acquire == NULL || ap->release == NULL) {
+        Py_DECREF(ap);
+        return NULL;
+    }
+    return (PyObject *)ap;
+}
+
+static int Appender_traverse(Appender *ap, visitproc visit, void *arg) {
+    Py_VISIT(ap->ring);
+    Py_VISIT(ap->counter);
+    Py_VISIT(ap->shift);
+    Py_VISIT(ap->acquire);
+    Py_VISIT(ap->release);
+    Py_VISIT(ap->slow);
+    VISIT_ENCODERS(ap->enc);
+    return 0;
+}
+
+static int Appender_clear(Appender *ap) {
+    Py_CLEAR(ap->ring);
+    Py_CLEAR(ap->counter);
+    Py_CLEAR(ap->shift);
+    Py_CLEAR(ap->acquire);
+    Py_CLEAR(ap->release);
+    Py_CLEAR(ap->slow);
+    clear_encoders(&ap->enc);
+    return 0;
+}
+
+static void Appender_dealloc(Appender *ap) {
+    PyObject_GC_UnTrack(ap);
+    Appender_clear(ap);
+    Py_TYPE(ap)->tp_free((PyObject *)ap);
+}
+
+static PyObject *Appender_get_doc(Appender *Py_UNUSED(ap), void *Py_UNUSED(c)) {
+    return PyUnicode_FromString(
+        "Queue one point (the fields as given); returns `{\"index\": i}`, its index in the file\n"
+        "(`{\"index\": None}` if it was dropped: when_full=\"drop\", or a disk that refuses).\n\n"
+        "`append(0.5, step=1)` is `append(value=0.5, step=1)`. Values follow the rules of log\n"
+        "metadata. Raises RuntimeError if the session is not open, ValueError without any field,\n"
+        "TypeError for a value given both ways.");
+}
+
+static PyGetSetDef Appender_getset[] = {
+    {"__doc__", (getter)Appender_get_doc, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject AppenderType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dreamlake._core.Appender",
+    .tp_basicsize = sizeof(Appender),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
+    .tp_vectorcall_offset = offsetof(Appender, vectorcall),
+    .tp_call = PyVectorcall_Call,
+    .tp_new = Appender_new,
+    .tp_dealloc = (destructor)Appender_dealloc,
+    .tp_traverse = (traverseproc)Appender_traverse,
+    .tp_clear = (inquiry)Appender_clear,
+    .tp_getset = Appender_getset,
+};
+
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "dreamlake._core", "The queue of records as bytes, and the lines made of it.", -1,
     NULL, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__core(void) {
-    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&LoggerType) < 0) return NULL;
+    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&LoggerType) < 0 || PyType_Ready(&AppenderType) < 0)
+        return NULL;
+    str_value = PyUnicode_InternFromString("value");
+    str_index = PyUnicode_InternFromString("index");
+    if (!str_value || !str_index) return NULL;
     str_message = PyUnicode_InternFromString("message");
     str_level = PyUnicode_InternFromString("level");
     str_metadata = PyUnicode_InternFromString("metadata");
@@ -906,6 +1132,12 @@ PyMODINIT_FUNC PyInit__core(void) {
     Py_INCREF(&LoggerType);
     if (PyModule_AddObject(m, "Logger", (PyObject *)&LoggerType) < 0) {
         Py_DECREF(&LoggerType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&AppenderType);
+    if (PyModule_AddObject(m, "Appender", (PyObject *)&AppenderType) < 0) {
+        Py_DECREF(&AppenderType);
         Py_DECREF(m);
         return NULL;
     }

@@ -47,8 +47,9 @@ class Ring:
         """The taken entries are written: forget them."""
     def remove(self, serial: int, /) -> bool:
         """Take back a queued entry; False if the writer took it (or it is gone)."""
-    def pop(self, since: int, /) -> bool:
-        """Take back the newest entry whose serial is at least `since`, if not taken."""
+    def pop(self, since: int, end: int, /) -> bool:
+        """Take back the newest entry, if its serial is in [since, end) and the writer has not
+        taken it."""
     def clear(self) -> None:
         """Forget every entry, taken ones too (a forked child)."""
 
@@ -75,3 +76,25 @@ class Logger:
         levels: tuple[str, ...],
     ) -> None: ...
     def __call__(self, message: object, level: str = "info", metadata: Any = None) -> None: ...
+
+class Appender:
+    """A track's `append(value=NO_VALUE, /, **fields)`: builds and encodes the fields, then, while
+    the track's `lock` is free and the queue far from its mark, takes the next index from
+    `counter` and pushes in one step; otherwise calls `slow(ns, data)`."""
+
+    def __init__(
+        self,
+        *,
+        ring: Ring,
+        counter: list[int],
+        shift: list[int],
+        lock: Any,
+        slow: Callable[[int, Any], dict[str, int | None]],
+        dumps: Callable[..., bytes],
+        default: Callable[[Any], Any],
+        option: int,
+        careful: Callable[[Any], Any],
+        checked: Callable[[Any, bytes], Any],
+        snapshot: Callable[[object], Any],
+    ) -> None: ...
+    def __call__(self, value: Any = ..., /, **fields: Any) -> dict[str, int | None]: ...

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import operator
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -23,7 +22,8 @@ import orjson
 
 from . import _batcher
 from ._batcher import Channel, State
-from ._encode import iso_timestamp, metadata_bytes, snapshot, snapshot_dict
+from ._core import Appender
+from ._encode import NATIVE, Metadata, careful, checked, iso_timestamp, metadata_bytes, native, snapshot
 from ._files import locked_folder, replace_file, reworded
 from ._read._tracks import (
     DATA_FILE,
@@ -310,27 +310,16 @@ def _count(what: str, value: object, low: int) -> int:
 
 
 def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
-    """The hot path of one track: snapshot, stamp, number and queue. No I/O."""
+    """The hot path of one track (`_core.Appender`): snapshot, stamp, number and queue, in C
+    while the track's lock is free and the queue far from its mark; else `slow`. No I/O."""
     channel = track._channel
     queue = channel.queue
     push = queue.push_point
     acquire, release = track._lock.acquire, track._lock.release
     counter = track._next
     shift = channel.sink.shift  # the file's numbering, as the writer last found it, against ours
-    snapshot_now = snapshot_dict
-    time_ns = time.time_ns
-    missing = NO_VALUE
 
-    def append(value: Any = NO_VALUE, /, **fields: Any) -> dict[str, int | None]:
-        if value is not missing:
-            if "value" in fields:
-                msg = "Track.append() got value twice: as its first argument and as value=; give it once"
-                raise TypeError(msg)
-            fields = {"value": value, **fields}
-        elif not fields:
-            msg = "Track.append() needs at least one field, such as append(0.5, step=1) or append(value=0.5)"
-            raise ValueError(msg)
-        ns, data = time_ns(), snapshot_now(fields)
+    def slow(ns: int, data: Metadata) -> dict[str, int | None]:
         # Room is decided before the index is taken and the point queued: a dropped point
         # takes nothing back. The index is taken just before queueing, with no call in
         # between: a signal handler that appends at the end of add() comes after this point,
@@ -338,7 +327,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
         # still releases the lock.
         try:
             acquire()
-            if len(queue) >= channel.mark and not channel.admit(1):
+            if len(queue) >= queue.mark and not channel.admit(1):
                 return {"index": None}
             index = counter[0]
             counter[0] = index + 1
@@ -348,7 +337,8 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
                 if not _push_all(channel, counter, ns, [data]):
                     return {"index": None}
                 index = counter[0] - 1
-            if len(queue) >= channel.mark:  # woken, exiting, or closed meanwhile
+                token = len(queue) >= queue.mark
+            if token:  # at the mark: woken, exiting, or closed meanwhile
                 try:
                     channel.settle(queue.serial - 1, 1)
                 except RuntimeError:  # closed meanwhile: taken back, and so is its index
@@ -361,8 +351,20 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
                 pass
         return {"index": index + shift[0]}
 
-    append.__doc__ = Track.append.__doc__
-    return public_as(append, "Track.append")
+    append: Callable[..., dict[str, int | None]] = Appender(
+        ring=queue,
+        counter=counter,
+        shift=shift,
+        lock=track._lock,
+        slow=slow,
+        dumps=orjson.dumps,
+        default=native,
+        option=NATIVE,
+        careful=careful,
+        checked=checked,
+        snapshot=snapshot,
+    )
+    return append
 
 
 def _push_all(channel: Channel, counter: list[int], ns: int, points: list[Any]) -> int:
@@ -386,15 +388,6 @@ def _push_all(channel: Channel, counter: list[int], ns: int, points: list[Any]) 
         if channel.push_when_room(again) is None:
             return done
     return len(points)
-
-
-def public_as(function: Callable[..., Any], qualname: str) -> Callable[..., Any]:
-    """`function`, named `qualname` in the TypeErrors Python raises for a wrong call, not
-    `_bind_append.<locals>.append`."""
-    function.__qualname__ = qualname
-    if sys.version_info >= (3, 11):  # the messages use the code's name
-        function.__code__ = function.__code__.replace(co_qualname=qualname)
-    return function
 
 
 def track_after_fork_in_child(track: Track) -> None:
