@@ -479,6 +479,14 @@ static PyObject *Ring_commit(Ring *r, PyObject *Py_UNUSED(ignored)) {
     r->pending = 0;
     if (r->tail == r->head) { /* empty: start over at the buffer's start */
         r->tail = r->taken = r->head = r->last = 0;
+        if (r->capacity > r->limit) { /* grown for one record bigger than the limit: give it back */
+            char *buf = PyMem_RawMalloc(MIN_CAPACITY);
+            if (buf != NULL) {
+                PyMem_RawFree(r->buf);
+                r->buf = buf;
+                r->capacity = MIN_CAPACITY;
+            }
+        }
     }
     Py_RETURN_NONE;
 }
