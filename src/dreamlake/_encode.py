@@ -275,6 +275,19 @@ def safe_str(obj: object) -> str:
     return f"<unprintable {type(obj).__qualname__} object>"
 
 
+def snapshot_steps() -> dict[str, Any]:
+    """What the native hot paths (`_core.Logger`, `_core.Appender`) call to take a snapshot:
+    the steps of `snapshot_dict`, with the careful path for what orjson refuses."""
+    return {
+        "dumps": orjson.dumps,
+        "default": native,
+        "option": NATIVE,
+        "careful": careful,
+        "checked": checked,
+        "snapshot": snapshot,
+    }
+
+
 # -- in the writer ------------------------------------------------------------------------
 
 

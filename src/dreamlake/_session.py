@@ -20,16 +20,12 @@ from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
 from ._core import Logger
 from ._encode import (
-    NATIVE,
     Entry,
-    careful,
-    checked,
     clean_str,
     iso_timestamp,
-    native,
     preview_bytes,
     safe_str,
-    snapshot,
+    snapshot_steps,
 )
 from ._format import echo as echo_record
 from ._levels import INDEX, LEVELS, RANK, normalize_level
@@ -293,14 +289,9 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
         index=INDEX,
         rank=_rank,
         safe_str=safe_str,
-        dumps=orjson.dumps,
-        default=native,
-        option=NATIVE,
-        careful=careful,
-        checked=checked,
-        snapshot=snapshot,
         echo=_echo if echo else None,
         levels=LEVELS,
+        **snapshot_steps(),
     )
     return logger
 

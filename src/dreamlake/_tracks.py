@@ -23,7 +23,7 @@ import orjson
 from . import _batcher
 from ._batcher import Channel, State
 from ._core import Appender
-from ._encode import NATIVE, Metadata, careful, checked, iso_timestamp, metadata_bytes, native, snapshot
+from ._encode import Metadata, iso_timestamp, metadata_bytes, snapshot, snapshot_steps
 from ._files import locked_folder, replace_file, reworded
 from ._read._tracks import (
     DATA_FILE,
@@ -357,12 +357,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
         shift=shift,
         lock=track._lock,
         slow=slow,
-        dumps=orjson.dumps,
-        default=native,
-        option=NATIVE,
-        careful=careful,
-        checked=checked,
-        snapshot=snapshot,
+        **snapshot_steps(),
     )
     return append
 
