@@ -21,6 +21,7 @@ written exactly once whatever interrupts the caller.
 from __future__ import annotations
 
 import enum
+import errno
 import itertools
 import os
 import sys
@@ -175,8 +176,19 @@ class Channel:
         # else the closing writer took it: it is in the file when close() returns
 
     def pressed(self, token: int, ns: int, rank: int, message: str, metadata: Metadata) -> None:
-        """`pressure()` for the log's native hot path (`_core.Logger`)."""
-        self.pressure(token, lambda: self.queue.push(ns, rank, message, metadata))
+        """`pressure()` for the log's native hot path (`_core.Logger`); token 0: the mark was 0
+        and nothing is queued yet (refused here if the session is not open)."""
+
+        def again() -> int:
+            return self.queue.push(ns, rank, message, metadata)
+
+        if not token:
+            if self.state is State.NEW or self.state is State.CLOSED:
+                self.refuse()
+            token = again()  # exiting, or a forked child's first entry: pressure() sees why
+            if not token:
+                return
+        self.pressure(token, again)
 
     def push_when_room(self, again: Callable[[], int]) -> int | None:
         """The queue's bytes are full: wait for the writer to write some, then push again with
@@ -334,8 +346,13 @@ class Channel:
 
     def format(self, first: int) -> bytes:
         """The notices and the taken entries as JSON Lines numbered from `first`: tensors are
-        made numbers here, the rest formatted with the GIL released."""
-        return self.queue.format(first, self.notices, metadata_bytes)
+        made numbers here, the rest formatted with the GIL released. Out of memory, an OSError
+        (ENOMEM): the batch is kept and retried like one the disk refused."""
+        try:
+            return self.queue.format(first, self.notices, metadata_bytes)
+        except MemoryError:
+            count = self.pending
+            raise OSError(errno.ENOMEM, f"not enough memory to format {count} entries") from None
 
     def commit(self) -> None:
         """The notices and the taken entries are in the file."""

@@ -8,8 +8,9 @@
      GIL released except to resolve such metadata, writes it (Python, under flock), and
      `commit`s it, or formats it again with other numbers after a failure.
    - Every change of the ring's offsets happens with the GIL held; `format` reads only
-     records between `tail` and `taken`, which no push, take-back or growth touches
-     while `formatting` is set. So the ring needs no lock of its own.
+     records between `tail` and `taken`, which no push or take-back touches, from the
+     buffer it started with: a push that grows the ring meanwhile copies them to a new
+     buffer and leaves the old one to `format`, which frees it. So the ring needs no lock.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -58,31 +59,36 @@ typedef struct {
     Py_ssize_t mark;     /* push() returns the record's serial + 1 once `queued` reaches it, else 0 */
     uint64_t limit;      /* the most bytes the ring grows to */
     int points;          /* a track's points, not log records */
-    int formatting;      /* format() reads the buffer with the GIL released */
+    char *reading;       /* the buffer format() reads with the GIL released, or NULL */
+    char *retired;       /* a buffer replaced while format() read it: freed when it ends */
     PyObject *objects;   /* serial -> metadata object (tensors), until committed */
 } Ring;
 
 static uint64_t rounded(uint64_t n) { return (n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1); }
 
-static Head *at(Ring *r, uint64_t offset) { return (Head *)(r->buf + offset % r->capacity); }
+static Head *head_in(const char *buf, uint64_t capacity, uint64_t offset) {
+    return (Head *)(buf + offset % capacity);
+}
+
+static Head *at(Ring *r, uint64_t offset) { return head_in(r->buf, r->capacity, offset); }
 
 /* The offset of the record at `off`, past a wrap marker. */
-static uint64_t next_record(Ring *r, uint64_t off) {
-    Head *h = at(r, off);
-    if (h->size == WRAP) {
-        off += r->capacity - off % r->capacity;
-    }
+static uint64_t next_in(const char *buf, uint64_t capacity, uint64_t off) {
+    if (head_in(buf, capacity, off)->size == WRAP) off += capacity - off % capacity;
     return off;
 }
 
+static uint64_t next_record(Ring *r, uint64_t off) { return next_in(r->buf, r->capacity, off); }
+
 /* Room for `size` bytes at the head, wrapping if the end is too short: 0; 1 if the ring is
-   full (or being read by format()); -1 without memory. Grows, up to `limit`, by copying the
-   records in order to the start of a new buffer. A record bigger than `limit` gets a ring of
-   its own size once the ring is empty. */
+   full; -1 without memory. Grows, up to `limit`, by copying the records in order to the start
+   of a new buffer. A record bigger than `limit` gets a ring of its own size once the ring is
+   empty; while it is held, the others still have only `limit` bytes. */
 static int make_room(Ring *r, uint64_t size) {
     uint64_t used = r->head - r->tail;
     uint64_t pos = r->head % r->capacity;
     uint64_t to_end = r->capacity - pos;
+    if (r->capacity > r->limit && used > 0 && used + size > r->limit) return 1;
     if (used + (size <= to_end ? size : to_end + size) <= r->capacity) {
         if (size > to_end) { /* mark the end empty and go on at the buffer's start */
             ((Head *)(r->buf + pos))->size = WRAP;
@@ -90,7 +96,7 @@ static int make_room(Ring *r, uint64_t size) {
         }
         return 0;
     }
-    if (r->formatting || (r->capacity >= r->limit && used > 0)) return 1;
+    if (r->capacity >= r->limit && used > 0) return 1;
     uint64_t grown = r->capacity * 2;
     while (grown < used + 2 * size) grown *= 2;
     uint64_t most = r->limit > size ? r->limit : rounded(size);
@@ -108,7 +114,8 @@ static int make_room(Ring *r, uint64_t size) {
         out += h->size;
         off += h->size;
     }
-    PyMem_RawFree(r->buf);
+    if (r->buf == r->reading) r->retired = r->buf; /* format() reads it: it frees it */
+    else PyMem_RawFree(r->buf);
     r->buf = buf;
     r->capacity = grown;
     r->tail = 0;
@@ -128,6 +135,16 @@ static const char *utf8_of(PyObject *text, Py_ssize_t *len, PyObject **keep) {
     if (*keep == NULL) return NULL;
     *len = PyBytes_GET_SIZE(*keep);
     return PyBytes_AS_STRING(*keep);
+}
+
+static void drop_object(Ring *r, int64_t serial) {
+    PyObject *key = PyLong_FromLongLong(serial);
+    if (key == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyDict_DelItem(r->objects, key) < 0) PyErr_Clear();
+    Py_DECREF(key);
 }
 
 static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, PyObject *data) {
@@ -166,14 +183,7 @@ static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, 
         PyErr_SetString(PyExc_ValueError, "a record must be smaller than 2 GB");
         return NULL;
     }
-    int room = make_room(r, size);
-    if (room != 0) {
-        Py_XDECREF(keep_message);
-        Py_XDECREF(keep_meta);
-        if (room < 0) return PyErr_NoMemory();
-        return PyLong_FromLong(-1);  /* full: the caller waits for room, or drops */
-    }
-    if (meta == META_OBJECT) {
+    if (meta == META_OBJECT) { /* first: nothing can fail once room is made */
         PyObject *key = PyLong_FromLongLong(r->serial_head);
         if (key == NULL || PyDict_SetItem(r->objects, key, data) < 0) {
             Py_XDECREF(key);
@@ -181,6 +191,14 @@ static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, 
             return NULL;
         }
         Py_DECREF(key);
+    }
+    int room = make_room(r, size);
+    if (room != 0) {
+        Py_XDECREF(keep_message);
+        Py_XDECREF(keep_meta);
+        if (meta == META_OBJECT) drop_object(r, r->serial_head);
+        if (room < 0) return PyErr_NoMemory();
+        return PyLong_FromLong(-1);  /* full: the caller waits for room, or drops */
     }
     Head *h = at(r, r->head);
     h->size = (uint32_t)size;
@@ -229,15 +247,6 @@ static PyObject *Ring_push_point(Ring *r, PyObject *const *args, Py_ssize_t narg
     return push_record(r, ns, 0, NULL, args[1]);
 }
 
-static void drop_object(Ring *r, int64_t serial) {
-    PyObject *key = PyLong_FromLongLong(serial);
-    if (key == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    if (PyDict_DelItem(r->objects, key) < 0) PyErr_Clear();
-    Py_DECREF(key);
-}
 
 static PyObject *Ring_take(Ring *r, PyObject *arg) {
     Py_ssize_t most = PyLong_AsSsize_t(arg);
@@ -275,8 +284,9 @@ typedef struct {
 
 static int reserve(Out *o, size_t more) {
     if (o->len + more <= o->cap) return 0;
-    size_t cap = o->cap ? o->cap : 4096;
-    while (cap < o->len + more) cap *= 2;
+    size_t need = o->len + more;
+    size_t cap = o->cap ? o->cap + o->cap / 2 : 4096;
+    if (cap < need) cap = need + need / 4;
     char *data = PyMem_RawRealloc(o->data, cap);
     if (data == NULL) {
         o->failed = 1;
@@ -304,7 +314,13 @@ static void put_int(Out *o, long long v) {
 /* JSON string of UTF-8 `s`: what orjson writes (", \\ and control characters escaped). */
 static void put_json_string(Out *o, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
-    if (reserve(o, n * 6 + 2) < 0) return;
+    size_t escaped = n + 2;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20) escaped += (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') ? 1 : 5;
+        else if (c == '"' || c == '\\') escaped += 1;
+    }
+    if (reserve(o, escaped) < 0) return;
     char *w = o->data + o->len;
     *w++ = '"';
     for (size_t i = 0; i < n; i++) {
@@ -412,59 +428,98 @@ static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
         }
         put_log_line(&o, &clock, ns, level, message, (size_t)message_len, meta, (size_t)meta_len, number++);
     }
-    uint64_t off = r->tail, end = r->taken;
-    int64_t serial = r->serial_tail;
-    r->formatting = 1;
-    PyThreadState *state = PyEval_SaveThread();
-    while (off < end && !o.failed) {
-        off = next_record(r, off);
-        Head *h = at(r, off);
+    /* Tensors first, with the GIL: made numbers by Python, in order, before the lines. Their
+       serials are found first: a conversion may log, and a push may move the records. */
+    PyObject *resolved = NULL, *serials = NULL;
+    uint64_t off, end;
+    if (PyDict_GET_SIZE(r->objects) > 0) {
+        if ((resolved = PyList_New(0)) == NULL || (serials = PyList_New(0)) == NULL) goto fail;
+        int64_t serial = r->serial_tail;
+        for (off = r->tail, end = r->taken; off < end; serial++) {
+            off = next_record(r, off);
+            Head *h = at(r, off);
+            off += h->size;
+            if (h->meta != META_OBJECT || (h->flags & FLAG_VOID)) continue;
+            PyObject *key = PyLong_FromLongLong(serial);
+            int added = key == NULL ? -1 : PyList_Append(serials, key);
+            Py_XDECREF(key);
+            if (added < 0) goto fail;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(serials); i++) {
+            PyObject *value = PyDict_GetItemWithError(r->objects, PyList_GET_ITEM(serials, i));
+            PyObject *bytes = NULL;
+            if (value != NULL) {
+                Py_INCREF(value);
+                bytes = PyObject_CallOneArg(resolve, value);
+                Py_DECREF(value);
+            }
+            if (bytes == NULL || !PyBytes_Check(bytes)) {
+                if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_Exception)) goto fail; /* Ctrl-C */
+                PyErr_Clear();
+                Py_XDECREF(bytes);
+                bytes = PyBytes_FromString("{\"unserializable\":\"metadata lost\"}");
+                if (bytes == NULL) goto fail;
+            }
+            int added = PyList_Append(resolved, bytes);
+            Py_DECREF(bytes);
+            if (added < 0) goto fail;
+        }
+        Py_CLEAR(serials);
+    }
+    /* Then the lines, with the GIL released, from the buffer as it is now: a push that grows
+       the ring meanwhile leaves this buffer to us (see make_room). */
+    const char *buf = r->buf;  /* everything read without the GIL is taken now: a growth */
+    uint64_t capacity = r->capacity, start = r->tail;  /* moves the ring's own offsets */
+    end = r->taken;
+    int points = r->points;
+    Py_ssize_t next_object = 0;
+    r->reading = r->buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (off = start; off < end && !o.failed;) {
+        off = next_in(buf, capacity, off);
+        const Head *h = head_in(buf, capacity, off);
         off += h->size;
-        int64_t this_serial = serial++;
         if (h->flags & FLAG_VOID) continue;
         const char *body = (const char *)h + HEAD_SIZE;
         const char *meta = h->meta == META_TEXT ? body + h->message_len : NULL;
         size_t meta_len = h->meta_len;
-        PyObject *resolved = NULL;
-        if (h->meta == META_OBJECT) { /* tensors: made numbers now, by Python */
-            PyEval_RestoreThread(state);
-            PyObject *key = PyLong_FromLongLong(this_serial);
-            PyObject *value = key ? PyDict_GetItemWithError(r->objects, key) : NULL;
-            Py_XDECREF(key);
-            if (value != NULL) {
-                Py_INCREF(value);
-                resolved = PyObject_CallOneArg(resolve, value);
-                Py_DECREF(value);
-            }
-            if (resolved != NULL && !PyBytes_Check(resolved)) Py_CLEAR(resolved);
-            if (resolved == NULL) {
-                PyErr_Clear();
-                meta = "{\"unserializable\":\"metadata lost\"}";
-                meta_len = strlen(meta);
-            } else {
-                meta = PyBytes_AS_STRING(resolved);
-                meta_len = (size_t)PyBytes_GET_SIZE(resolved);
-            }
-            state = PyEval_SaveThread();
+        if (h->meta == META_OBJECT) { /* the list is ours and its bytes immutable: read without the GIL */
+            PyObject *bytes = PyList_GET_ITEM(resolved, next_object++);
+            meta = PyBytes_AS_STRING(bytes);
+            meta_len = (size_t)PyBytes_GET_SIZE(bytes);
         }
-        if (r->points) put_point_line(&o, &clock, h->ns, meta, meta_len, number++);
-        else
-            put_log_line(&o, &clock, h->ns, LEVELS[h->level], body, h->message_len, meta, meta_len, number++);
-        if (resolved != NULL) {
-            PyEval_RestoreThread(state);
-            Py_DECREF(resolved);
-            state = PyEval_SaveThread();
-        }
+        if (points) put_point_line(&o, &clock, h->ns, meta, meta_len, number++);
+        else put_log_line(&o, &clock, h->ns, LEVELS[h->level], body, h->message_len, meta, meta_len, number++);
     }
-    PyEval_RestoreThread(state);
-    r->formatting = 0;
+    Py_END_ALLOW_THREADS
+    r->reading = NULL;
+    if (r->retired != NULL) {
+        PyMem_RawFree(r->retired);
+        r->retired = NULL;
+    }
+    Py_XDECREF(resolved);
     if (o.failed) {
         PyMem_RawFree(o.data);
         return PyErr_NoMemory();
     }
-    PyObject *bytes = PyBytes_FromStringAndSize(o.data ? o.data : "", (Py_ssize_t)o.len);
+    PyObject *out = PyBytes_FromStringAndSize(o.data ? o.data : "", (Py_ssize_t)o.len);
     PyMem_RawFree(o.data);
-    return bytes;
+    return out;
+fail:
+    Py_XDECREF(resolved);
+    Py_XDECREF(serials);
+    PyMem_RawFree(o.data);
+    return NULL;
+}
+
+/* An empty ring grown for one record bigger than its limit gives the memory back. */
+static void shrink(Ring *r) {
+    if (r->capacity <= r->limit || r->reading != NULL) return;
+    char *buf = PyMem_RawMalloc(MIN_CAPACITY);
+    if (buf == NULL) return;
+    PyMem_RawFree(r->buf);
+    r->buf = buf;
+    r->capacity = MIN_CAPACITY;
 }
 
 static void forget_objects(Ring *r, int64_t from, int64_t to) {
@@ -479,14 +534,7 @@ static PyObject *Ring_commit(Ring *r, PyObject *Py_UNUSED(ignored)) {
     r->pending = 0;
     if (r->tail == r->head) { /* empty: start over at the buffer's start */
         r->tail = r->taken = r->head = r->last = 0;
-        if (r->capacity > r->limit) { /* grown for one record bigger than the limit: give it back */
-            char *buf = PyMem_RawMalloc(MIN_CAPACITY);
-            if (buf != NULL) {
-                PyMem_RawFree(r->buf);
-                r->buf = buf;
-                r->capacity = MIN_CAPACITY;
-            }
-        }
+        shrink(r);
     }
     Py_RETURN_NONE;
 }
@@ -548,8 +596,8 @@ static PyObject *Ring_clear(Ring *r, PyObject *Py_UNUSED(ignored)) {
     r->tail = r->taken = r->head = r->last = 0;
     r->serial_tail = r->serial_taken = r->serial_head;
     r->queued = r->pending = 0;
-    r->formatting = 0;
     PyDict_Clear(r->objects);
+    shrink(r);
     Py_RETURN_NONE;
 }
 
@@ -564,22 +612,27 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwargs) {
         PyErr_Format(PyExc_ValueError, "limit must be at least %d bytes", MIN_CAPACITY);
         return -1;
     }
-    if (r->buf == NULL) {
-        r->buf = PyMem_RawMalloc(MIN_CAPACITY);
-        if (r->buf == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        r->capacity = MIN_CAPACITY;
-    }
-    if (r->objects == NULL) {
-        r->objects = PyDict_New();
-        if (r->objects == NULL) return -1;
-    }
     r->points = points;
     r->limit = rounded(limit);
     r->mark = 0;
     return 0;
+}
+
+/* Allocated here, not in __init__: a ring is usable however it was made. */
+static PyObject *Ring_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    (void)args;
+    (void)kwargs;
+    Ring *r = (Ring *)type->tp_alloc(type, 0);
+    if (r == NULL) return NULL;
+    r->buf = PyMem_RawMalloc(MIN_CAPACITY);
+    r->objects = PyDict_New();
+    if (r->buf == NULL || r->objects == NULL) {
+        Py_DECREF(r);
+        return PyErr_NoMemory();
+    }
+    r->capacity = MIN_CAPACITY;
+    r->limit = 64ull << 20;
+    return (PyObject *)r;
 }
 
 static void Ring_dealloc(Ring *r) {
@@ -654,7 +707,7 @@ static PyTypeObject RingType = {
     .tp_basicsize = sizeof(Ring),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_doc = "The queue of one log or track, as bytes.",
-    .tp_new = PyType_GenericNew,
+    .tp_new = Ring_new,
     .tp_init = (initproc)Ring_init,
     .tp_dealloc = (destructor)Ring_dealloc,
     .tp_traverse = (traverseproc)Ring_traverse,
@@ -710,6 +763,7 @@ typedef struct {
     Encoders enc;
     PyObject *echo;      /* echo((ns, level, message, metadata)), or None */
     PyObject *levels;    /* tuple of the level names, by rank */
+    PyObject *dict;      /* __name__, __doc__, __signature__...: set by Python */
 } Logger;
 
 static PyObject *str_message, *str_level, *str_metadata, *str_pressed, *str_info;
@@ -777,10 +831,13 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
     if (log_arguments(args, nargsf, kwnames, slots) < 0) return NULL;
     PyObject *message = slots[0], *level = slots[1] ? slots[1] : str_info, *metadata = slots[2] ? slots[2] : Py_None;
     long rank;
-    PyObject *found = PyDict_GetItemWithError(lg->index, level);  /* TypeError for an unhashable level */
+    PyObject *found = PyDict_GetItemWithError(lg->index, level);
     if (found != NULL) {
         rank = PyLong_AsLong(found);
     } else {
+        /* Not found, or unhashable (TypeError): rank() decides; anything else (Ctrl-C in a
+           __hash__) propagates. */
+        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
         PyErr_Clear();
         PyObject *r = PyObject_CallOneArg(lg->rank, level);
         if (r == NULL) return NULL;
@@ -803,10 +860,12 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
     int64_t ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
-    PyObject *token = push_record(lg->ring, ns, (int)rank, text, data);
     PyObject *result = NULL;
+    /* The mark is 0 unless the session is simply open: Python decides, before anything is
+       queued (a refused entry leaves nothing behind). */
+    PyObject *token = lg->ring->mark == 0 ? PyLong_FromLong(0) : push_record(lg->ring, ns, (int)rank, text, data);
     if (token == NULL) goto done;
-    if (token != NULL && PyLong_AsLongLong(token) != 0) { /* at the mark, or no room: see _batcher */
+    if (lg->ring->mark == 0 || PyLong_AsLongLong(token) != 0) { /* not open, at the mark, or no room */
         PyObject *ns_obj = PyLong_FromLongLong(ns), *rank_obj = PyLong_FromLong(rank);
         if (ns_obj && rank_obj) {
             PyObject *call[6] = {lg->channel, token, ns_obj, rank_obj, text, data};
@@ -871,6 +930,7 @@ static int Logger_traverse(Logger *lg, visitproc visit, void *arg) {
     VISIT_ENCODERS(lg->enc);
     Py_VISIT(lg->echo);
     Py_VISIT(lg->levels);
+    Py_VISIT(lg->dict);
     return 0;
 }
 
@@ -883,6 +943,7 @@ static int Logger_clear(Logger *lg) {
     clear_encoders(&lg->enc);
     Py_CLEAR(lg->echo);
     Py_CLEAR(lg->levels);
+    Py_CLEAR(lg->dict);
     return 0;
 }
 
@@ -891,19 +952,6 @@ static void Logger_dealloc(Logger *lg) {
     Logger_clear(lg);
     Py_TYPE(lg)->tp_free((PyObject *)lg);
 }
-
-static PyObject *Logger_get_doc(Logger *Py_UNUSED(lg), void *Py_UNUSED(c)) {
-    return PyUnicode_FromString(
-        "Queue one record; returns at once. The writer thread writes it.\n\n"
-        "`message` is stored as text, `level` is one of debug, info, warn, error,\n"
-        "fatal, and `metadata` (a mapping) is copied now, deeply, so later changes to\n"
-        "it do not reach the record. Raises RuntimeError if the session is not open.");
-}
-
-static PyGetSetDef Logger_getset[] = {
-    {"__doc__", (getter)Logger_get_doc, NULL, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
 
 static PyTypeObject LoggerType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dreamlake._core.Logger",
@@ -915,7 +963,7 @@ static PyTypeObject LoggerType = {
     .tp_dealloc = (destructor)Logger_dealloc,
     .tp_traverse = (traverseproc)Logger_traverse,
     .tp_clear = (inquiry)Logger_clear,
-    .tp_getset = Logger_getset,
+    .tp_dictoffset = offsetof(Logger, dict),
 };
 
 
@@ -936,6 +984,7 @@ typedef struct {
     PyObject *release;
     PyObject *slow;    /* slow(ns, data) -> {"index": ...} */
     Encoders enc;
+    PyObject *dict;    /* __name__, __doc__, __signature__...: set by Python */
 } Appender;
 
 static PyObject *str_value, *str_index;
@@ -1065,6 +1114,7 @@ static int Appender_traverse(Appender *ap, visitproc visit, void *arg) {
     Py_VISIT(ap->release);
     Py_VISIT(ap->slow);
     VISIT_ENCODERS(ap->enc);
+    Py_VISIT(ap->dict);
     return 0;
 }
 
@@ -1076,6 +1126,7 @@ static int Appender_clear(Appender *ap) {
     Py_CLEAR(ap->release);
     Py_CLEAR(ap->slow);
     clear_encoders(&ap->enc);
+    Py_CLEAR(ap->dict);
     return 0;
 }
 
@@ -1084,20 +1135,6 @@ static void Appender_dealloc(Appender *ap) {
     Appender_clear(ap);
     Py_TYPE(ap)->tp_free((PyObject *)ap);
 }
-
-static PyObject *Appender_get_doc(Appender *Py_UNUSED(ap), void *Py_UNUSED(c)) {
-    return PyUnicode_FromString(
-        "Queue one point (the fields as given); returns `{\"index\": i}`, its index in the file\n"
-        "(`{\"index\": None}` if it was dropped: when_full=\"drop\", or a disk that refuses).\n\n"
-        "`append(0.5, step=1)` is `append(value=0.5, step=1)`. Values follow the rules of log\n"
-        "metadata. Raises RuntimeError if the session is not open, ValueError without any field,\n"
-        "TypeError for a value given both ways.");
-}
-
-static PyGetSetDef Appender_getset[] = {
-    {"__doc__", (getter)Appender_get_doc, NULL, NULL, NULL},
-    {NULL, NULL, NULL, NULL, NULL},
-};
 
 static PyTypeObject AppenderType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "dreamlake._core.Appender",
@@ -1109,7 +1146,7 @@ static PyTypeObject AppenderType = {
     .tp_dealloc = (destructor)Appender_dealloc,
     .tp_traverse = (traverseproc)Appender_traverse,
     .tp_clear = (inquiry)Appender_clear,
-    .tp_getset = Appender_getset,
+    .tp_dictoffset = offsetof(Appender, dict),
 };
 
 static struct PyModuleDef module = {

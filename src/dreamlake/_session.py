@@ -34,7 +34,7 @@ from ._process import on_fork
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._sessions import RESERVED
 from ._read._tracks import check_name, track_names
-from ._tracks import Track, check_path_fits, description_of, summary, track_after_fork_in_child
+from ._tracks import Track, check_path_fits, description_of, dressed, summary, track_after_fork_in_child
 
 LOCAL_PATH_VARIABLE = "DREAMLAKE_LOCAL_PATH"
 
@@ -293,7 +293,7 @@ def _bind_log(channel: Channel, echo: bool) -> Callable[..., None]:
         levels=LEVELS,
         **snapshot_steps(),
     )
-    return logger
+    return dressed(logger, Session.log)
 
 
 def _rank(level: object) -> int:

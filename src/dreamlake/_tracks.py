@@ -10,13 +10,15 @@ durable (flush, close, exit, SIGTERM), never per point.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import operator
 import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -359,7 +361,7 @@ def _bind_append(track: Track) -> Callable[..., dict[str, int | None]]:
         slow=slow,
         **snapshot_steps(),
     )
-    return append
+    return dressed(append, Track.append)
 
 
 def _push_all(channel: Channel, counter: list[int], ns: int, points: list[Any]) -> int:
@@ -383,6 +385,25 @@ def _push_all(channel: Channel, counter: list[int], ns: int, points: list[Any]) 
         if channel.push_when_room(again) is None:
             return done
     return len(points)
+
+
+def dressed(native: _Native, method: Callable[..., Any]) -> _Native:
+    """`native`, a hot path made in C, shown as `method` is: by help(), inspect and tracebacks
+    (its name, docstring and signature, without `self`)."""
+    dressing: Any = native  # a C object with a __dict__: mypy does not know it takes these
+    dressing.__name__, dressing.__qualname__ = method.__name__, method.__qualname__
+    dressing.__module__, dressing.__doc__ = method.__module__, method.__doc__
+    dressing.__signature__ = _unbound_signature(method)
+    return native
+
+
+_Native = TypeVar("_Native")
+
+
+@functools.cache
+def _unbound_signature(method: Callable[..., Any]) -> inspect.Signature:
+    signature = inspect.signature(method)
+    return signature.replace(parameters=list(signature.parameters.values())[1:])
 
 
 def track_after_fork_in_child(track: Track) -> None:
