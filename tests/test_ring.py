@@ -160,3 +160,13 @@ def test_growth_keeps_what_the_writer_took_apart_from_what_is_queued() -> None:
     assert messages[-1].startswith("big") and len(messages) == queued == 3
     firsts = [int(m[1 : m.index("x")]) for m in messages[:-1]]
     assert firsts == sorted(firsts) and firsts[0] == int(taken[-1][1 : taken[-1].index("x")]) + 1
+
+
+def test_entries_taken_back_hold_no_room() -> None:
+    """A queue holding only taken-back entries is empty: a record as big as the limit fits."""
+    ring = Ring(limit=LIMIT)
+    ring.mark = 1 << 30
+    ring.push(0, 1, "x" * 1000, None)
+    assert ring.remove(0) and len(ring) == 0 and ring.size == 0
+    assert ring.push(0, 1, "y" * (LIMIT - 100), None) == 0
+    assert ring.take(5) == 1 and json.loads(ring.format(7, [], bytes))["sequenceNumber"] == 7

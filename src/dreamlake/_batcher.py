@@ -67,7 +67,7 @@ class Channel:
     __slots__ = (
         "queue", "state", "sink", "notices", "drops", "reported_drops", "error", "stalled", "waiters",
         "registered", "interval", "drop_when_full", "name", "reported", "log_channel", "after_sync",
-        "track", "tracks", "drops_due",
+        "track", "tracks", "drops_due", "dropped_by_writer",
     )  # fmt: skip
 
     def __init__(
@@ -100,6 +100,7 @@ class Channel:
         self.reported_drops = 0  # how many of them a warn record has counted
         self.error: OSError | None = None  # the last write failed with this
         self.stalled = False  # a full queue waited STALL_TIMEOUT for no progress
+        self.dropped_by_writer = False  # the writer's own thread logged into a full queue
         self.waiters: deque[threading.Lock] = deque()  # latches of callers waiting for room
         self.registered = False  # the worker knows this channel
         self.interval = interval
@@ -204,8 +205,12 @@ class Channel:
                     _report(f"at exit: {exc}")
             elif state is not State.OPEN:
                 self.refuse()
-            elif _worker.is_current() or not self._wait_for_progress():
-                self.count_drops(1)  # the writer cannot wait for itself
+            elif _worker.is_current():  # a value's conversion logged: the writer cannot wait for itself
+                self.dropped_by_writer = True
+                self.count_drops(1)
+                return None
+            elif not self._wait_for_progress():
+                self.count_drops(1)
                 return None
             token = again()
             if token < 0 and state is State.EXITING:  # the write failed: nothing frees room now
@@ -333,6 +338,9 @@ class Channel:
             return None
         if self.drop_when_full:
             reason = "when_full='drop'"
+        elif self.dropped_by_writer:
+            self.dropped_by_writer = False
+            reason = "logged by the writer thread itself, converting a value, which cannot wait for room"
         elif self.error is not None:
             reason = "the file could not be written"
         else:
@@ -352,7 +360,8 @@ class Channel:
             return self.queue.format(first, self.notices, metadata_bytes)
         except MemoryError:
             count = self.pending
-            raise OSError(errno.ENOMEM, f"not enough memory to format {count} entries") from None
+            what = "1 entry" if count == 1 else f"{count} entries"
+            raise OSError(errno.ENOMEM, f"not enough memory to format {what}") from None
 
     def commit(self) -> None:
         """The notices and the taken entries are in the file."""

@@ -4,9 +4,10 @@
    - A caller's push copies what a record needs (time, level, message text, the metadata
      as JSON bytes) into the ring and returns: no Python object made by the call is kept,
      except the metadata of a record holding tensors, kept until the writer resolves it.
-   - The writer takes a batch (`take`), formats it into JSON Lines (`format`), with the
-     GIL released except to resolve such metadata, writes it (Python, under flock), and
-     `commit`s it, or formats it again with other numbers after a failure.
+   - The writer takes a batch (`take`), formats it into JSON Lines (`format`, one call at a
+     time per ring), with the GIL released once such metadata is resolved, writes it
+     (Python, under flock), and `commit`s it, or formats it again with other numbers after
+     a failure.
    - Every change of the ring's offsets happens with the GIL held; `format` reads only
      records between `tail` and `taken`, which no push or take-back touches, from the
      buffer it started with: a push that grows the ring meanwhile copies them to a new
@@ -415,6 +416,10 @@ static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "notices must be a list");
         return NULL;
     }
+    if (r->reading != NULL) { /* the writer is the only caller: this is a mistake, not a race to allow */
+        PyErr_SetString(PyExc_RuntimeError, "format() is already running on this ring in another thread");
+        return NULL;
+    }
     Out o = {NULL, 0, 0, 0};
     Clock clock = {INT64_MIN, {0}};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(notices); i++) {
@@ -559,6 +564,14 @@ static int take_back(Ring *r, int64_t serial) {
     h->flags |= FLAG_VOID;
     r->queued--;
     if (h->meta == META_OBJECT) drop_object(r, serial);
+    if (r->queued == 0) { /* only taken-back records are queued: they hold no room */
+        r->taken = r->head;
+        r->serial_taken = r->serial_head;
+        if (r->pending == 0) { /* nothing at all: start over at the buffer's start */
+            r->serial_tail = r->serial_taken;
+            r->tail = r->taken = r->head = r->last = 0;
+        }
+    }
     return 1;
 }
 

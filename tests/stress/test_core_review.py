@@ -93,7 +93,7 @@ def test_out_of_memory_while_formatting_is_an_oserror_and_stalls_no_other_sessio
     other.log("b")
     other.flush()
     assert ["b"] == [r["message"] for r in other.read_logs()]
-    with pytest.raises(OSError, match="not enough memory to format 1 entries") as info:
+    with pytest.raises(OSError, match="not enough memory to format 1 entry") as info:
         starved.flush()
     assert info.value.errno == 12
     monkeypatch.undo()
@@ -193,3 +193,33 @@ def test_a_tensor_conversion_that_logs_makes_the_queue_grow_and_loses_nothing(ch
     assert [r["metadata"]["i"] for r in records if r["message"].startswith("inner")] == list(range(3000))
     assert [r["metadata"]["i"] for r in records if r["message"] == "before"] == list(range(50))
     assert [r["metadata"] for r in records if r["message"] == "tensor"] == [{"t": [2.0]}]
+
+
+def test_a_conversion_that_logs_into_a_full_queue_is_counted_with_its_reason(child: Child) -> None:
+    result = child.run(
+        """
+        import sys, types
+        import dreamlake._batcher as B
+        B.QUEUE_BYTES = 64 << 10
+        class Tensor:
+            def __init__(self, values): self.values = values
+            def detach(self): return self
+            def clone(self): return Tensor(list(self.values))
+            def tolist(self):
+                for i in range(200):
+                    s.log("inner" + "x" * 10_000)
+                return self.values
+        torch = types.ModuleType("torch"); torch.Tensor = Tensor; sys.modules["torch"] = torch
+        s = session().open()
+        s.log("tensor", metadata={"t": Tensor([2.0])})
+        s.flush()
+        s.close()
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    records = child.records()
+    notices = [r for r in records if r["level"] == "warn"]
+    inner = [r for r in records if r["message"].startswith("inner")]
+    assert notices and len(inner) + sum(n["metadata"]["dropped"] for n in notices) == 200
+    assert all("logged by the writer thread itself" in n["message"] for n in notices), notices
