@@ -3,6 +3,7 @@
     python benchmarks/report.py                  # everything: the figures in benchmarks/README.md
     python benchmarks/report.py --quick          # a smoke run, about a minute
     python benchmarks/report.py --only hot,train --reps 7
+    python benchmarks/report.py --only whole     # whole runs, a fresh process each: ~3 minutes
 
 The scenarios are `dreamlake._bench`'s, the ones `dreamlake bench` runs. Peers need
 `pip install -e '.[bench]'`; those not installed are left out. Prints Markdown
@@ -23,10 +24,11 @@ import time
 from typing import Any
 
 from dreamlake._bench import _scenarios as _bench
+from dreamlake._bench import _whole_run
 from dreamlake._bench._contenders import DREAMLAKE, NOOP, SYNC, available
 from dreamlake._bench._scenarios import duration
 
-SCENARIOS = ("hot", "e2e", "train", "shapes", "sessions", "threads", "tracks", "memory", "read")
+SCENARIOS = ("hot", "e2e", "train", "shapes", "sessions", "threads", "tracks", "memory", "read", "whole")
 TRAINING = {  # label: (step µs, logs per step, GIL-bound)
     "70 µs GIL-free, 1 log": (70, 1, False),
     "150 µs GIL-free, 1 log": (150, 1, False),
@@ -302,6 +304,60 @@ class Report:
             self.check(f"10. track append {what} <= 1.5x log()'s: {ratio:.2f}x", ratio <= 1.5)
         print()
 
+    def whole(self, whole: _whole_run.WholeRun, args: argparse.Namespace) -> None:
+        kinds = whole["kinds"]
+        runs = whole["runs"]
+        print(
+            f"### Whole run (open, steps, close): a fresh process a run, contenders alternating, "
+            f"medians of {runs} run{'s' if runs > 1 else ''}\n"
+        )
+        print(
+            "| step kind | steps | logs a step | work a step | no-op floor: step | wall / CPU | runs' wall |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for label, k in kinds.items():
+            floor = k["contenders"][NOOP]
+            walls = floor["wall_runs_s"]
+            print(
+                f"| {label} | {k['steps']:,} | {k['logs_per_step']} | {k['work']} | {k['step_us']:.1f} µs "
+                f"| {floor['wall_s']:.3f} s / {floor['cpu_s']:.3f} s | {min(walls):.3f}-{max(walls):.3f} s |"
+            )
+        print()
+        print("Overhead over the no-op floor, wall / CPU, % of the floor's median:\n")
+        print("| contender | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds))
+        names = list(next(iter(kinds.values()))["contenders"])
+        for name in names:
+            if name != NOOP:
+                figures = [k["contenders"][name] for k in kinds.values()]
+                cells = [f"{f['wall_overhead_pct']:+.2f}% / {f['cpu_overhead_pct']:+.2f}%" for f in figures]
+                print(f"| {name} | " + " | ".join(cells) + " |")
+
+        def ratio(value: float | None) -> str:
+            return "-" if value is None else f"{value:.2f}x"
+
+        if DREAMLAKE in names and SYNC in names:
+            cells = [
+                f"{ratio(k['dreamlake_vs_sync_wall'])} / {ratio(k['dreamlake_vs_sync_cpu'])}"
+                for k in kinds.values()
+            ]
+            print("| dreamlake overhead / sync's | " + " | ".join(cells) + " |")
+        print()
+        print(
+            "Whole process, spawn to exit (the parent's clock: start, imports, exit too), over the floor's:\n"
+        )
+        print("| contender | " + " | ".join(kinds) + " |\n|---|" + "---|" * len(kinds))
+        for name in names:
+            cells = []
+            for k in kinds.values():
+                f = k["contenders"][name]
+                cells.append(
+                    f"{f['process_wall_s']:.3f} s"
+                    if name == NOOP
+                    else f"{f['process_overhead_s'] * 1e3:+.0f} ms"
+                )
+            print(f"| {name} | " + " | ".join(cells) + " |")
+        print()
+
     def threads(self, threads: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"### Threads: {args.e2e_calls:,} calls into one session, then flush\n")
         print("| threads | entries/s |\n|---|---|")
@@ -323,6 +379,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3_000)
     parser.add_argument("--memory-calls", type=int, default=5_000_000)
     parser.add_argument("--read-records", type=int, default=1_000_000)
+    parser.add_argument("--whole-runs", type=int, default=7, help="runs of each contender in a whole run")
+    parser.add_argument("--whole-fraction", type=float, default=1.0, help="of the whole run's steps")
     parser.add_argument("--quick", action="store_true", help="small counts, 1 rep: a smoke run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--contender", help=argparse.SUPPRESS)
@@ -330,6 +388,7 @@ def main() -> None:
     if args.quick:
         args.reps, args.calls, args.e2e_calls, args.peer_calls = 1, 20_000, 20_000, 2_000
         args.steps, args.memory_calls, args.read_records = 200, 200_000, 20_000
+        args.whole_runs, args.whole_fraction = 1, 0.025
     if args.child:
         print(json.dumps(child(args)))
         return
@@ -357,6 +416,13 @@ def main() -> None:
         speed = read["track: bare orjson loop"]["seconds"] / read["dreamlake.read_track"]["seconds"]
         report.check(f"10. read_track at >= 0.7x the speed of a bare orjson loop: {speed:.2f}x", speed >= 0.7)
         print()
+    if "whole" in only:  # each run is a fresh process already: no child for the scenario
+
+        def progress(what: str) -> None:
+            print(f"# running {what}", file=sys.stderr, flush=True)
+
+        whole = _whole_run.whole_run(_whole_run.contenders(), args.whole_runs, args.whole_fraction, progress)
+        report.whole(whole, args)
     print("### Targets (issues 9 and 10)\n")
     for text, ok in report.checks:
         print(f"- {'met' if ok else '**not met**'}: {text}")

@@ -196,14 +196,44 @@ def loop(log, steps, per_step, work):
 """
 
 
-def gil_free_work(micros: float) -> Callable[[], None]:
-    """sha256 over a buffer sized to take about `micros`; hashlib releases the GIL (like a GPU wait)."""
+def sha256_bytes(micros: float) -> int:
+    """How many bytes sha256 hashes in about `micros` here: the size of a GIL-free step."""
     buf = bytes(64 * 1024)
-    start = time.perf_counter()
-    for _ in range(200):
-        hashlib.sha256(buf).digest()
-    per_call = (time.perf_counter() - start) / 200
-    buf = bytes(max(4096, int(len(buf) * micros * 1e-6 / per_call)))
+    per_hash = _seconds_per_call(lambda: hashlib.sha256(buf).digest(), 40)
+    return max(4096, int(len(buf) * micros * 1e-6 / per_hash))
+
+
+def spin_count(micros: float) -> int:
+    """How many iterations `_spin` runs in about `micros` here: the size of a GIL-bound step."""
+    per_spin = _seconds_per_call(lambda: _spin(20_000), 1)
+    return max(100, int(20_000 * micros * 1e-6 / per_spin))
+
+
+def _seconds_per_call(call: Callable[[], object], calls: int, tries: int = 5) -> float:
+    """The least of `tries` timings of `calls` calls, per call, after one call to warm up.
+
+    The least, not the mean: a timing taken while the machine was busy would make every
+    step shorter than asked."""
+    call()
+    best = float("inf")
+    for _ in range(tries):
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        best = min(best, time.perf_counter() - start)
+    return best / calls
+
+
+def _spin(n: int) -> int:
+    total = 0
+    for k in range(n):
+        total += k
+    return total
+
+
+def sha256_work(size: int) -> Callable[[], None]:
+    """A step of GIL-free work: sha256 over `size` bytes (hashlib releases the GIL, like a GPU wait)."""
+    buf = bytes(size)
     sha = hashlib.sha256
 
     def work() -> None:
@@ -212,23 +242,23 @@ def gil_free_work(micros: float) -> Callable[[], None]:
     return work
 
 
-def gil_bound_work(micros: float) -> Callable[[], None]:
-    """A pure-Python loop of about `micros` that holds the GIL (like eager-mode dispatch)."""
-
-    def spin(n: int) -> int:
-        total = 0
-        for k in range(n):
-            total += k
-        return total
-
-    start = time.perf_counter()
-    spin(100_000)
-    n = max(100, int(100_000 * micros * 1e-6 / (time.perf_counter() - start)))
+def spin_work(n: int) -> Callable[[], None]:
+    """A step of GIL-bound work: a pure-Python loop of `n` additions (like eager-mode dispatch)."""
 
     def work() -> None:
-        spin(n)
+        _spin(n)
 
     return work
+
+
+def gil_free_work(micros: float) -> Callable[[], None]:
+    """A GIL-free step of about `micros`."""
+    return sha256_work(sha256_bytes(micros))
+
+
+def gil_bound_work(micros: float) -> Callable[[], None]:
+    """A GIL-bound step of about `micros`."""
+    return spin_work(spin_count(micros))
 
 
 def training(
@@ -371,34 +401,48 @@ _SIZES = {  # reps, hot-path calls (peers), end-to-end calls (peers), training s
     "quick": (1, 50_000, 2_000, 30_000, 1_000, 300),
 }
 STEP_MICROS = 150.0
+_WHOLE_RUN = {"full": (3, 0.1), "quick": (1, 0.025)}
+"""Runs, and the fraction of each run's steps, of the whole-run scenario here: benchmarks/report.py
+runs all the steps 7 times, which takes minutes."""
 
 
 def command(quick: bool, as_json: bool, out: Any, progress: Any) -> None:
     """Measure every installed contender on this machine; print one table (or JSON) to `out`.
 
     `progress` (a terminal, or None) gets a line saying what runs now."""
-    reps, calls, peer_calls, e2e_calls, e2e_peer_calls, steps = _SIZES["quick" if quick else "full"]
+    from . import _whole_run  # it builds on this module
+
+    size = "quick" if quick else "full"
+    reps, calls, peer_calls, e2e_calls, e2e_peer_calls, steps = _SIZES[size]
+    whole_runs, fraction = _WHOLE_RUN[size]
     contenders = available()
+    whole_contenders = [c for c in contenders if c.name in _whole_run.NAMES]
     plan: list[tuple[str, Contender]] = [
         (what, c) for what in ("caller latency", "end to end", "training loop") for c in contenders
     ]
     runs: dict[str, list[Figures]] = {"caller latency": [], "end to end": [], "training loop": []}
-    done, total = 0, reps * len(plan)
+    done, total = 0, reps * len(plan) + whole_runs * len(_whole_run.KINDS) * len(whole_contenders)
+
+    def show(what: str) -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress.write(f"\r\x1b[K[{done}/{total}] {what}")
+            progress.flush()
+
     for _ in range(reps):
         figures: dict[str, Figures] = {what: {} for what in runs}
         for what, c in plan:
-            if progress is not None:
-                progress.write(f"\r\x1b[K[{done + 1}/{total}] {what}: {c.name}")
-                progress.flush()
+            show(f"{what}: {c.name}")
             if what == "caller latency":
                 figures[what].update(hot([c], calls, peer_calls))
             elif what == "end to end":
                 figures[what].update(end_to_end([c], e2e_calls, e2e_peer_calls))
             else:
                 figures[what].update(training([c], steps, STEP_MICROS, 1))
-            done += 1
         for what in runs:
             runs[what].append(figures[what])
+    whole = _whole_run.whole_run(whole_contenders, whole_runs, fraction, show)
     if progress is not None:
         progress.write("\r\x1b[K")
         progress.flush()
@@ -425,16 +469,33 @@ def command(quick: bool, as_json: bool, out: Any, progress: Any) -> None:
     }
     if as_json:
         out.write(
-            orjson.dumps({"environment": environment(), "settings": settings, "results": results}).decode()
+            orjson.dumps(
+                {"environment": environment(), "settings": settings, "results": results, "whole_run": whole}
+            ).decode()
         )
         out.write("\n")
         return
     out.write(_table(results, settings))
+    out.write(_whole_run.table(whole))
+
+
+def aligned(rows: list[tuple[str, ...]], head: int = 1) -> str:
+    """Rows as text columns: the first left-aligned, the others right; a rule under `head` rows."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(
+            cell.ljust(w) if i == 0 else cell.rjust(w)
+            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(head, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
 
 
 def _table(results: dict[str, dict[str, float | None]], settings: dict[str, Any]) -> str:
     head = ("logger", "call p50", "call p99", "call max", "entries/s", "MB/s", "training overhead")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for name, r in results.items():
         rate, mbs = r["entries_per_s"], r["mb_per_s"]
         rows.append(
@@ -448,18 +509,9 @@ def _table(results: dict[str, dict[str, float | None]], settings: dict[str, Any]
                 f"{r['training_overhead_pct']:+.2f}%",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
-    lines = [
-        "  ".join(
-            cell.ljust(w) if i == 0 else cell.rjust(w)
-            for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        )
-        for row in rows
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
     s = settings
     return (
-        "\n".join(lines)
+        aligned(rows)
         + f"""
 
 {environment()}; {"medians of " + str(s["runs"]) + " runs" if s["runs"] > 1 else "one run"}.

@@ -475,12 +475,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     bench = sub.add_parser(
         "bench",
-        help="measure dreamlake on this machine next to its floors and other loggers (~20 s)",
-        description="Measure the cost of a call, the throughput to disk and the overhead in a training "
-        "loop, for dreamlake, a no-op call, a synchronous orjson writer and the loggers installed here. "
-        "Writes only under a temporary folder, removed at the end.",
+        help="measure dreamlake on this machine next to its floors and other loggers (~25 s)",
+        description="Measure the cost of a call, the throughput to disk, the overhead in a training "
+        "loop and that of whole training runs (a fresh process each), for dreamlake, a no-op call, a "
+        "synchronous orjson writer and the loggers installed here. Writes only under a temporary folder, "
+        "removed at the end.",
     )
-    bench.add_argument("--quick", action="store_true", help="fewer calls and one run: ~3 s")
+    bench.add_argument("--quick", action="store_true", help="fewer calls and one run: ~4 s")
     bench.add_argument("--json", action="store_true", help="print the figures as JSON")
     bench.set_defaults(run=cmd_bench)
     return parser
