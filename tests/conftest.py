@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from dreamlake import Session
+from dreamlake import Session, _batcher
 
 KEYS = ["timestamp", "level", "message", "metadata", "sequenceNumber"]
 
@@ -22,6 +22,14 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     for record in records:
         assert list(record) == KEYS
     return records
+
+
+def python_writer_only(monkeypatch: pytest.MonkeyPatch, *sessions: Session) -> None:
+    """For a fault put into Python's own os.write: lend nothing to the native writer (which
+    does not call it), and take back what `sessions` lent (a flush reclaims)."""
+    monkeypatch.setattr(_batcher, "NATIVE", False)
+    for s in sessions:
+        s.flush()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 10) -> bool:

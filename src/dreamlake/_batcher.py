@@ -32,7 +32,7 @@ from collections.abc import Callable
 
 import orjson
 
-from . import _process
+from . import _core, _process
 from ._core import Ring
 from ._encode import Metadata, metadata_bytes
 from ._files import reworded, sync_files
@@ -49,6 +49,7 @@ STALL_TIMEOUT = 5.0  # seconds a full queue waits for a writer that makes no pro
 FORK_TIMEOUT = 1.0  # seconds a fork waits for the worker to stop (a hung write)
 SYNC_ALL_AT = 16  # files made durable at once from which one syncfs beats an fsync each (~0.2 ms)
 DESCRIBE_SHARE = 0.8  # of a timed flush (exit, SIGTERM): past it, tracks' totals wait for the next one
+NATIVE = True  # lend open channels to the native writer (False: the Python writer writes every batch)
 
 Notice = tuple[int, str, str, str]
 """A warn entry counting drops: (time.time_ns(), "warn", message, metadata as JSON text)."""
@@ -135,11 +136,29 @@ class Channel:
         self.arm(_worker.exiting or getattr(threading, "_SHUTTING_DOWN", False))
         self.registered = True
         _worker.register(self)
+        self.lend()
 
     def arm(self, exiting: bool) -> None:
         """Open for log(): state first, then the mark (0 while exiting: each entry at once)."""
         self.state = State.EXITING if exiting else State.OPEN
         self.mark = 0 if exiting else WAKE_AT
+
+    def lend(self) -> None:
+        """Let the native writer write this channel's plain entries, if it is simply open and
+        has nothing for Python to write first (see docs/core.md)."""
+        if (
+            NATIVE
+            and not self.queue.lent
+            and self.state is State.OPEN
+            and self.error is None
+            and not self.stalled
+            and not self.drops_due
+            and self._dropped() == self.reported_drops
+        ):
+            self.sink.lend(self.queue, WAKE_AT, self.interval)
+
+    def _dropped(self) -> int:
+        return int(repr(self.drops)[6:-1])  # "count(N)": N drops so far, read without a next()
 
     @property
     def what(self) -> str:
@@ -240,8 +259,10 @@ class Channel:
     def count_drops(self, count: int) -> None:
         for _ in range(count):
             next(self.drops)
+        self.queue.unlend()  # the notice is Python's to write, before what follows
         if self.log_channel is not None:
             self.log_channel.drops_due = True  # after counting: the writer clears it, then reads
+            self.log_channel.queue.unlend()
 
     def settle(self, first: int, count: int) -> int:
         """For a track, right after `count` points were queued from serial `first` at the mark,
@@ -266,7 +287,8 @@ class Channel:
         return taken
 
     def _wake_worker(self) -> None:
-        _worker.wake()
+        if not self.queue.wake():  # lent to the native writer, which writes it now
+            _worker.wake()
         # The worker is on its way: until it is, only a full queue matters. Write, then
         # check: if the worker changed the state meanwhile, its 0 must stand.
         self.mark = QUEUE_LIMIT
@@ -312,6 +334,7 @@ class Channel:
     def _drop(self, serial: int) -> None:
         if len(self.queue) > QUEUE_LIMIT and self.queue.remove(serial):
             next(self.drops)
+            self.queue.unlend()
 
     # -- the worker's side ----------------------------------------------------------------
 
@@ -332,7 +355,7 @@ class Channel:
 
     def _drop_notice(self) -> Notice | None:
         """A warn entry counting the entries dropped since the last one, if any."""
-        total = int(repr(self.drops)[6:-1])  # "count(N)": N drops so far, read without a next()
+        total = self._dropped()
         count, self.reported_drops = total - self.reported_drops, total
         if not count:
             return None
@@ -456,8 +479,10 @@ class _Loop:
         interval: Callable[[], float],
         idle: Callable[[], bool],
         gate: Gate,
+        leave: Callable[[], object] = lambda: None,
     ) -> None:
         self._name, self._step, self._interval, self._idle, self._gate = name, step, interval, idle, gate
+        self._leave = leave  # called by a thread that leaves for want of work
         self.running = threading.Lock()  # held while a thread (or an inline round) runs steps
         self.ident = 0  # the thread holding `running`
         self.stop = False
@@ -510,6 +535,8 @@ class _Loop:
                 except BaseException as exc:  # noqa: BLE001 - the writer must outlive any fault
                     _report(f"{self._name}: {exc!r} (will retry)")
                 if self.stop or self._idle():
+                    if not self.stop:
+                        self._leave()
                     held, self.ident = False, 0
                     self.running.release()
                     # Work may have come between the look and the release: look again.
@@ -549,7 +576,8 @@ class Worker:
 
     def _init_threads(self) -> None:
         self._gate = Gate()
-        self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle, self._gate)
+        leave = lambda: _core.stop(FORK_TIMEOUT)  # noqa: E731 - the native writer leaves with it
+        self._writer = _Loop("dreamlake writer", self._round, self._until_scan, self._idle, self._gate, leave)
         self._syncer = _Loop("dreamlake fsync", self._sync_round, lambda: 1.0, self._idle, self._gate)
 
     # -- callers --------------------------------------------------------------------------
@@ -636,6 +664,7 @@ class Worker:
         deadline = time.monotonic() + FORK_TIMEOUT
         self._writer.join(FORK_TIMEOUT)
         self._syncer.join(max(0.0, deadline - time.monotonic()))
+        _core.stop(max(0.0, deadline - time.monotonic()))  # lent rings wait, unwritten, for it to start again
         self._others = threading.active_count() > 1  # threads that may log during the fork
 
     def after_fork(self, child: bool) -> None:
@@ -673,7 +702,14 @@ class Worker:
         if self._gate.forking or self._idle():
             return self._writer.running.locked()
         self._syncer.start()  # now, although needed later: at interpreter exit none can start
+        self._start_native()
         return self._writer.start()
+
+    def _start_native(self) -> None:
+        gate = self._gate
+        with gate.lock:  # as the threads: none is started once a fork has begun
+            if not (gate.forking or gate.inline):
+                _core.start()
 
     def _idle(self) -> bool:
         return not (self.channels or self._requests or self._syncs)
@@ -718,9 +754,15 @@ class Worker:
             now = time.monotonic()
             if self._scan or not requests or now - self._scanned >= self._interval():
                 self._scan, self._scanned = False, now
+                native = _core.running()
+                if not native and self.channels and not inline:
+                    self._start_native()  # it left meanwhile (stopped as the last session closed)
+                    native = _core.running()
                 for channel in list(self.channels):
+                    if channel.queue.lent and native and not channel.waiters:
+                        continue  # the native writer's (a caller waiting for room is let go by ours)
                     if (
-                        not (channel.queue or channel.pending or channel.drops_due)
+                        not (channel.queue or channel.pending or channel.drops_due or channel.waiters)
                         and channel.state is State.OPEN
                     ):
                         continue
@@ -739,7 +781,8 @@ class Worker:
         if channel.state is State.OPEN:
             channel.mark = QUEUE_LIMIT  # we are on it: log() need not wake us
         queue = channel.queue
-        rest = False
+        channel.sink.reclaim(queue)  # the native writer's write under way ends first
+        rest = ok = False
         try:
             while True:
                 if not channel.pending:
@@ -765,10 +808,13 @@ class Worker:
                     rest = in_round
                     if rest:
                         break
+            ok = True
         finally:
             channel.release_waiters()
             if channel.state is State.OPEN:
                 channel.mark = QUEUE_LIMIT if rest else WAKE_AT
+                if ok and not (queue.pending or channel.notices):
+                    channel.lend()
         return True
 
     def _serve(self, request: _Request) -> None:
@@ -790,10 +836,12 @@ class Worker:
             # else: closed already
         if kind is _Kind.CLOSE:
             for ch in channels:
+                ch.sink.reclaim(ch.queue)  # first: the native writer never writes a closing file
                 ch.state, ch.mark = State.CLOSED, 0
         elif kind is _Kind.EXIT:
             for ch in channels:
                 if ch.state is State.OPEN:
+                    ch.sink.reclaim(ch.queue)
                     ch.state, ch.mark = State.EXITING, 0
         errors = []
         for ch in channels:

@@ -15,10 +15,18 @@
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #define ALIGN 8
 #define HEAD_SIZE 24
@@ -29,6 +37,14 @@
 #define FLAG_VOID 1       /* taken back by its caller: not written */
 #define MIN_CAPACITY (64 * 1024)
 #define MAX_RECORD (1u << 31)
+#define NATIVE_BATCH 1024 /* records per write of the native writer, at most (as the Python writer's) */
+#define NATIVE_INTERVAL 100000000 /* ns between the native writer's rounds when no ring says */
+
+/* Counters read without the ring's lock (len(), the hot paths' mark checks) are atomics,
+   changed only under it. */
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define STORE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+#define ADD(x, n) STORE(x, LOAD(x) + (n))
 
 static const char *LEVELS[] = {"debug", "info", "warn", "error", "fatal"};
 #define N_LEVELS 5
@@ -44,8 +60,9 @@ typedef struct {
     int64_t ns;
 } Head;
 
-typedef struct {
+typedef struct Ring {
     PyObject_HEAD
+    pthread_mutex_t lock; /* the offsets below; held briefly, never across I/O or a call into Python */
     char *buf;
     uint64_t capacity;   /* bytes, a multiple of ALIGN */
     uint64_t head;       /* offsets grow for ever; the byte is at offset % capacity */
@@ -55,14 +72,26 @@ typedef struct {
     int64_t serial_head; /* the serial number the next record gets */
     int64_t serial_taken;
     int64_t serial_tail;
-    Py_ssize_t queued;   /* records after `taken`, not taken back */
-    Py_ssize_t pending;  /* records between tail and taken, not taken back */
-    Py_ssize_t mark;     /* push() returns the record's serial + 1 once `queued` reaches it, else 0 */
+    _Atomic Py_ssize_t queued;   /* records after `taken`, not taken back */
+    _Atomic Py_ssize_t pending;  /* records between tail and taken, not taken back */
+    _Atomic Py_ssize_t mark;     /* push() returns the record's serial + 1 once `queued` reaches it, else 0 */
     uint64_t limit;      /* the most bytes the ring grows to */
     int points;          /* a track's points, not log records */
-    char *reading;       /* the buffer format() reads with the GIL released, or NULL */
-    char *retired;       /* a buffer replaced while format() read it: freed when it ends */
+    char *reading;       /* the buffer a format reads without the lock, or NULL */
+    char *retired;       /* a buffer replaced while a format read it: freed when it ends */
     PyObject *objects;   /* serial -> metadata object (tensors), until committed */
+    /* The file, while lent to the native writer (see "the native writer" below). */
+    atomic_int lent;     /* the native writer may write it */
+    int busy;            /* the native writer is writing it (under native.mutex) */
+    int listed;          /* in native.rings, which holds a reference */
+    struct Ring *prev, *next;
+    int fd;              /* the file's descriptor, or -1: open `path` for each write */
+    char *path;
+    int64_t fsize;       /* the file's size after our last write: any other means another writer */
+    int64_t fnext;       /* the number the next line gets */
+    int64_t fwrites;     /* batches written since lent */
+    Py_ssize_t wake_at;  /* the mark while the session is simply open */
+    int64_t interval_ns; /* the session's write_interval */
 } Ring;
 
 static uint64_t rounded(uint64_t n) { return (n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1); }
@@ -193,8 +222,10 @@ static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, 
         }
         Py_DECREF(key);
     }
+    pthread_mutex_lock(&r->lock);
     int room = make_room(r, size);
     if (room != 0) {
+        pthread_mutex_unlock(&r->lock);
         Py_XDECREF(keep_message);
         Py_XDECREF(keep_meta);
         if (meta == META_OBJECT) drop_object(r, r->serial_head);
@@ -213,13 +244,15 @@ static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, 
     char *body = (char *)h + HEAD_SIZE;
     if (message_len) memcpy(body, message_s, (size_t)message_len);
     if (meta_len) memcpy(body + message_len, meta_s, (size_t)meta_len);
-    Py_XDECREF(keep_message);
-    Py_XDECREF(keep_meta);
     r->last = r->head;
     r->head += size;
     int64_t serial = r->serial_head++;
-    r->queued++;
-    return PyLong_FromLongLong(r->queued >= r->mark ? serial + 1 : 0);
+    ADD(r->queued, 1);
+    int at_mark = LOAD(r->queued) >= LOAD(r->mark);
+    pthread_mutex_unlock(&r->lock);
+    Py_XDECREF(keep_message);
+    Py_XDECREF(keep_meta);
+    return PyLong_FromLongLong(at_mark ? serial + 1 : 0);
 }
 
 static PyObject *Ring_push(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
@@ -249,19 +282,20 @@ static PyObject *Ring_push_point(Ring *r, PyObject *const *args, Py_ssize_t narg
 }
 
 
-static PyObject *Ring_take(Ring *r, PyObject *arg) {
-    Py_ssize_t most = PyLong_AsSsize_t(arg);
-    if (most == -1 && PyErr_Occurred()) return NULL;
+/* The writer takes up to `most` queued records (under the lock); with `plain`, only up to
+   the first that holds an object (which needs Python). */
+static Py_ssize_t take_records(Ring *r, Py_ssize_t most, int plain) {
     Py_ssize_t taken = 0;
     while (taken < most && r->taken < r->head) {
-        r->taken = next_record(r, r->taken);
-        Head *h = at(r, r->taken);
-        r->taken += h->size;
+        uint64_t off = next_record(r, r->taken);
+        Head *h = at(r, off);
+        if (plain && h->meta == META_OBJECT && !(h->flags & FLAG_VOID)) break;
+        r->taken = off + h->size;
         r->serial_taken++;
         if (!(h->flags & FLAG_VOID)) {
             taken++;
-            r->queued--;
-            r->pending++;
+            ADD(r->queued, -1);
+            ADD(r->pending, 1);
         }
     }
     /* void records right after the batch go with it */
@@ -272,6 +306,15 @@ static PyObject *Ring_take(Ring *r, PyObject *arg) {
         r->taken = off + h->size;
         r->serial_taken++;
     }
+    return taken;
+}
+
+static PyObject *Ring_take(Ring *r, PyObject *arg) {
+    Py_ssize_t most = PyLong_AsSsize_t(arg);
+    if (most == -1 && PyErr_Occurred()) return NULL;
+    pthread_mutex_lock(&r->lock);
+    Py_ssize_t taken = take_records(r, most, 0);
+    pthread_mutex_unlock(&r->lock);
     return PyLong_FromSsize_t(taken);
 }
 
@@ -402,6 +445,39 @@ static void put_point_line(Out *o, Clock *clock, int64_t ns, const char *data, s
     put_str(o, "}\n");
 }
 
+/* The lines of the records in [start, end) of `buf`, numbered from `number`; the metadata of
+   those holding objects is the next item of `resolved` (a list of bytes, or NULL when there are
+   none). Needs neither the GIL nor the lock: the caller keeps the range and the buffer alive. */
+static void format_records(Out *o, Clock *clock, const char *buf, uint64_t capacity, uint64_t start,
+                           uint64_t end, int points, long long number, PyObject *resolved) {
+    Py_ssize_t next_object = 0;
+    for (uint64_t off = start; off < end && !o->failed;) {
+        off = next_in(buf, capacity, off);
+        const Head *h = head_in(buf, capacity, off);
+        off += h->size;
+        if (h->flags & FLAG_VOID) continue;
+        const char *body = (const char *)h + HEAD_SIZE;
+        const char *meta = h->meta == META_TEXT ? body + h->message_len : NULL;
+        size_t meta_len = h->meta_len;
+        if (h->meta == META_OBJECT) { /* the list is ours and its bytes immutable: read without the GIL */
+            PyObject *bytes = PyList_GET_ITEM(resolved, next_object++);
+            meta = PyBytes_AS_STRING(bytes);
+            meta_len = (size_t)PyBytes_GET_SIZE(bytes);
+        }
+        if (points) put_point_line(o, clock, h->ns, meta, meta_len, number++);
+        else put_log_line(o, clock, h->ns, LEVELS[h->level], body, h->message_len, meta, meta_len, number++);
+    }
+}
+
+/* A format is over: the buffer it read may be freed (under the lock). */
+static void end_reading(Ring *r) {
+    r->reading = NULL;
+    if (r->retired != NULL) {
+        PyMem_RawFree(r->retired);
+        r->retired = NULL;
+    }
+}
+
 /* format(first, notices, resolve) -> bytes: the notices (log records as (ns, level, message,
    metadata text)) then the taken records, numbered from `first`. */
 static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
@@ -416,8 +492,13 @@ static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
         PyErr_SetString(PyExc_TypeError, "notices must be a list");
         return NULL;
     }
-    if (r->reading != NULL) { /* the writer is the only caller: this is a mistake, not a race to allow */
-        PyErr_SetString(PyExc_RuntimeError, "format() is already running on this ring in another thread");
+    pthread_mutex_lock(&r->lock);
+    int reading = r->reading != NULL;
+    pthread_mutex_unlock(&r->lock);
+    if (reading || LOAD(r->lent)) { /* the writer is the only caller: this is a mistake, not a race to allow */
+        PyErr_SetString(PyExc_RuntimeError,
+                        reading ? "format() is already running on this ring in another thread"
+                                : "format() of a ring lent to the native writer: reclaim() it first");
         return NULL;
     }
     Out o = {NULL, 0, 0, 0};
@@ -439,17 +520,34 @@ static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
     uint64_t off, end;
     if (PyDict_GET_SIZE(r->objects) > 0) {
         if ((resolved = PyList_New(0)) == NULL || (serials = PyList_New(0)) == NULL) goto fail;
-        int64_t serial = r->serial_tail;
-        for (off = r->tail, end = r->taken; off < end; serial++) {
-            off = next_record(r, off);
-            Head *h = at(r, off);
-            off += h->size;
-            if (h->meta != META_OBJECT || (h->flags & FLAG_VOID)) continue;
-            PyObject *key = PyLong_FromLongLong(serial);
+        /* the serials under the lock, then the objects: no Python call under the lock */
+        pthread_mutex_lock(&r->lock);
+        Py_ssize_t n = 0, most = LOAD(r->pending);
+        int64_t *found = PyMem_RawMalloc(sizeof(int64_t) * (size_t)(most > 0 ? most : 1));
+        if (found != NULL) {
+            int64_t serial = r->serial_tail;
+            for (off = r->tail, end = r->taken; off < end && n < most; serial++) {
+                off = next_record(r, off);
+                Head *h = at(r, off);
+                off += h->size;
+                if (h->meta == META_OBJECT && !(h->flags & FLAG_VOID)) found[n++] = serial;
+            }
+        }
+        pthread_mutex_unlock(&r->lock);
+        if (found == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *key = PyLong_FromLongLong(found[i]);
             int added = key == NULL ? -1 : PyList_Append(serials, key);
             Py_XDECREF(key);
-            if (added < 0) goto fail;
+            if (added < 0) {
+                PyMem_RawFree(found);
+                goto fail;
+            }
         }
+        PyMem_RawFree(found);
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(serials); i++) {
             PyObject *value = PyDict_GetItemWithError(r->objects, PyList_GET_ITEM(serials, i));
             PyObject *bytes = NULL;
@@ -473,35 +571,19 @@ static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
     }
     /* Then the lines, with the GIL released, from the buffer as it is now: a push that grows
        the ring meanwhile leaves this buffer to us (see make_room). */
+    pthread_mutex_lock(&r->lock);
     const char *buf = r->buf;  /* everything read without the GIL is taken now: a growth */
     uint64_t capacity = r->capacity, start = r->tail;  /* moves the ring's own offsets */
     end = r->taken;
-    int points = r->points;
-    Py_ssize_t next_object = 0;
     r->reading = r->buf;
+    pthread_mutex_unlock(&r->lock);
+    int points = r->points;
     Py_BEGIN_ALLOW_THREADS
-    for (off = start; off < end && !o.failed;) {
-        off = next_in(buf, capacity, off);
-        const Head *h = head_in(buf, capacity, off);
-        off += h->size;
-        if (h->flags & FLAG_VOID) continue;
-        const char *body = (const char *)h + HEAD_SIZE;
-        const char *meta = h->meta == META_TEXT ? body + h->message_len : NULL;
-        size_t meta_len = h->meta_len;
-        if (h->meta == META_OBJECT) { /* the list is ours and its bytes immutable: read without the GIL */
-            PyObject *bytes = PyList_GET_ITEM(resolved, next_object++);
-            meta = PyBytes_AS_STRING(bytes);
-            meta_len = (size_t)PyBytes_GET_SIZE(bytes);
-        }
-        if (points) put_point_line(&o, &clock, h->ns, meta, meta_len, number++);
-        else put_log_line(&o, &clock, h->ns, LEVELS[h->level], body, h->message_len, meta, meta_len, number++);
-    }
+    format_records(&o, &clock, buf, capacity, start, end, points, number, resolved);
     Py_END_ALLOW_THREADS
-    r->reading = NULL;
-    if (r->retired != NULL) {
-        PyMem_RawFree(r->retired);
-        r->retired = NULL;
-    }
+    pthread_mutex_lock(&r->lock);
+    end_reading(r);
+    pthread_mutex_unlock(&r->lock);
     Py_XDECREF(resolved);
     if (o.failed) {
         PyMem_RawFree(o.data);
@@ -532,15 +614,23 @@ static void forget_objects(Ring *r, int64_t from, int64_t to) {
     for (int64_t s = from; s < to; s++) drop_object(r, s);
 }
 
-static PyObject *Ring_commit(Ring *r, PyObject *Py_UNUSED(ignored)) {
-    forget_objects(r, r->serial_tail, r->serial_taken);
+/* The taken records are written (under the lock). */
+static void commit_taken(Ring *r) {
     r->tail = r->taken;
     r->serial_tail = r->serial_taken;
-    r->pending = 0;
+    STORE(r->pending, 0);
     if (r->tail == r->head) { /* empty: start over at the buffer's start */
         r->tail = r->taken = r->head = r->last = 0;
         shrink(r);
     }
+}
+
+static PyObject *Ring_commit(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    pthread_mutex_lock(&r->lock);
+    int64_t from = r->serial_tail, to = r->serial_taken;
+    commit_taken(r);
+    pthread_mutex_unlock(&r->lock);
+    forget_objects(r, from, to);
     Py_RETURN_NONE;
 }
 
@@ -558,28 +648,34 @@ static Head *queued_record(Ring *r, int64_t serial) {
     return NULL;
 }
 
+/* Take back a queued record (under the lock): 0 if the writer took it (or it is gone), 1, or 2
+   if its object must be dropped (by the caller, after the lock). */
 static int take_back(Ring *r, int64_t serial) {
     Head *h = queued_record(r, serial);
     if (h == NULL || (h->flags & FLAG_VOID)) return 0;
     h->flags |= FLAG_VOID;
-    r->queued--;
-    if (h->meta == META_OBJECT) drop_object(r, serial);
-    if (r->queued == 0) { /* only taken-back records are queued: they hold no room */
+    ADD(r->queued, -1);
+    int object = h->meta == META_OBJECT;
+    if (LOAD(r->queued) == 0) { /* only taken-back records are queued: they hold no room */
         r->taken = r->head;
         r->serial_taken = r->serial_head;
-        if (r->pending == 0) { /* nothing at all: start over at the buffer's start */
+        if (LOAD(r->pending) == 0) { /* nothing at all: start over at the buffer's start */
             r->serial_tail = r->serial_taken;
             r->tail = r->taken = r->head = r->last = 0;
         }
     }
-    return 1;
+    return object ? 2 : 1;
 }
 
 /* remove(serial) -> bool: take back a queued record, unless the writer took it. */
 static PyObject *Ring_remove(Ring *r, PyObject *arg) {
     long long serial = PyLong_AsLongLong(arg);
     if (serial == -1 && PyErr_Occurred()) return NULL;
-    return PyBool_FromLong(take_back(r, serial));
+    pthread_mutex_lock(&r->lock);
+    int done = take_back(r, serial);
+    pthread_mutex_unlock(&r->lock);
+    if (done == 2) drop_object(r, serial);
+    return PyBool_FromLong(done != 0);
 }
 
 /* pop(since, end) -> bool: take back the newest record that is not taken back already, if
@@ -594,25 +690,393 @@ static PyObject *Ring_pop(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
     if (since == -1 && PyErr_Occurred()) return NULL;
     end = PyLong_AsLongLong(args[1]);
     if (end == -1 && PyErr_Occurred()) return NULL;
-    for (int64_t s = r->serial_head - 1; s >= r->serial_taken && s >= since; s--) {
+    int done = 0;
+    int64_t s;
+    pthread_mutex_lock(&r->lock);
+    for (s = r->serial_head - 1; s >= r->serial_taken && s >= since; s--) {
         Head *h = queued_record(r, s);
         if (h == NULL || (h->flags & FLAG_VOID)) continue;
-        if (s >= end) break; /* the newest is another caller's */
-        take_back(r, s);
-        Py_RETURN_TRUE;
+        if (s < end) done = take_back(r, s); /* else the newest is another caller's */
+        break;
     }
-    Py_RETURN_FALSE;
+    pthread_mutex_unlock(&r->lock);
+    if (done == 2) drop_object(r, s);
+    return PyBool_FromLong(done != 0);
 }
 
 /* clear(): forget everything, taken records too (a forked child: the parent writes them). */
 static PyObject *Ring_clear(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    if (LOAD(r->lent)) {
+        PyErr_SetString(PyExc_RuntimeError, "clear() of a ring lent to the native writer: reclaim() it first");
+        return NULL;
+    }
+    pthread_mutex_lock(&r->lock);
     r->tail = r->taken = r->head = r->last = 0;
     r->serial_tail = r->serial_taken = r->serial_head;
-    r->queued = r->pending = 0;
-    PyDict_Clear(r->objects);
+    STORE(r->queued, 0);
+    STORE(r->pending, 0);
     shrink(r);
+    pthread_mutex_unlock(&r->lock);
+    PyDict_Clear(r->objects);
     Py_RETURN_NONE;
 }
+
+/* -- the native writer --------------------------------------------------------------------
+
+   One thread per process writes the rings that Python lent it, without ever taking the GIL:
+   every `interval` (the shortest of the lent rings'), or at once when a ring reaches its mark
+   (`wake()`). For each lent ring it takes a batch of plain records (none holding an object),
+   formats it, and appends it under flock, when the file is as it left it (same size, not
+   deleted): then it commits the batch, counts the write and lowers a raised mark. Anything
+   else (an object first in the queue, another writer's lines, a deleted file, a failed or
+   short write, no memory) ends the loan: the batch stays taken, the file as it was, and
+   Python's writer takes over (`reclaim()`), as it does for flush, close, notices and errors.
+
+   `native.mutex` guards the list of lent rings, each ring's `busy`, and the thread's state.
+   Python lends and reclaims with the GIL held; `reclaim()` waits, with the GIL released,
+   while the thread writes that ring. The thread holds no lock during I/O except the file's
+   flock, and never the GIL. */
+
+static struct {
+    pthread_mutex_t mutex;
+    pthread_cond_t wake;  /* the thread waits on it */
+    pthread_cond_t idle;  /* a ring stopped being busy, or the thread left */
+    pthread_t thread;
+    int running, joinable, stop, woken;
+    Ring *rings;          /* lent (or whose loan ended, not yet reclaimed), each holding a reference */
+} native;
+
+static atomic_int fault_errno, fault_count; /* a fault to produce, for tests: see fail_writes() */
+
+static int64_t monotonic_ns(void) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+}
+
+/* Write all of `data`: 0, or an errno (a fault produced for a test writes half first). */
+static int write_all(int fd, const char *data, size_t len) {
+    if (LOAD(fault_count) > 0) {
+        ADD(fault_count, -1);
+        if (write(fd, data, len / 2) < 0) return errno;
+        return LOAD(fault_errno);
+    }
+    while (len > 0) {
+        ssize_t n = write(fd, data, len);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* One batch of a lent ring: 0 when written, 1 when there was nothing plain to take, -1 when
+   the loan must end (the batch, if any, stays taken for Python). */
+static int write_batch(Ring *r) {
+    pthread_mutex_lock(&r->lock);
+    if (LOAD(r->pending) > 0 || r->reading != NULL) {
+        pthread_mutex_unlock(&r->lock);
+        return -1;
+    }
+    Py_ssize_t count = take_records(r, NATIVE_BATCH, 1);
+    const char *buf = r->buf;
+    uint64_t capacity = r->capacity, start = r->tail, end = r->taken;
+    if (count == 0) {
+        int objects = LOAD(r->queued) > 0;
+        pthread_mutex_unlock(&r->lock);
+        return objects ? -1 : 1;
+    }
+    r->reading = r->buf;
+    pthread_mutex_unlock(&r->lock);
+    Out o = {NULL, 0, 0, 0};
+    Clock clock = {INT64_MIN, {0}};
+    format_records(&o, &clock, buf, capacity, start, end, r->points, (long long)r->fnext, NULL);
+    pthread_mutex_lock(&r->lock);
+    end_reading(r);
+    pthread_mutex_unlock(&r->lock);
+    int written = 0;
+    int fd = r->fd;
+    if (!o.failed && fd < 0) fd = open(r->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (!o.failed && fd >= 0) {
+        if (flock(fd, LOCK_EX) == 0) {
+            struct stat st;
+            if (fstat(fd, &st) == 0 && st.st_nlink > 0 && st.st_size == r->fsize) {
+                if (write_all(fd, o.data, o.len) == 0) {
+                    written = 1;
+                } else if (ftruncate(fd, (off_t)r->fsize) != 0) {
+                    r->fsize = -1; /* Python looks at the whole file before its write */
+                }
+            }
+            flock(fd, LOCK_UN);
+        }
+        if (r->fd < 0) close(fd);
+    }
+    PyMem_RawFree(o.data);
+    if (!written) return -1;
+    r->fsize += (int64_t)o.len;
+    r->fnext += count;
+    r->fwrites++;
+    pthread_mutex_lock(&r->lock);
+    commit_taken(r);
+    pthread_mutex_unlock(&r->lock);
+    return 0;
+}
+
+/* Write what a lent ring holds; end the loan if Python must take over. */
+static void write_lent(Ring *r) {
+    while (LOAD(r->lent) && LOAD(r->queued) > 0) {
+        int status = write_batch(r);
+        if (status < 0) STORE(r->lent, 0);
+        if (status != 0) break;
+    }
+    Py_ssize_t mark = LOAD(r->mark); /* raised when the queue reached it: back, unless Python set it to 0 */
+    if (mark > r->wake_at) atomic_compare_exchange_strong(&r->mark, &mark, r->wake_at);
+}
+
+static void *native_main(void *arg) {
+    (void)arg;
+    pthread_mutex_lock(&native.mutex);
+    while (!native.stop) {
+        if (!native.woken) {
+            int64_t interval = NATIVE_INTERVAL;
+            for (Ring *r = native.rings; r != NULL; r = r->next)
+                if (LOAD(r->lent) && r->interval_ns > 0 && r->interval_ns < interval) interval = r->interval_ns;
+            int64_t at = monotonic_ns() + interval;
+            struct timespec deadline = {(time_t)(at / 1000000000), (long)(at % 1000000000)};
+            pthread_cond_timedwait(&native.wake, &native.mutex, &deadline);
+        }
+        native.woken = 0;
+        for (Ring *r = native.rings; r != NULL && !native.stop; r = r->next) {
+            if (!LOAD(r->lent) || LOAD(r->queued) == 0) continue;
+            r->busy = 1; /* reclaim() waits for it to end: r stays listed until then */
+            pthread_mutex_unlock(&native.mutex);
+            write_lent(r);
+            pthread_mutex_lock(&native.mutex);
+            r->busy = 0;
+            pthread_cond_broadcast(&native.idle);
+        }
+    }
+    native.running = 0;
+    pthread_cond_broadcast(&native.idle);
+    pthread_mutex_unlock(&native.mutex);
+    return NULL;
+}
+
+static void native_init(void) {
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&native.mutex, NULL);
+    pthread_cond_init(&native.wake, &attr);
+    pthread_cond_init(&native.idle, &attr);
+    pthread_condattr_destroy(&attr);
+}
+
+/* In a forked child: no thread writes, whatever held the locks in the parent. */
+static void native_after_fork_child(void) {
+    native_init();
+    native.running = native.joinable = native.stop = native.woken = 0;
+    for (Ring *r = native.rings; r != NULL; r = r->next) {
+        pthread_mutex_init(&r->lock, NULL);
+        STORE(r->lent, 0);
+        r->busy = 0;
+    }
+}
+
+/* start() -> bool: start the thread unless it runs; False if it cannot. */
+static PyObject *native_start(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    (void)module;
+    pthread_mutex_lock(&native.mutex);
+    int ok = 1;
+    if (native.running) {
+        native.stop = 0;
+    } else {
+        if (native.joinable) pthread_join(native.thread, NULL); /* it left: reap it */
+        native.joinable = 0;
+        native.stop = native.woken = 0;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, &old); /* signals are the main thread's: the thread gets none */
+        ok = pthread_create(&native.thread, NULL, native_main, NULL) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        native.running = native.joinable = ok;
+    }
+    pthread_mutex_unlock(&native.mutex);
+    return PyBool_FromLong(ok);
+}
+
+/* stop(timeout) -> bool: stop the thread after its current write, and wait for it to leave the
+   OS, up to `timeout` seconds; False if it is still writing then. */
+static PyObject *native_stop(PyObject *module, PyObject *arg) {
+    (void)module;
+    double timeout = PyFloat_AsDouble(arg);
+    if (timeout == -1.0 && PyErr_Occurred()) return NULL;
+    int gone;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t at = monotonic_ns() + (int64_t)(timeout > 0 ? timeout * 1e9 : 0);
+    struct timespec deadline = {(time_t)(at / 1000000000), (long)(at % 1000000000)};
+    pthread_mutex_lock(&native.mutex);
+    if (native.running) {
+        native.stop = 1;
+        pthread_cond_signal(&native.wake);
+        /* until it leaves, the deadline passes, or start() wants it again */
+        while (native.running && native.stop && pthread_cond_timedwait(&native.idle, &native.mutex, &deadline) == 0) {
+        }
+    }
+    gone = !native.running;
+    int reap = gone && native.joinable;
+    if (reap) native.joinable = 0;
+    pthread_mutex_unlock(&native.mutex);
+    if (reap) pthread_join(native.thread, NULL); /* returns once the OS thread is gone */
+    Py_END_ALLOW_THREADS
+    return PyBool_FromLong(gone);
+}
+
+/* faults_left() -> int: how many of the faults asked for by fail_writes() are still to come. */
+static PyObject *native_faults_left(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    (void)module;
+    return PyLong_FromLong(LOAD(fault_count));
+}
+
+/* running() -> bool: whether the native writer's thread runs. */
+static PyObject *native_running(PyObject *module, PyObject *Py_UNUSED(ignored)) {
+    (void)module;
+    pthread_mutex_lock(&native.mutex);
+    int running = native.running && !native.stop;
+    pthread_mutex_unlock(&native.mutex);
+    return PyBool_FromLong(running);
+}
+
+/* fail_writes(errno, count): the native writer's next `count` writes write half their bytes,
+   then fail with `errno` (a fault no real file produces on demand: tests only). */
+static PyObject *native_fail_writes(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    int err, count;
+    if (nargs != 2 || (err = (int)PyLong_AsLong(args[0])) < 0 || (count = (int)PyLong_AsLong(args[1])) < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "fail_writes(errno, count)");
+        return NULL;
+    }
+    STORE(fault_errno, err);
+    STORE(fault_count, count);
+    Py_RETURN_NONE;
+}
+
+/* lend(fd, path, size, next, wake_at, interval): the native writer may write this ring's file,
+   which has `size` bytes, the next line numbered `next`, through `fd` (or, if -1, opening
+   `path` for each write). */
+static PyObject *Ring_lend(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 6) {
+        PyErr_SetString(PyExc_TypeError, "lend(fd, path, size, next, wake_at, interval)");
+        return NULL;
+    }
+    int fd = (int)PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    PyObject *encoded = PyUnicode_EncodeFSDefault(args[1]);
+    if (encoded == NULL) return NULL;
+    long long size = PyLong_AsLongLong(args[2]), next = PyLong_AsLongLong(args[3]);
+    Py_ssize_t wake_at = PyLong_AsSsize_t(args[4]);
+    double interval = PyFloat_AsDouble(args[5]);
+    if (PyErr_Occurred()) {
+        Py_DECREF(encoded);
+        return NULL;
+    }
+    if (size < 0 || next < 0 || wake_at < 1) {
+        Py_DECREF(encoded);
+        PyErr_SetString(PyExc_ValueError, "lend() needs the file's size, its next number and a mark");
+        return NULL;
+    }
+    size_t len = (size_t)PyBytes_GET_SIZE(encoded);
+    char *path = PyMem_RawMalloc(len + 1);
+    if (path == NULL) {
+        Py_DECREF(encoded);
+        return PyErr_NoMemory();
+    }
+    memcpy(path, PyBytes_AS_STRING(encoded), len + 1);
+    Py_DECREF(encoded);
+    pthread_mutex_lock(&native.mutex);
+    if (r->busy || LOAD(r->lent)) {
+        pthread_mutex_unlock(&native.mutex);
+        PyMem_RawFree(path);
+        PyErr_SetString(PyExc_RuntimeError, "lend() of a ring already lent: reclaim() it first");
+        return NULL;
+    }
+    PyMem_RawFree(r->path);
+    r->path = path;
+    r->fd = fd;
+    r->fsize = size;
+    r->fnext = next;
+    r->fwrites = 0;
+    r->wake_at = wake_at;
+    r->interval_ns = (int64_t)(interval * 1e9);
+    if (!r->listed) {
+        Py_INCREF(r);
+        r->listed = 1;
+        r->prev = NULL;
+        r->next = native.rings;
+        if (native.rings != NULL) native.rings->prev = r;
+        native.rings = r;
+    }
+    STORE(r->lent, 1);
+    pthread_mutex_unlock(&native.mutex);
+    Py_RETURN_NONE;
+}
+
+/* reclaim() -> (size, next, writes) or None: end the loan, waiting for a write under way; the
+   file as the native writer left it (size -1: look at it again), and how many batches it
+   wrote; None if the ring was not lent. */
+static PyObject *Ring_reclaim(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    pthread_mutex_lock(&native.mutex);
+    STORE(r->lent, 0);
+    if (r->busy) { /* wait without the GIL, so that the writer's callers run meanwhile */
+        pthread_mutex_unlock(&native.mutex);
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&native.mutex);
+        while (r->busy) pthread_cond_wait(&native.idle, &native.mutex);
+        pthread_mutex_unlock(&native.mutex);
+        Py_END_ALLOW_THREADS
+        pthread_mutex_lock(&native.mutex);
+    }
+    if (!r->listed) {
+        pthread_mutex_unlock(&native.mutex);
+        Py_RETURN_NONE;
+    }
+    if (r->prev != NULL) r->prev->next = r->next;
+    else native.rings = r->next;
+    if (r->next != NULL) r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+    r->listed = 0;
+    long long size = r->fsize, next = r->fnext, writes = r->fwrites;
+    r->fd = -1;
+    pthread_mutex_unlock(&native.mutex);
+    PyObject *result = Py_BuildValue("(LLL)", size, next, writes);
+    Py_DECREF(r); /* the list's reference: the caller holds its own */
+    return result;
+}
+
+/* unlend(): end the loan without waiting (a caller that dropped entries: Python writes the
+   notice); the thread finishes a write under way, and Python's writer reclaims the ring. */
+static PyObject *Ring_unlend(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    STORE(r->lent, 0);
+    Py_RETURN_NONE;
+}
+
+/* wake() -> bool: have the native writer write now; False if the ring is not lent to a
+   running writer (Python's writer must). */
+static PyObject *Ring_wake(Ring *r, PyObject *Py_UNUSED(ignored)) {
+    pthread_mutex_lock(&native.mutex);
+    int ok = native.running && !native.stop && LOAD(r->lent);
+    if (ok) {
+        native.woken = 1;
+        pthread_cond_signal(&native.wake);
+    }
+    pthread_mutex_unlock(&native.mutex);
+    return PyBool_FromLong(ok);
+}
+
+static PyObject *Ring_get_lent(Ring *r, void *Py_UNUSED(c)) { return PyBool_FromLong(LOAD(r->lent)); }
 
 /* -- the type ---------------------------------------------------------------------------- */
 
@@ -627,7 +1091,7 @@ static int Ring_init(Ring *r, PyObject *args, PyObject *kwargs) {
     }
     r->points = points;
     r->limit = rounded(limit);
-    r->mark = 0;
+    STORE(r->mark, 0);
     return 0;
 }
 
@@ -637,6 +1101,8 @@ static PyObject *Ring_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) 
     (void)kwargs;
     Ring *r = (Ring *)type->tp_alloc(type, 0);
     if (r == NULL) return NULL;
+    pthread_mutex_init(&r->lock, NULL);
+    r->fd = -1;
     r->buf = PyMem_RawMalloc(MIN_CAPACITY);
     r->objects = PyDict_New();
     if (r->buf == NULL || r->objects == NULL) {
@@ -652,6 +1118,8 @@ static void Ring_dealloc(Ring *r) {
     PyObject_GC_UnTrack(r);
     Py_CLEAR(r->objects);
     PyMem_RawFree(r->buf);
+    PyMem_RawFree(r->path);
+    pthread_mutex_destroy(&r->lock);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }
 
@@ -665,10 +1133,10 @@ static int Ring_tp_clear(Ring *r) {
     return 0;
 }
 
-static Py_ssize_t Ring_len(Ring *r) { return r->queued; }
+static Py_ssize_t Ring_len(Ring *r) { return LOAD(r->queued); }
 
-static PyObject *Ring_get_pending(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(r->pending); }
-static PyObject *Ring_get_mark(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(r->mark); }
+static PyObject *Ring_get_pending(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(LOAD(r->pending)); }
+static PyObject *Ring_get_mark(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromSsize_t(LOAD(r->mark)); }
 static int Ring_set_mark(Ring *r, PyObject *value, void *Py_UNUSED(c)) {
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "mark cannot be deleted");
@@ -676,14 +1144,20 @@ static int Ring_set_mark(Ring *r, PyObject *value, void *Py_UNUSED(c)) {
     }
     Py_ssize_t mark = PyLong_AsSsize_t(value);
     if (mark == -1 && PyErr_Occurred()) return -1;
-    r->mark = mark;
+    STORE(r->mark, mark);
     return 0;
 }
 static PyObject *Ring_get_size(Ring *r, void *Py_UNUSED(c)) {
-    return PyLong_FromUnsignedLongLong(r->head - r->tail);
+    pthread_mutex_lock(&r->lock);
+    uint64_t size = r->head - r->tail;
+    pthread_mutex_unlock(&r->lock);
+    return PyLong_FromUnsignedLongLong(size);
 }
 static PyObject *Ring_get_capacity(Ring *r, void *Py_UNUSED(c)) {
-    return PyLong_FromUnsignedLongLong(r->capacity);
+    pthread_mutex_lock(&r->lock);
+    uint64_t capacity = r->capacity;
+    pthread_mutex_unlock(&r->lock);
+    return PyLong_FromUnsignedLongLong(capacity);
 }
 
 static PyMethodDef Ring_methods[] = {
@@ -699,6 +1173,12 @@ static PyMethodDef Ring_methods[] = {
     {"pop", (PyCFunction)(void (*)(void))Ring_pop, METH_FASTCALL,
      "pop(since, end) -> whether the newest record (serial in [since, end)) was taken back"},
     {"clear", (PyCFunction)Ring_clear, METH_NOARGS, "clear(): forget every record"},
+    {"lend", (PyCFunction)(void (*)(void))Ring_lend, METH_FASTCALL,
+     "lend(fd, path, size, next, wake_at, interval): the native writer may write the file"},
+    {"reclaim", (PyCFunction)Ring_reclaim, METH_NOARGS,
+     "reclaim() -> (size, next, writes) or None: end the loan, once a write under way is done"},
+    {"unlend", (PyCFunction)Ring_unlend, METH_NOARGS, "unlend(): end the loan without waiting"},
+    {"wake", (PyCFunction)Ring_wake, METH_NOARGS, "wake() -> whether the native writer writes it now"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -710,6 +1190,7 @@ static PyGetSetDef Ring_getset[] = {
     {"mark", (getter)Ring_get_mark, (setter)Ring_set_mark, "queued records at which push() says so", NULL},
     {"size", (getter)Ring_get_size, NULL, "bytes the queued and taken entries hold", NULL},
     {"capacity", (getter)Ring_get_capacity, NULL, "bytes allocated", NULL},
+    {"lent", (getter)Ring_get_lent, NULL, "whether the native writer may write it", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -876,9 +1357,10 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
     PyObject *result = NULL;
     /* The mark is 0 unless the session is simply open: Python decides, before anything is
        queued (a refused entry leaves nothing behind). */
-    PyObject *token = lg->ring->mark == 0 ? PyLong_FromLong(0) : push_record(lg->ring, ns, (int)rank, text, data);
+    int closed = LOAD(lg->ring->mark) == 0;
+    PyObject *token = closed ? PyLong_FromLong(0) : push_record(lg->ring, ns, (int)rank, text, data);
     if (token == NULL) goto done;
-    if (lg->ring->mark == 0 || PyLong_AsLongLong(token) != 0) { /* not open, at the mark, or no room */
+    if (closed || PyLong_AsLongLong(token) != 0) { /* not open, at the mark, or no room */
         PyObject *ns_obj = PyLong_FromLongLong(ns), *rank_obj = PyLong_FromLong(rank);
         if (ns_obj && rank_obj) {
             PyObject *call[6] = {lg->channel, token, ns_obj, rank_obj, text, data};
@@ -1044,7 +1526,7 @@ static PyObject *Appender_call(Appender *ap, PyObject *const *args, size_t nargs
     if (data == NULL) return NULL;
     Ring *r = ap->ring;
     PyObject *result = NULL;
-    if (r->queued + 1 < r->mark) { /* open, and far from the mark: the fast path, if the lock is free */
+    if (LOAD(r->queued) + 1 < LOAD(r->mark)) { /* open, and far from the mark: the fast path, if the lock is free */
         PyObject *got = PyObject_CallOneArg(ap->acquire, Py_False);
         if (got == NULL) goto done;
         int free = PyObject_IsTrue(got);
@@ -1162,12 +1644,31 @@ static PyTypeObject AppenderType = {
     .tp_dictoffset = offsetof(Appender, dict),
 };
 
+static PyMethodDef module_methods[] = {
+    {"start", (PyCFunction)native_start, METH_NOARGS, "start() -> whether the native writer runs"},
+    {"stop", (PyCFunction)native_stop, METH_O, "stop(timeout) -> whether the native writer has left"},
+    {"faults_left", (PyCFunction)native_faults_left, METH_NOARGS, "faults_left() -> faults still to come"},
+    {"running", (PyCFunction)native_running, METH_NOARGS, "running() -> whether the native writer runs"},
+    {"fail_writes", (PyCFunction)(void (*)(void))native_fail_writes, METH_FASTCALL,
+     "fail_writes(errno, count): the native writer's next writes fail (tests only)"},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "dreamlake._core", "The queue of records as bytes, and the lines made of it.", -1,
-    NULL, NULL, NULL, NULL, NULL,
+    PyModuleDef_HEAD_INIT, "dreamlake._core", "The queue of records as bytes, the lines made of it, and their writer.",
+    -1, module_methods, NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC PyInit__core(void) {
+    static int once;
+    if (!once) { /* one writer per process, whatever imports the module again */
+        native_init();
+        if (pthread_atfork(NULL, NULL, native_after_fork_child) != 0) {
+            PyErr_SetString(PyExc_OSError, "dreamlake._core: pthread_atfork failed");
+            return NULL;
+        }
+        once = 1;
+    }
     if (PyType_Ready(&RingType) < 0 || PyType_Ready(&LoggerType) < 0 || PyType_Ready(&AppenderType) < 0)
         return NULL;
     str_value = PyUnicode_InternFromString("value");

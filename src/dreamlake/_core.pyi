@@ -1,4 +1,4 @@
-"""The native queue of one log or track (see docs/core.md for who owns what)."""
+"""The native queue of one log or track, and the native writer (see docs/core.md for who owns what)."""
 
 from collections.abc import Callable
 from typing import Any
@@ -6,8 +6,9 @@ from typing import Any
 class Ring:
     """The entries of one session's log (or, with `points`, one track), as bytes.
 
-    Pushes, takes, commits and take-backs run with the GIL held; `format` reads the taken
-    entries with the GIL released. `limit` is the most bytes it grows to.
+    Its offsets change under its own mutex; `format` reads the taken entries with the GIL
+    released. While lent, the native writer writes its file without the GIL. `limit` is the
+    most bytes it grows to.
     """
 
     mark: int
@@ -28,6 +29,9 @@ class Ring:
     @property
     def capacity(self) -> int:
         """Bytes allocated."""
+    @property
+    def lent(self) -> bool:
+        """Whether the native writer may write its file."""
     def push(self, ns: int, level: int, message: str, metadata: bytes | str | object | None, /) -> int:
         """Queue a log entry: 0, the serial + 1 at the mark, or -1 when its bytes find no room."""
     def push_point(self, ns: int, data: bytes | str | object | None, /) -> int:
@@ -51,7 +55,18 @@ class Ring:
         """Take back the newest entry, if its serial is in [since, end) and the writer has not
         taken it."""
     def clear(self) -> None:
-        """Forget every entry, taken ones too (a forked child)."""
+        """Forget every entry, taken ones too (a forked child). RuntimeError while lent."""
+    def lend(self, fd: int, path: str, size: int, next: int, wake_at: int, interval: float, /) -> None:
+        """The native writer may append the plain entries to the file of `size` bytes whose next
+        line is numbered `next`, through `fd` (or, if -1, opening `path` for each write), every
+        `interval` seconds, the mark back at `wake_at` after each write."""
+    def reclaim(self) -> tuple[int, int, int] | None:
+        """End the loan, once a write under way is done: (size, next, batches written), or None
+        if it was not lent."""
+    def unlend(self) -> None:
+        """End the loan without waiting (Python's writer reclaims it)."""
+    def wake(self) -> bool:
+        """Have the native writer write it now; False if it is not lent to a running writer."""
 
 class Logger:
     """A session's `log(message, level="info", metadata=None)`: checks, stamps, encodes the
@@ -98,3 +113,20 @@ class Appender:
         snapshot: Callable[[object], Any],
     ) -> None: ...
     def __call__(self, value: Any = ..., /, **fields: Any) -> dict[str, int | None]: ...
+
+def start() -> bool:
+    """Start the native writer's thread unless it runs; False if it cannot."""
+
+def stop(timeout: float, /) -> bool:
+    """Stop it after its current write and wait, up to `timeout` seconds, for its thread to
+    leave the OS; False if it is still writing."""
+
+def running() -> bool:
+    """Whether the native writer's thread runs."""
+
+def fail_writes(errno: int, count: int, /) -> None:
+    """Tests only: the native writer's next `count` writes write half their bytes, then fail
+    with `errno`."""
+
+def faults_left() -> int:
+    """Tests only: how many faults asked for by `fail_writes` are still to come."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ._core import Ring
 from ._files import reworded
 
 _CHUNK = 1 << 16  # bytes read at a time when looking back for the last record
@@ -155,6 +156,23 @@ class Sink:
         finally:
             if self._fd == fd:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def lend(self, ring: Ring, wake_at: int, interval: float) -> bool:
+        """Let the native writer append `ring`'s plain records while the file is as this sink
+        knows it (see docs/core.md); False if it cannot now (the file's end is not known, or
+        it must first be ended with a newline)."""
+        if self._size < 0 or self._newline or (self.keep_open and self._fd < 0):
+            return False
+        ring.lend(self._fd if self.keep_open else -1, self.path, self._size, self._next, wake_at, interval)
+        return True
+
+    def reclaim(self, ring: Ring) -> None:
+        """End the loan (waiting for a write under way) and take over what the native writer
+        knew of the file."""
+        got = ring.reclaim()
+        if got is not None:
+            self._size, self._next, writes = got
+            self.writes += writes
 
     def fsync(self) -> None:
         """Make what was written durable; raise OSError naming the file.

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from dreamlake import Session, _batcher, read_params
 
 from .. import strategies
+from ..conftest import python_writer_only
 from .conftest import Child, assert_numbered_in_file_order
 
 
@@ -73,6 +74,7 @@ def test_drop_policy_drops_new_entries_and_says_how_many(
 
     total = 3 * _batcher.QUEUE_LIMIT
     with Session(name="n", workspace="w", local_path=tmp_path, when_full="drop") as s:
+        python_writer_only(monkeypatch, s)
         monkeypatch.setattr(os, "write", stuck_write)
         done = threading.Event()
 

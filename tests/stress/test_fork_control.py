@@ -20,6 +20,7 @@ SLOW_SINK = """
             time.sleep(0.002)  # a slow disk: the logging thread fills the queue and waits for room
             return _write(self, batch)
         _sink.Sink.write = slow_write
+        import dreamlake._batcher as _B; _B.NATIVE = False  # a fault of Python's write: Python's writer only
 """
 
 

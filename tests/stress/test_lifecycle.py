@@ -325,7 +325,9 @@ def test_fork_while_a_write_hangs_returns_promptly(child: Child) -> None:
                 stuck.set()   # the first write to the session's file hangs
                 release.wait(10)
             return real_write(fd, data)
+        import dreamlake._batcher as _B; _B.NATIVE = False  # a fault of Python's write: Python's writer only
         parent = os.getpid()
+        s.flush()  # taken back from the native writer
         os.write = hung_write
         for i in range(2000):
             s.log("x", metadata={"i": i})

@@ -19,6 +19,7 @@ SMALL_SLOW_QUEUE = """
             time.sleep(0.002)  # a slow disk: the queue fills in bytes long before in entries
             return real(self, batch)
         S.Sink.write = slow
+        import dreamlake._batcher as _B; _B.NATIVE = False  # a fault of Python's write: Python's writer only
 """
 
 

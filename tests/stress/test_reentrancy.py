@@ -84,6 +84,7 @@ def test_log_reentered_at_every_point_inside_log_and_flush(child: Child, how: st
     result = child.run(
         """
 import json
+import dreamlake._batcher as _B; _B.NATIVE = False  # a fault of Python's write: Python's writer only
 s = session().open()
 real_write = os.write
 def slow_write(fd, data):

@@ -1,0 +1,136 @@
+"""The native writer: writes without the GIL, hands every fault back to Python's writer."""
+
+import signal
+import time
+
+import pytest
+
+from .conftest import Child, assert_numbered_in_file_order
+from .test_signals import wait_for_line
+
+HOLDS_THE_GIL = "sum(range(10**11))  # one C call that never lets the GIL go (minutes)"
+
+
+@pytest.mark.parametrize("what", ["log", "track"])
+def test_sigkill_while_the_main_thread_holds_the_gil_keeps_what_was_logged_1s_before(
+    child: Child, what: str
+) -> None:
+    """A main thread stuck in one long C call holding the GIL cannot stop the native writer:
+    what it logged 1 s before a SIGKILL (10 write intervals) is in the file."""
+    body = f"""
+        s = session(write_interval=0.1).open()
+        track = s.track("loss")
+        for i in range(100):
+            s.log("x", metadata={{"i": i}}) if {what!r} == "log" else track.append(i=i)
+        print("ready", flush=True)
+        {HOLDS_THE_GIL}
+        """
+    with child.start(body) as proc:
+        wait_for_line(proc, "ready")
+        time.sleep(1.0)  # the promise under test: logged more than write_interval before the kill
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    if what == "log":
+        records = child.records()
+        assert [r["metadata"]["i"] for r in records] == list(range(100))
+        assert_numbered_in_file_order(records)
+    else:
+        import orjson
+
+        data = (child.root / "ws" / "run" / "tracks" / "loss" / "data.jsonl").read_bytes()
+        points = [orjson.loads(line) for line in data.splitlines()]
+        assert [p["data"]["i"] for p in points] == list(range(100))
+        assert [p["index"] for p in points] == list(range(100))
+
+
+def test_a_native_write_that_fails_halfway_is_truncated_and_written_once_by_python(child: Child) -> None:
+    """The native writer's write fails after half its bytes: the file is cut back, the loan
+    ends, and Python's writer writes the batch, each entry exactly once, numbered in order."""
+    result = child.run(
+        """
+        import errno
+        from dreamlake import _core
+        s = session(write_interval=0.05).open()
+        for i in range(500):
+            s.log("x", metadata={"i": i})
+        s.flush()  # lent again after Python's write
+        assert s._channel.queue.lent
+        _core.fail_writes(errno.EIO, 1)
+        for i in range(500, 1000):
+            s.log("x", metadata={"i": i})
+        deadline = time.monotonic() + 20
+        while _core.faults_left() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the native writer's next round hits the fault; nothing to join
+        print("hit", _core.faults_left() == 0, flush=True)
+        s.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["hit", "True"]
+    records = child.records()
+    assert [r["metadata"]["i"] for r in records] == list(range(1000))
+    assert_numbered_in_file_order(records)
+
+
+def test_a_full_disk_met_by_the_native_writer_is_reported_and_kept_by_python(child: Child) -> None:
+    """ENOSPC in a native write: Python's writer takes over, says so once, keeps the entries,
+    and writes them exactly once when the disk has room again."""
+    result = child.run(
+        """
+        import errno, os
+        from dreamlake import _core
+        s = session(write_interval=0.05).open()
+        s.log("first")
+        s.flush()
+        real_write = os.write
+        full = True
+        def write(fd, data):
+            if full:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_write(fd, data)
+        os.write = write  # Python's own retries meet the same full disk
+        _core.fail_writes(errno.ENOSPC, 1)
+        for i in range(300):
+            s.log("x", metadata={"i": i})
+        try:
+            s.flush(timeout=10)
+        except OSError as exc:
+            print("flush", exc.errno == errno.ENOSPC, flush=True)
+        full = False
+        s.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["flush", "True"]
+    assert result.stderr.count("No space left on device") == 1, result.stderr
+    records = child.records()
+    assert [r["message"] for r in records] == ["first"] + ["x"] * 300
+    assert [r["metadata"]["i"] for r in records[1:]] == list(range(300))
+    assert_numbered_in_file_order(records)
+
+
+def test_the_native_thread_stops_with_the_last_session_and_starts_with_the_next(child: Child) -> None:
+    result = child.run(
+        """
+        from dreamlake import _core
+        def os_threads():
+            return len(os.listdir("/proc/self/task"))
+        print(_core.running(), os_threads())
+        s = session().open()
+        s.log("a")
+        print(_core.running(), os_threads())  # the native writer, Python's writer and its fsync thread
+        s.close()
+        deadline = time.monotonic() + 20
+        while os_threads() > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the threads leave on their own once idle: nothing to join
+        print(_core.running(), os_threads())
+        s.open()
+        s.log("b")
+        print(_core.running())
+        s.close()
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "1", "True", "4", "False", "1", "True"], result.stderr
+    assert [r["message"] for r in child.records()] == ["a", "b"]
