@@ -348,3 +348,27 @@ def test_flushing_one_session_does_not_delay_the_writing_of_another(tmp_path: Pa
             stop.set()
             flusher.join()
     assert max(delays) < 1.5 * interval, f"written after {max(delays):.3f} s, interval {interval} s"
+
+
+def test_an_idle_channel_not_lent_is_lent_to_the_native_writer_at_the_next_look(tmp_path: Path) -> None:
+    """A session whose loan ended with nothing left to write (a reopened one, a fault that
+    passed) goes back to the native writer when the writer next looks at every channel,
+    not only after Python's writer has written a batch of its own."""
+    a = Session(name="a", workspace="w", local_path=str(tmp_path), write_interval=0.001).open()
+    b = Session(name="b", workspace="w", local_path=str(tmp_path), write_interval=0.001).open()
+    try:
+        a.log("before")
+        a.flush()
+        channel = a._channel
+        assert channel.queue.lent
+        channel.sink.reclaim(channel.queue)  # as Python's writer does before writing it
+        assert not channel.queue.lent
+        time.sleep(0.01)  # the write interval passes: b's flush makes the writer look at every channel
+        b.flush()
+        assert channel.queue.lent
+        a.log("after")
+        a.flush()
+    finally:
+        a.close()
+        b.close()
+    assert [r["message"] for r in read_records(a.log_file)] == ["before", "after"]

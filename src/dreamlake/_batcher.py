@@ -134,19 +134,19 @@ class Channel:
         self.error, self.stalled = None, False
         # Opened by an exit handler (ours may have run, or will not run for it): write at once.
         self.arm(_worker.exiting or getattr(threading, "_SHUTTING_DOWN", False))
+        self.lend()  # before the worker knows it: the only time a thread but the writer lends
         self.registered = True
         _worker.register(self)
-        self.lend()
 
     def arm(self, exiting: bool) -> None:
         """Open for log(): state first, then the mark (0 while exiting: each entry at once)."""
         self.state = State.EXITING if exiting else State.OPEN
         self.mark = 0 if exiting else WAKE_AT
 
-    def lend(self) -> None:
-        """Let the native writer write this channel's plain entries, if it is simply open and
-        has nothing for Python to write first (see docs/core.md)."""
-        if (
+    def lendable(self) -> bool:
+        """The native writer may write this channel: it is simply open, and Python's writer
+        has nothing to write first (see docs/core.md)."""
+        return (
             NATIVE
             and not self.queue.lent
             and self.state is State.OPEN
@@ -154,7 +154,14 @@ class Channel:
             and not self.stalled
             and not self.drops_due
             and self._dropped() == self.reported_drops
-        ):
+            and self.sink.lendable
+        )
+
+    def lend(self) -> None:
+        """Lend the file to the native writer if it may write it. Called by the writer only
+        (or by open() before the writer knows the channel): two threads lending one ring
+        would each think the other's loan ended."""
+        if self.lendable():
             self.sink.lend(self.queue, WAKE_AT, self.interval)
 
     def _dropped(self) -> int:
@@ -406,6 +413,7 @@ class Channel:
 
     def after_fork_in_child(self) -> None:
         """The parent writes what it had queued; the child starts clean, with its own handle."""
+        self.queue.reclaim()  # the parent's loan: what its writer knew of the file is stale here
         self.queue.clear()
         self.notices = []
         self.drops, self.reported_drops, self.drops_due = itertools.count(), 0, False
@@ -759,13 +767,14 @@ class Worker:
                     self._start_native()  # it left meanwhile (stopped as the last session closed)
                     native = _core.running()
                 for channel in list(self.channels):
-                    if channel.queue.lent and native and not channel.waiters:
-                        continue  # the native writer's (a caller waiting for room is let go by ours)
-                    if (
-                        not (channel.queue or channel.pending or channel.drops_due or channel.waiters)
-                        and channel.state is State.OPEN
-                    ):
-                        continue
+                    if not channel.waiters:  # those are let go by Python's writer, whoever writes
+                        if channel.queue.lent and native:
+                            continue  # the native writer's
+                        idle = not (channel.queue or channel.pending or channel.drops_due)
+                        if idle and channel.state is State.OPEN:
+                            if native:  # reopened, or the fault that kept it from the native writer passed
+                                channel.lend()
+                            continue
                     self._drain(channel, len(channel.queue), in_round=not inline)
                     if channel.state is State.CLOSED and not (channel.queue or channel.pending):
                         self._hand_over_close(channel)  # a close() that had failed can finish
@@ -836,12 +845,10 @@ class Worker:
             # else: closed already
         if kind is _Kind.CLOSE:
             for ch in channels:
-                ch.sink.reclaim(ch.queue)  # first: the native writer never writes a closing file
                 ch.state, ch.mark = State.CLOSED, 0
         elif kind is _Kind.EXIT:
             for ch in channels:
                 if ch.state is State.OPEN:
-                    ch.sink.reclaim(ch.queue)
                     ch.state, ch.mark = State.EXITING, 0
         errors = []
         for ch in channels:

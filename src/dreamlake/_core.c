@@ -997,10 +997,10 @@ static PyObject *Ring_lend(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
     memcpy(path, PyBytes_AS_STRING(encoded), len + 1);
     Py_DECREF(encoded);
     pthread_mutex_lock(&native.mutex);
-    if (r->busy || LOAD(r->lent)) {
+    if (r->listed) { /* lent, or its loan ended and what the thread knows is not reclaimed yet */
         pthread_mutex_unlock(&native.mutex);
         PyMem_RawFree(path);
-        PyErr_SetString(PyExc_RuntimeError, "lend() of a ring already lent: reclaim() it first");
+        PyErr_SetString(PyExc_RuntimeError, "lend() of a ring not reclaimed since its last loan: reclaim() it first");
         return NULL;
     }
     PyMem_RawFree(r->path);
@@ -1011,14 +1011,12 @@ static PyObject *Ring_lend(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
     r->fwrites = 0;
     r->wake_at = wake_at;
     r->interval_ns = (int64_t)(interval * 1e9);
-    if (!r->listed) {
-        Py_INCREF(r);
-        r->listed = 1;
-        r->prev = NULL;
-        r->next = native.rings;
-        if (native.rings != NULL) native.rings->prev = r;
-        native.rings = r;
-    }
+    Py_INCREF(r);
+    r->listed = 1;
+    r->prev = NULL;
+    r->next = native.rings;
+    if (native.rings != NULL) native.rings->prev = r;
+    native.rings = r;
     STORE(r->lent, 1);
     pthread_mutex_unlock(&native.mutex);
     Py_RETURN_NONE;

@@ -157,14 +157,16 @@ class Sink:
             if self._fd == fd:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def lend(self, ring: Ring, wake_at: int, interval: float) -> bool:
+    @property
+    def lendable(self) -> bool:
+        """The native writer can take over: the file's end is known, needs no newline first,
+        and a kept-open file is open."""
+        return self._size >= 0 and not self._newline and (self._fd >= 0 or not self.keep_open)
+
+    def lend(self, ring: Ring, wake_at: int, interval: float) -> None:
         """Let the native writer append `ring`'s plain records while the file is as this sink
-        knows it (see docs/core.md); False if it cannot now (the file's end is not known, or
-        it must first be ended with a newline)."""
-        if self._size < 0 or self._newline or (self.keep_open and self._fd < 0):
-            return False
+        knows it (see docs/core.md); only when `lendable`."""
         ring.lend(self._fd if self.keep_open else -1, self.path, self._size, self._next, wake_at, interval)
-        return True
 
     def reclaim(self, ring: Ring) -> None:
         """End the loan (waiting for a write under way) and take over what the native writer

@@ -134,3 +134,51 @@ def test_the_native_thread_stops_with_the_last_session_and_starts_with_the_next(
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["False", "1", "True", "4", "False", "1", "True"], result.stderr
     assert [r["message"] for r in child.records()] == ["a", "b"]
+
+
+def test_flush_close_open_cycles_under_four_logging_threads_lose_nothing(child: Child) -> None:
+    """Four threads log flat out while the main thread flushes, closes and reopens the session
+    every few ms: open() never races the writer's loan, and every entry whose log() returned is
+    in the file once, numbered in file order."""
+    result = child.run(
+        """
+        import threading
+        s = session(write_interval=0.001).open()
+        logged, stop = [[] for _ in range(4)], False
+        def work(t):
+            i = 0
+            while not stop:
+                try:
+                    s.log("m", metadata={"t": t, "i": i})
+                except RuntimeError:  # closed: refused, so not logged
+                    pass
+                else:
+                    logged[t].append(i)
+                i += 1
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for k in range(12):
+            (s.flush, s.close, s.open)[k % 3]()
+            time.sleep(0.002)
+        stop = True
+        for th in threads:
+            th.join()
+        s.close()
+        print(sum(map(len, logged)), flush=True)
+        import orjson
+        with open(os.environ["DL_ROOT"] + "/expected.json", "wb") as f:
+            f.write(orjson.dumps(logged))
+        """,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    import orjson
+
+    expected = orjson.loads((child.root / "expected.json").read_bytes())
+    records = child.records()
+    assert_numbered_in_file_order(records)
+    for t, numbers in enumerate(expected):
+        assert [r["metadata"]["i"] for r in records if r["metadata"]["t"] == t] == numbers
+    assert len(records) == int(result.stdout)
