@@ -235,7 +235,7 @@ class Channel:
                 self.dropped_by_writer = True
                 self.count_drops(1)
                 return None
-            elif not self._wait_for_progress():
+            elif not self._wait_for_progress(max(len(self.queue) - 1, 0)):
                 self.count_drops(1)
                 return None
             token = again()
@@ -318,19 +318,25 @@ class Channel:
         if _worker.is_current():
             return True  # a value converted by the worker logged: it cannot wait for itself
         while len(self.queue) > limit:
-            if not self._wait_for_progress():
+            if not self._wait_for_progress(limit):
                 return False
         return True
 
-    def _wait_for_progress(self) -> bool:
-        """Wait until the writer has written a batch of this channel; False when entries must
-        be dropped instead (when_full="drop", a failing file, or STALL_TIMEOUT of no progress)."""
+    def _wait_for_progress(self, limit: int) -> bool:
+        """Wait until the writer has written a batch of this channel (the native writer: until
+        the queue holds `limit` entries or fewer); False when entries must be dropped instead
+        (when_full="drop", a failing file, or STALL_TIMEOUT of no progress)."""
         if self.drop_when_full or self.error is not None or self.stalled:
             return False
-        latch = _latch()
-        self.waiters.append(latch)
-        _worker.wake()
-        if not latch.acquire(timeout=STALL_TIMEOUT):
+        made = -1
+        if self.queue.wake():  # lent: the native writer makes room, and this waits without the GIL
+            made = self.queue.wait_room(limit, STALL_TIMEOUT)
+        if made < 0:  # not lent, or the loan ended: Python's writer makes room
+            latch = _latch()
+            self.waiters.append(latch)
+            _worker.wake()
+            made = int(latch.acquire(timeout=STALL_TIMEOUT))
+        if not made:
             self.stalled = True
             _report(
                 f"writing {self.sink.path} made no progress for {STALL_TIMEOUT:g} s; "

@@ -1,17 +1,18 @@
-/* dreamlake._core: the queue of one session's log or one track, as bytes, and the lines made of it.
+/* dreamlake._core: the queue of one session's log or one track, as bytes, the lines made of
+   it, and the native writer that writes them without the GIL.
 
-   The boundary with Python (see docs/core.md):
+   The boundary with Python is written down in docs/core.md (what each side owns, the loan,
+   who holds which lock and waits for whom); in short:
    - A caller's push copies what a record needs (time, level, message text, the metadata
      as JSON bytes) into the ring and returns: no Python object made by the call is kept,
      except the metadata of a record holding tensors, kept until the writer resolves it.
-   - The writer takes a batch (`take`), formats it into JSON Lines (`format`, one call at a
-     time per ring), with the GIL released once such metadata is resolved, writes it
-     (Python, under flock), and `commit`s it, or formats it again with other numbers after
-     a failure.
-   - Every change of the ring's offsets happens with the GIL held; `format` reads only
-     records between `tail` and `taken`, which no push or take-back touches, from the
-     buffer it started with: a push that grows the ring meanwhile copies them to a new
-     buffer and leaves the old one to `format`, which frees it. So the ring needs no lock.
+   - Python's writer takes a batch (`take`), formats it into JSON Lines (`format`, one call
+     at a time per ring, with the GIL released once such metadata is resolved), writes it
+     under flock and `commit`s it, or formats it again with other numbers after a failure.
+   - The native writer does the same for the rings Python lent it, never taking the GIL.
+   - A ring's offsets change under its own mutex, held for a few instructions and never
+     across I/O or a call into Python; `format` reads only records between `tail` and
+     `taken`, which no push or take-back touches, from the buffer it started with.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -734,13 +735,14 @@ static PyObject *Ring_clear(Ring *r, PyObject *Py_UNUSED(ignored)) {
 
    `native.mutex` guards the list of lent rings, each ring's `busy`, and the thread's state.
    Python lends and reclaims with the GIL held; `reclaim()` waits, with the GIL released,
-   while the thread writes that ring. The thread holds no lock during I/O except the file's
+   while the thread writes that ring, and `wait_room()` (a caller whose queue is full) until
+   it has written some. The thread holds no lock during I/O except the file's
    flock, and never the GIL. */
 
 static struct {
     pthread_mutex_t mutex;
     pthread_cond_t wake;  /* the thread waits on it */
-    pthread_cond_t idle;  /* a ring stopped being busy, or the thread left */
+    pthread_cond_t idle;  /* progress: a batch written, a ring no longer busy or lent, the thread stopping or gone */
     pthread_t thread;
     int running, joinable, stop, woken;
     Ring *rings;          /* lent (or whose loan ended, not yet reclaimed), each holding a reference */
@@ -825,11 +827,19 @@ static int write_batch(Ring *r) {
     return 0;
 }
 
+/* Wake whoever waits on `native.idle`: a batch was written, or a loan ended. */
+static void progress(void) {
+    pthread_mutex_lock(&native.mutex);
+    pthread_cond_broadcast(&native.idle);
+    pthread_mutex_unlock(&native.mutex);
+}
+
 /* Write what a lent ring holds; end the loan if Python must take over. */
 static void write_lent(Ring *r) {
     while (LOAD(r->lent) && LOAD(r->queued) > 0) {
         int status = write_batch(r);
         if (status < 0) STORE(r->lent, 0);
+        progress(); /* callers waiting for room look again */
         if (status != 0) break;
     }
     Py_ssize_t mark = LOAD(r->mark); /* raised when the queue reached it: back, unless Python set it to 0 */
@@ -922,6 +932,7 @@ static PyObject *native_stop(PyObject *module, PyObject *arg) {
     if (native.running) {
         native.stop = 1;
         pthread_cond_signal(&native.wake);
+        pthread_cond_broadcast(&native.idle); /* callers waiting for room go to Python's writer */
         /* until it leaves, the deadline passes, or start() wants it again */
         while (native.running && native.stop && pthread_cond_timedwait(&native.idle, &native.mutex, &deadline) == 0) {
         }
@@ -1028,6 +1039,7 @@ static PyObject *Ring_lend(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
 static PyObject *Ring_reclaim(Ring *r, PyObject *Py_UNUSED(ignored)) {
     pthread_mutex_lock(&native.mutex);
     STORE(r->lent, 0);
+    pthread_cond_broadcast(&native.idle); /* callers waiting for room go to Python's writer */
     if (r->busy) { /* wait without the GIL, so that the writer's callers run meanwhile */
         pthread_mutex_unlock(&native.mutex);
         Py_BEGIN_ALLOW_THREADS
@@ -1058,7 +1070,41 @@ static PyObject *Ring_reclaim(Ring *r, PyObject *Py_UNUSED(ignored)) {
    notice); the thread finishes a write under way, and Python's writer reclaims the ring. */
 static PyObject *Ring_unlend(Ring *r, PyObject *Py_UNUSED(ignored)) {
     STORE(r->lent, 0);
+    progress(); /* callers waiting for room go to Python's writer */
     Py_RETURN_NONE;
+}
+
+/* wait_room(limit, timeout) -> 1 once the ring holds `limit` records or fewer, 0 after
+   `timeout` seconds without, -1 when it is not (or no longer) lent to a running native
+   writer: Python's writer must make room. Waits with the GIL released, taking it back every
+   50 ms to run signal handlers (Ctrl-C raises here). */
+static PyObject *Ring_wait_room(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "wait_room(limit, timeout)");
+        return NULL;
+    }
+    Py_ssize_t limit = PyLong_AsSsize_t(args[0]);
+    double timeout = PyFloat_AsDouble(args[1]);
+    if (PyErr_Occurred()) return NULL;
+    int64_t end = monotonic_ns() + (int64_t)(timeout > 0 ? timeout * 1e9 : 0);
+    for (;;) {
+        int status;
+        Py_BEGIN_ALLOW_THREADS
+        int64_t now = monotonic_ns(), at = end - now < 50000000 ? end : now + 50000000;
+        struct timespec deadline = {(time_t)(at / 1000000000), (long)(at % 1000000000)};
+        pthread_mutex_lock(&native.mutex);
+        for (;;) {
+            if (!native.running || native.stop || !LOAD(r->lent)) status = -1;
+            else if (LOAD(r->queued) <= limit) status = 1;
+            else if (pthread_cond_timedwait(&native.idle, &native.mutex, &deadline) == ETIMEDOUT) status = 0;
+            else continue;
+            break;
+        }
+        pthread_mutex_unlock(&native.mutex);
+        Py_END_ALLOW_THREADS
+        if (status != 0 || monotonic_ns() >= end) return PyLong_FromLong(status);
+        if (PyErr_CheckSignals() < 0) return NULL;
+    }
 }
 
 /* wake() -> bool: have the native writer write now; False if the ring is not lent to a
@@ -1176,6 +1222,8 @@ static PyMethodDef Ring_methods[] = {
     {"reclaim", (PyCFunction)Ring_reclaim, METH_NOARGS,
      "reclaim() -> (size, next, writes) or None: end the loan, once a write under way is done"},
     {"unlend", (PyCFunction)Ring_unlend, METH_NOARGS, "unlend(): end the loan without waiting"},
+    {"wait_room", (PyCFunction)(void (*)(void))Ring_wait_room, METH_FASTCALL,
+     "wait_room(limit, timeout) -> 1 room, 0 timed out, -1 not lent: wait for the native writer"},
     {"wake", (PyCFunction)Ring_wake, METH_NOARGS, "wake() -> whether the native writer writes it now"},
     {NULL, NULL, 0, NULL},
 };

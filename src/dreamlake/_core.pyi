@@ -67,6 +67,10 @@ class Ring:
         """End the loan without waiting (Python's writer reclaims it)."""
     def wake(self) -> bool:
         """Have the native writer write it now; False if it is not lent to a running writer."""
+    def wait_room(self, limit: int, timeout: float, /) -> int:
+        """Wait, without the GIL, until the native writer has brought the ring down to `limit`
+        records: 1, or 0 after `timeout` seconds without, or -1 if the ring is not (or no
+        longer) lent to a running native writer. Signal handlers run every 50 ms meanwhile."""
 
 class Logger:
     """A session's `log(message, level="info", metadata=None)`: checks, stamps, encodes the

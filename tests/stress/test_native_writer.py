@@ -1,6 +1,7 @@
 """The native writer: writes without the GIL, hands every fault back to Python's writer."""
 
 import signal
+import textwrap
 import time
 
 import pytest
@@ -182,3 +183,186 @@ def test_flush_close_open_cycles_under_four_logging_threads_lose_nothing(child: 
     for t, numbers in enumerate(expected):
         assert [r["metadata"]["i"] for r in records if r["metadata"]["t"] == t] == numbers
     assert len(records) == int(result.stdout)
+
+
+WAIT_AT_A_FULL_QUEUE = textwrap.dedent(
+    """
+    import fcntl, threading
+    from collections import deque
+    from dreamlake import _batcher
+    s = session(write_interval=0.01).open()
+    s.log("first")
+    s.flush()  # the file exists, and the ring is lent again
+    class Watched(deque):
+        def append(self, latch):
+            print("python-latch", flush=True)
+            super().append(latch)
+    s._channel.waiters = Watched()
+    lock = open(s.log_file, "rb")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the native writer waits at the file's lock
+    main = threading.main_thread().ident
+    def waiting():
+        frame = sys._current_frames().get(main)
+        while frame is not None:
+            if frame.f_code.co_name == "_wait_for_progress":
+                return True
+            frame = frame.f_back
+        return False
+    def then(act):
+        deadline = time.monotonic() + 30
+        while not waiting():  # a caller waiting for room has no event to join: look at its stack
+            assert time.monotonic() < deadline, "no caller waited for room"
+            time.sleep(0.005)
+        act()
+    """
+)
+
+
+def test_a_caller_at_a_full_queue_waits_for_the_native_writer_without_pythons(child: Child) -> None:
+    """A caller whose queue is full waits for the native writer to make room, with the GIL
+    released, and never for Python's writer (no latch); every entry is written once."""
+    result = child.run(
+        WAIT_AT_A_FULL_QUEUE
+        + textwrap.dedent(
+            """
+        threading.Thread(target=then, args=(lambda: fcntl.flock(lock, fcntl.LOCK_UN),)).start()
+        n = 3 * _batcher.QUEUE_LIMIT
+        for i in range(n):
+            s.log("x", metadata={"i": i})
+        s.close()
+        print("logged", n, flush=True)
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.split() == ["logged", str(3 * 8192)]
+    records = child.records()[1:]
+    assert [r["metadata"]["i"] for r in records] == list(range(3 * 8192))
+    assert_numbered_in_file_order(child.records())
+
+
+def test_ctrl_c_while_waiting_for_the_native_writer_raises_and_loses_nothing_logged(child: Child) -> None:
+    """Ctrl-C reaches a caller waiting for room from the native writer: log() raises
+    KeyboardInterrupt, that entry is not recorded, and every one before it is written once."""
+    result = child.run(
+        WAIT_AT_A_FULL_QUEUE
+        + textwrap.dedent(
+            """
+        threading.Thread(target=then, args=(lambda: os.kill(os.getpid(), signal.SIGINT),)).start()
+        logged = 0
+        try:
+            while True:
+                s.log("x", metadata={"i": logged})
+                logged += 1
+        except KeyboardInterrupt:
+            pass
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        s.close()
+        print("logged", logged, flush=True)
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    words = result.stdout.split()
+    assert words[0] == "logged" and int(words[1]) >= 8192
+    records = child.records()[1:]
+    assert [r["metadata"]["i"] for r in records] == list(range(int(words[1])))
+    assert_numbered_in_file_order(child.records())
+
+
+HELD_AT_THE_FILES_LOCK = textwrap.dedent(
+    """
+    import fcntl, threading
+    s = session(write_interval=0.01).open()
+    s.log("first")
+    s.flush()  # the file exists, and the ring is lent again
+    lock = open(s.log_file, "rb")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # another holder of the file's lock: the native write waits
+    for i in range(100):
+        s.log("x", metadata={"i": i})
+    """
+)
+
+
+def expect_first_and_100(child: Child) -> None:
+    records = child.records()
+    assert [r["message"] for r in records[:1]] == ["first"]
+    assert [r["metadata"]["i"] for r in records[1:]] == list(range(100))
+    assert_numbered_in_file_order(records)
+
+
+@pytest.mark.parametrize("call", ["flush", "close"])
+def test_a_native_write_held_at_the_files_lock_times_out_and_keeps_every_entry(
+    child: Child, call: str
+) -> None:
+    """flush(timeout) and close(timeout) raise TimeoutError when the native writer cannot get
+    the file's lock in time; the entries are kept, and written once the lock is free."""
+    result = child.run(
+        HELD_AT_THE_FILES_LOCK
+        + textwrap.dedent(
+            f"""
+        try:
+            s.{call}(timeout=0.3)
+        except TimeoutError as exc:
+            print("TimeoutError", flush=True)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        s.{call}()
+        s.close()
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["TimeoutError"]
+    expect_first_and_100(child)
+
+
+def test_exit_without_close_waits_for_a_native_write_held_at_the_files_lock(child: Child) -> None:
+    """The interpreter exits without close() while the native writer waits for the file's
+    lock, freed 1 s later: exit waits for the write, and every entry is in the file."""
+    result = child.run(
+        HELD_AT_THE_FILES_LOCK
+        + textwrap.dedent(
+            """
+        def free_later():
+            time.sleep(1.0)  # how long the other holder keeps the lock
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        threading.Thread(target=free_later, daemon=True).start()
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    expect_first_and_100(child)
+
+
+def test_fork_while_a_native_write_waits_for_the_files_lock(child: Child) -> None:
+    """A child forked while the parent's native writer is stuck mid-write logs and closes in
+    its own right; the parent's entries and the child's are each in the file once."""
+    result = child.run(
+        HELD_AT_THE_FILES_LOCK
+        + textwrap.dedent(
+            """
+        time.sleep(0.3)  # 30 write intervals: the native writer is waiting at the lock
+        pid = os.fork()
+        if pid == 0:
+            for i in range(10):
+                s.log("child", metadata={"i": i})
+            s.close()  # waits for the lock too, freed by the parent
+            os._exit(0)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        _, status = os.waitpid(pid, 0)
+        s.close()
+        print("child", os.waitstatus_to_exitcode(status), flush=True)
+        """
+        ),
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["child", "0"]
+    records = child.records()
+    parent = [r for r in records if r["message"] != "child"]
+    assert [r["metadata"]["i"] for r in parent[1:]] == list(range(100))
+    assert [r["metadata"]["i"] for r in records if r["message"] == "child"] == list(range(10))
+    assert sorted(r["sequenceNumber"] for r in records) == list(range(len(records)))
