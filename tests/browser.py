@@ -13,6 +13,9 @@ from typing import Any
 
 import orjson
 
+# A sanitized run (.ci/sanitize) preloads the ASan runtime; Chromium must not inherit it.
+SANITIZER_VARIABLES = {"LD_PRELOAD", "ASAN_OPTIONS", "UBSAN_OPTIONS"}
+
 
 def find_chromium() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
@@ -54,6 +57,7 @@ class Browser:
                 "about:blank",
             ],
             preexec_fn=wire,
+            env={k: v for k, v in os.environ.items() if k not in SANITIZER_VARIABLES},
             pass_fds=(3, 4, to_browser_r, from_browser_w),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
