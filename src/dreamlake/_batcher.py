@@ -235,9 +235,14 @@ class Channel:
                 self.dropped_by_writer = True
                 self.count_drops(1)
                 return None
-            elif not self._wait_for_progress(max(len(self.queue) - 1, 0)):
-                self.count_drops(1)
-                return None
+            else:
+                seen = self.queue.written  # before the push: a batch written after it is progress
+                token = again()  # room may have been made since the push that found none
+                if token >= 0:
+                    break
+                if not self._wait_for_progress(seen):
+                    self.count_drops(1)
+                    return None
             token = again()
             if token < 0 and state is State.EXITING:  # the write failed: nothing frees room now
                 self.count_drops(1)
@@ -317,20 +322,22 @@ class Channel:
         when the newest entries must be dropped instead."""
         if _worker.is_current():
             return True  # a value converted by the worker logged: it cannot wait for itself
-        while len(self.queue) > limit:
-            if not self._wait_for_progress(limit):
+        while True:
+            seen = self.queue.written  # before looking: a batch written after it is progress
+            if len(self.queue) <= limit:
+                return True
+            if not self._wait_for_progress(seen):
                 return False
-        return True
 
-    def _wait_for_progress(self, limit: int) -> bool:
-        """Wait until the writer has written a batch of this channel (the native writer: until
-        the queue holds `limit` entries or fewer); False when entries must be dropped instead
-        (when_full="drop", a failing file, or STALL_TIMEOUT of no progress)."""
+    def _wait_for_progress(self, seen: int) -> bool:
+        """Wait until the writer has written a batch of this channel (the native writer: one
+        more than the `seen` count of `queue.written`); False when entries must be dropped
+        instead (when_full="drop", a failing file, or STALL_TIMEOUT of no progress)."""
         if self.drop_when_full or self.error is not None or self.stalled:
             return False
         made = -1
         if self.queue.wake():  # lent: the native writer makes room, and this waits without the GIL
-            made = self.queue.wait_room(limit, STALL_TIMEOUT)
+            made = self.queue.wait_written(seen, STALL_TIMEOUT)
         if made < 0:  # not lent, or the loan ended: Python's writer makes room
             latch = _latch()
             self.waiters.append(latch)

@@ -76,6 +76,7 @@ typedef struct Ring {
     _Atomic Py_ssize_t queued;   /* records after `taken`, not taken back */
     _Atomic Py_ssize_t pending;  /* records between tail and taken, not taken back */
     _Atomic Py_ssize_t mark;     /* push() returns the record's serial + 1 once `queued` reaches it, else 0 */
+    _Atomic int64_t written;     /* batches committed: a caller waiting for room waits for it to change */
     uint64_t limit;      /* the most bytes the ring grows to */
     int points;          /* a track's points, not log records */
     char *reading;       /* the buffer a format reads without the lock, or NULL */
@@ -620,6 +621,7 @@ static void commit_taken(Ring *r) {
     r->tail = r->taken;
     r->serial_tail = r->serial_taken;
     STORE(r->pending, 0);
+    ADD(r->written, 1);
     if (r->tail == r->head) { /* empty: start over at the buffer's start */
         r->tail = r->taken = r->head = r->last = 0;
         shrink(r);
@@ -735,7 +737,7 @@ static PyObject *Ring_clear(Ring *r, PyObject *Py_UNUSED(ignored)) {
 
    `native.mutex` guards the list of lent rings, each ring's `busy`, and the thread's state.
    Python lends and reclaims with the GIL held; `reclaim()` waits, with the GIL released,
-   while the thread writes that ring, and `wait_room()` (a caller whose queue is full) until
+   while the thread writes that ring, and `wait_written()` (a caller whose queue is full) until
    it has written some. The thread holds no lock during I/O except the file's
    flock, and never the GIL. */
 
@@ -1074,16 +1076,17 @@ static PyObject *Ring_unlend(Ring *r, PyObject *Py_UNUSED(ignored)) {
     Py_RETURN_NONE;
 }
 
-/* wait_room(limit, timeout) -> 1 once the ring holds `limit` records or fewer, 0 after
-   `timeout` seconds without, -1 when it is not (or no longer) lent to a running native
-   writer: Python's writer must make room. Waits with the GIL released, taking it back every
-   50 ms to run signal handlers (Ctrl-C raises here). */
-static PyObject *Ring_wait_room(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
+/* wait_written(seen, timeout) -> 1 once a batch is written after `seen` (the `written` count
+   read before the push that found no room, so no batch is missed), 0 after `timeout` seconds
+   without, -1 when the ring is not (or no longer) lent to a running native writer: Python's
+   writer must make room. Waits with the GIL released, taking it back every 50 ms to run signal
+   handlers (Ctrl-C raises here). */
+static PyObject *Ring_wait_written(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "wait_room(limit, timeout)");
+        PyErr_SetString(PyExc_TypeError, "wait_written(seen, timeout)");
         return NULL;
     }
-    Py_ssize_t limit = PyLong_AsSsize_t(args[0]);
+    long long seen = PyLong_AsLongLong(args[0]);
     double timeout = PyFloat_AsDouble(args[1]);
     if (PyErr_Occurred()) return NULL;
     int64_t end = monotonic_ns() + (int64_t)(timeout > 0 ? timeout * 1e9 : 0);
@@ -1094,8 +1097,8 @@ static PyObject *Ring_wait_room(Ring *r, PyObject *const *args, Py_ssize_t nargs
         struct timespec deadline = {(time_t)(at / 1000000000), (long)(at % 1000000000)};
         pthread_mutex_lock(&native.mutex);
         for (;;) {
-            if (!native.running || native.stop || !LOAD(r->lent)) status = -1;
-            else if (LOAD(r->queued) <= limit) status = 1;
+            if (LOAD(r->written) != seen) status = 1;
+            else if (!native.running || native.stop || !LOAD(r->lent)) status = -1;
             else if (pthread_cond_timedwait(&native.idle, &native.mutex, &deadline) == ETIMEDOUT) status = 0;
             else continue;
             break;
@@ -1222,16 +1225,18 @@ static PyMethodDef Ring_methods[] = {
     {"reclaim", (PyCFunction)Ring_reclaim, METH_NOARGS,
      "reclaim() -> (size, next, writes) or None: end the loan, once a write under way is done"},
     {"unlend", (PyCFunction)Ring_unlend, METH_NOARGS, "unlend(): end the loan without waiting"},
-    {"wait_room", (PyCFunction)(void (*)(void))Ring_wait_room, METH_FASTCALL,
-     "wait_room(limit, timeout) -> 1 room, 0 timed out, -1 not lent: wait for the native writer"},
+    {"wait_written", (PyCFunction)(void (*)(void))Ring_wait_written, METH_FASTCALL,
+     "wait_written(seen, timeout) -> 1 a batch written, 0 timed out, -1 not lent: wait for the native writer"},
     {"wake", (PyCFunction)Ring_wake, METH_NOARGS, "wake() -> whether the native writer writes it now"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyObject *Ring_get_serial(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromLongLong(r->serial_head); }
+static PyObject *Ring_get_written(Ring *r, void *Py_UNUSED(c)) { return PyLong_FromLongLong(LOAD(r->written)); }
 
 static PyGetSetDef Ring_getset[] = {
     {"serial", (getter)Ring_get_serial, NULL, "the serial number the next record gets", NULL},
+    {"written", (getter)Ring_get_written, NULL, "how many batches were written (committed) so far", NULL},
     {"pending", (getter)Ring_get_pending, NULL, "records taken by the writer, not yet written", NULL},
     {"mark", (getter)Ring_get_mark, (setter)Ring_set_mark, "queued records at which push() says so", NULL},
     {"size", (getter)Ring_get_size, NULL, "bytes the queued and taken entries hold", NULL},

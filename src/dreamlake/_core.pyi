@@ -21,6 +21,9 @@ class Ring:
     def pending(self) -> int:
         """Entries taken by the writer, not yet committed."""
     @property
+    def written(self) -> int:
+        """Batches written (committed) so far: what a caller waiting for room watches."""
+    @property
     def serial(self) -> int:
         """The serial number the next entry gets."""
     @property
@@ -67,9 +70,9 @@ class Ring:
         """End the loan without waiting (Python's writer reclaims it)."""
     def wake(self) -> bool:
         """Have the native writer write it now; False if it is not lent to a running writer."""
-    def wait_room(self, limit: int, timeout: float, /) -> int:
-        """Wait, without the GIL, until the native writer has brought the ring down to `limit`
-        records: 1, or 0 after `timeout` seconds without, or -1 if the ring is not (or no
+    def wait_written(self, seen: int, timeout: float, /) -> int:
+        """Wait, without the GIL, until the native writer has written a batch since `written`
+        was `seen`: 1, or 0 after `timeout` seconds without, or -1 if the ring is not (or no
         longer) lent to a running native writer. Signal handlers run every 50 ms meanwhile."""
 
 class Logger:

@@ -4,6 +4,7 @@ import signal
 import textwrap
 import time
 
+import orjson
 import pytest
 
 from .conftest import Child, assert_numbered_in_file_order
@@ -366,3 +367,91 @@ def test_fork_while_a_native_write_waits_for_the_files_lock(child: Child) -> Non
     assert [r["metadata"]["i"] for r in parent[1:]] == list(range(100))
     assert [r["metadata"]["i"] for r in records if r["message"] == "child"] == list(range(10))
     assert sorted(r["sequenceNumber"] for r in records) == list(range(len(records)))
+
+
+FULL_OF_BYTES = textwrap.dedent(
+    """
+    import fcntl, threading
+    import orjson
+    from dreamlake import _batcher
+    _batcher.QUEUE_BYTES = 1 << 20  # a queue full by its bytes long before its 8,192 entries
+    _batcher.STALL_TIMEOUT = 1.0
+    s = session(write_interval=0.01).open()
+    s.log("first")
+    s.flush()  # the file exists, and the ring is lent again
+    """
+)
+
+
+def test_a_queue_full_of_bytes_behind_a_stuck_native_write_stalls_and_counts_its_drops(child: Child) -> None:
+    """The native writer has taken every queued record and waits at the file's lock: no record
+    is queued, yet no byte is free. A caller must wait for a batch to be written, not find the
+    queue empty and try again at once (a spin that never stalls): after STALL_TIMEOUT it says
+    so, new entries are dropped and counted, and every entry log() kept is written once."""
+    result = child.run(
+        FULL_OF_BYTES
+        + textwrap.dedent(
+            """
+        lock = open(s.log_file, "rb")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        big, n = "x" * 200_000, 0
+        deadline = time.monotonic() + 20
+        while not s._channel.stalled and time.monotonic() < deadline:
+            s.log(big, metadata={"i": n})
+            n += 1
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        s.log("after", metadata={"i": n})
+        s.close()
+        print(n + 1, flush=True)
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert "made no progress for 1 s; new entries are dropped" in result.stderr
+    records = child.records()
+    assert_numbered_in_file_order(records)
+    kept = [r["metadata"]["i"] for r in records if r["level"] == "info" and r["message"] != "first"]
+    dropped = sum(r["metadata"]["dropped"] for r in records if r["level"] == "warn")
+    assert kept == sorted(set(kept)) and kept[-1] == int(result.stdout) - 1  # in order, once, "after" last
+    assert dropped > 0 and len(kept) + dropped == int(result.stdout)
+
+
+def test_callers_that_refill_a_queue_full_of_bytes_never_see_a_false_stall(child: Child) -> None:
+    """A record bigger than the queue's byte bound waits while other threads keep the queue
+    full: the writer makes progress all along, so there is no stall and no drop, however long
+    the queue stays full (here 3x STALL_TIMEOUT), and every record is written once."""
+    result = child.run(
+        FULL_OF_BYTES
+        + textwrap.dedent(
+            """
+        stop, counts = threading.Event(), {}
+        def small(t):
+            i = 0
+            while not stop.is_set():
+                s.log("x" * 10_000, metadata={"t": t, "i": i})
+                i += 1
+            counts[str(t)] = i
+        threads = [threading.Thread(target=small, args=(t,)) for t in range(3)]
+        for thread in threads:
+            thread.start()
+        timer = threading.Timer(3.0, stop.set)
+        timer.start()
+        s.log("y" * (2 << 20), metadata={"t": "big"})
+        for thread in threads:
+            thread.join()
+        s.close()
+        print(orjson.dumps(counts).decode())
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    records = child.records()
+    assert_numbered_in_file_order(records)
+    assert [r["level"] for r in records if r["level"] != "info"] == []
+    records = records[1:]  # after "first"
+    assert [r["metadata"]["t"] for r in records].count("big") == 1
+    counts = orjson.loads(result.stdout)
+    assert sorted(counts) == ["0", "1", "2"]
+    for t, count in counts.items():
+        assert [r["metadata"]["i"] for r in records if r["metadata"]["t"] == int(t)] == list(range(count))
