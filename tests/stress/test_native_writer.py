@@ -186,14 +186,25 @@ def test_flush_close_open_cycles_under_four_logging_threads_lose_nothing(child: 
     assert len(records) == int(result.stdout)
 
 
-WAIT_AT_A_FULL_QUEUE = textwrap.dedent(
+LENT = textwrap.dedent(
     """
     import fcntl, threading
-    from collections import deque
-    from dreamlake import _batcher
+    def until(ready, what):  # a state of another thread that no event announces: look at it
+        deadline = time.monotonic() + 30
+        while not ready():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.005)
     s = session(write_interval=0.01).open()
     s.log("first")
     s.flush()  # the file exists, and the ring is lent again
+    """
+)
+
+
+WAIT_AT_A_FULL_QUEUE = LENT + textwrap.dedent(
+    """
+    from collections import deque
+    from dreamlake import _batcher
     class Watched(deque):
         def append(self, latch):
             print("python-latch", flush=True)
@@ -210,10 +221,7 @@ WAIT_AT_A_FULL_QUEUE = textwrap.dedent(
             frame = frame.f_back
         return False
     def then(act):
-        deadline = time.monotonic() + 30
-        while not waiting():  # a caller waiting for room has no event to join: look at its stack
-            assert time.monotonic() < deadline, "no caller waited for room"
-            time.sleep(0.005)
+        until(waiting, "no caller waited for room")  # seen on the caller's stack
         act()
     """
 )
@@ -273,16 +281,13 @@ def test_ctrl_c_while_waiting_for_the_native_writer_raises_and_loses_nothing_log
     assert_numbered_in_file_order(child.records())
 
 
-HELD_AT_THE_FILES_LOCK = textwrap.dedent(
+HELD_AT_THE_FILES_LOCK = LENT + textwrap.dedent(
     """
-    import fcntl, threading
-    s = session(write_interval=0.01).open()
-    s.log("first")
-    s.flush()  # the file exists, and the ring is lent again
     lock = open(s.log_file, "rb")
     fcntl.flock(lock, fcntl.LOCK_EX)  # another holder of the file's lock: the native write waits
     for i in range(100):
         s.log("x", metadata={"i": i})
+    until(lambda: s._channel.queue.pending == 100, "the native writer took nothing")  # its write is under way
     """
 )
 
@@ -345,7 +350,6 @@ def test_fork_while_a_native_write_waits_for_the_files_lock(child: Child) -> Non
         HELD_AT_THE_FILES_LOCK
         + textwrap.dedent(
             """
-        time.sleep(0.3)  # 30 write intervals: the native writer is waiting at the lock
         pid = os.fork()
         if pid == 0:
             for i in range(10):
@@ -369,17 +373,16 @@ def test_fork_while_a_native_write_waits_for_the_files_lock(child: Child) -> Non
     assert sorted(r["sequenceNumber"] for r in records) == list(range(len(records)))
 
 
-FULL_OF_BYTES = textwrap.dedent(
-    """
-    import fcntl, threading
+FULL_OF_BYTES = (
+    textwrap.dedent(
+        """
     import orjson
     from dreamlake import _batcher
     _batcher.QUEUE_BYTES = 1 << 20  # a queue full by its bytes long before its 8,192 entries
     _batcher.STALL_TIMEOUT = 1.0
-    s = session(write_interval=0.01).open()
-    s.log("first")
-    s.flush()  # the file exists, and the ring is lent again
     """
+    )
+    + LENT
 )
 
 
