@@ -243,6 +243,20 @@ def test_a_message_is_escaped_as_orjson_escapes_it_and_reads_back(message: str, 
     assert b',"message":' + orjson.dumps(kept) + b',"metadata":' in data
 
 
+@pytest.mark.parametrize("special", [*map(chr, range(0x20)), '"', "\\", "\x7f", " ", "~", "é", "€", "😀"])
+def test_a_character_to_escape_is_escaped_at_every_place_in_a_word(special: str) -> None:
+    """The escaper copies runs of plain bytes 8 at a time: a character that must be escaped
+    (or must not) at each offset of a 25-byte message, alone and twice in a row, gives
+    orjson's text."""
+    messages = []
+    for at in range(25):
+        messages.append("a" * at + special + "b" * (24 - at))
+        messages.append("a" * at + special * 2 + "b" * (23 - at))
+    data = encode([(0, "info", m, None) for m in messages], 0)
+    for line, message in zip(data.splitlines(), messages, strict=True):
+        assert b',"message":' + orjson.dumps(message) + b',"metadata":' in line
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 2**62), every_code_point), max_size=40), st.integers(0, 2**40))
 def test_points_read_back_numbered_from_first(points: list[tuple[int, str]], first: int) -> None:
@@ -254,4 +268,21 @@ def test_points_read_back_numbered_from_first(points: list[tuple[int, str]], fir
     records = [json.loads(line) for line in data.splitlines()]
     assert [(first + i, {"t": clean_str(t)}, iso_timestamp(ns)) for i, (ns, t) in enumerate(points)] == [
         (r["index"], r["data"], r["createdAt"]) for r in records
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.integers(-(2**40), 2**62), st.sampled_from([0, 999, 1000, 10**9 - 1, 10**9])),
+        max_size=20,
+    ),
+    st.one_of(st.integers(0, 2**62), st.sampled_from([0, 9, 10, 99, 100, 10**18])),
+)
+def test_timestamps_and_numbers_are_written_digit_for_digit(stamps: list[int], first: int) -> None:
+    """The writer makes its digits itself: each line's timestamp is the ISO text of its time
+    (microseconds, before 1970 too) and its number counts on from `first`."""
+    records = lines([(ns, "info", "m", None) for ns in stamps], first)
+    assert [(r["timestamp"], r["sequenceNumber"]) for r in records] == [
+        (iso_timestamp(ns), first + i) for i, ns in enumerate(stamps)
     ]

@@ -9,9 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from dreamlake import Session
+from dreamlake._encode import careful
 
 from .conftest import read_records
 
@@ -322,3 +326,33 @@ def test_a_value_whose_attribute_raises_costs_only_that_value(session: Session) 
     assert 0.25 == record["metadata"]["loss"]
     assert [1] == record["metadata"]["s"]
     assert isinstance(record["metadata"]["cfg"], str)
+
+
+# -- None, NaN and "null": the hot path's count against the careful path ----------------------
+
+_plain = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(-(2**63), 2**63 - 1),
+    st.booleans(),
+    st.sampled_from(["null", "a null", "nan", "NaN", ""]),
+)
+_value = st.one_of(
+    _plain, st.lists(_plain, max_size=3), st.dictionaries(st.sampled_from(["k", "null"]), _plain)
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.dictionaries(st.sampled_from(["a", "b", "null", "n"]), _value, max_size=4), max_size=8))
+def test_a_dict_with_nones_nans_and_null_text_is_written_as_the_careful_path_writes_it(
+    tmp_path: Path, metadatas: list[dict[str, Any]]
+) -> None:
+    """The hot path trusts orjson's text when its nulls are exactly the dict's None values;
+    anything else (a NaN anywhere, "null" in a string, a nested None) must come out as the
+    careful path writes it: NaN as "NaN", None as null, text as it was."""
+    expected = [orjson.loads(careful(md)) for md in metadatas]
+    with Session(name="n", workspace="w", local_path=tmp_path / str(len(list(tmp_path.iterdir())))) as s:
+        for md in metadatas:
+            s.log("m", metadata=md)
+        path = s.log_file
+    assert [r["metadata"] for r in read_records(path)] == expected

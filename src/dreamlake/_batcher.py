@@ -238,13 +238,12 @@ class Channel:
             else:
                 seen = self.queue.written  # before the push: a batch written after it is progress
                 token = again()  # room may have been made since the push that found none
-                if token >= 0:
-                    break
-                if not self._wait_for_progress(seen):
+                if token < 0 and not self._wait_for_progress(seen):
                     self.count_drops(1)
                     return None
+                continue  # pushed, or the next turn looks at the state (a close meanwhile) and pushes
             token = again()
-            if token < 0 and state is State.EXITING:  # the write failed: nothing frees room now
+            if token < 0:  # exiting, and the write failed: nothing frees room now
                 self.count_drops(1)
                 return None
         return token

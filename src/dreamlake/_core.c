@@ -351,30 +351,70 @@ static void put(Out *o, const char *s, size_t n) {
 
 static void put_str(Out *o, const char *s) { put(o, s, strlen(s)); }
 
+#define PUT_LITERAL(o, text) put((o), (text), sizeof(text) - 1)
+
+/* `v` in decimal (a line's number: never negative, but written right if it were). */
 static void put_int(Out *o, long long v) {
-    char text[32];
-    int n = snprintf(text, sizeof text, "%lld", v);
-    put(o, text, (size_t)n);
+    char text[24];
+    char *end = text + sizeof text, *w = end;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        *--w = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) *--w = '-';
+    put(o, w, (size_t)(end - w));
 }
 
-/* JSON string of UTF-8 `s`: what orjson writes (", \\ and control characters escaped). */
+#define ONES 0x0101010101010101ULL
+#define HIGHS 0x8080808080808080ULL
+
+/* Whether any of the 8 bytes of `x` must be escaped in a JSON string: below 0x20, '"' or '\\'
+   (a zero byte of x - 0x20.., of x ^ '"'.., of x ^ '\\'..; bytes of 0x80 and above never are). */
+static int word_needs_escape(uint64_t x) {
+    uint64_t quote = x ^ (ONES * '"'), backslash = x ^ (ONES * '\\');
+    return (((x - ONES * 0x20) & ~x) | ((quote - ONES) & ~quote) | ((backslash - ONES) & ~backslash)) & HIGHS
+               ? 1
+               : 0;
+}
+
+/* How many bytes from `i` on need no escape, looking 8 at a time. */
+static size_t plain_run(const char *s, size_t i, size_t n) {
+    size_t from = i;
+    uint64_t word;
+    while (i + 8 <= n) {
+        memcpy(&word, s + i, 8);
+        if (word_needs_escape(word)) break;
+        i += 8;
+    }
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == '"' || c == '\\') break;
+        i++;
+    }
+    return i - from;
+}
+
+/* JSON string of UTF-8 `s`: what orjson writes (", \\ and control characters escaped), the
+   runs between escapes copied whole. */
 static void put_json_string(Out *o, const char *s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     size_t escaped = n + 2;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = plain_run(s, 0, n); i < n; i++, i += plain_run(s, i, n)) {
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20) escaped += (c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f') ? 1 : 5;
-        else if (c == '"' || c == '\\') escaped += 1;
+        else escaped += 1;
     }
     if (reserve(o, escaped) < 0) return;
     char *w = o->data + o->len;
     *w++ = '"';
     for (size_t i = 0; i < n; i++) {
+        size_t run = plain_run(s, i, n);
+        memcpy(w, s + i, run);
+        w += run;
+        i += run;
+        if (i == n) break;
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            *w++ = (char)c;
-            continue;
-        }
         *w++ = '\\';
         switch (c) {
         case '"': *w++ = '"'; break;
@@ -398,7 +438,8 @@ static void put_json_string(Out *o, const char *s, size_t n) {
 
 typedef struct {
     int64_t second;
-    char text[80];  /* "YYYY-MM-DDTHH:MM:SS" of `second` */
+    char text[80];  /* "YYYY-MM-DDTHH:MM:SS" of `second` (a year past 9999 takes more digits) */
+    size_t len;
 } Clock;
 
 /* `"2025-10-25T10:30:00.000123Z"`, with its quotes. */
@@ -410,41 +451,50 @@ static void put_timestamp(Out *o, Clock *clock, int64_t ns) {
         time_t t = (time_t)second;
         struct tm tm;
         if (gmtime_r(&t, &tm) == NULL) memset(&tm, 0, sizeof tm);
-        snprintf(clock->text, sizeof clock->text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
-                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        int n = snprintf(clock->text, sizeof clock->text, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900,
+                         tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+        clock->len = n < 0 ? 0 : (size_t)n < sizeof clock->text ? (size_t)n : sizeof clock->text - 1;
         clock->second = second;
     }
-    char text[128];
-    int n = snprintf(text, sizeof text, "\"%s.%06ldZ\"", clock->text, frac);
-    put(o, text, (size_t)n);
+    if (reserve(o, clock->len + 10) < 0) return;
+    char *w = o->data + o->len;
+    *w++ = '"';
+    memcpy(w, clock->text, clock->len);
+    w += clock->len;
+    *w++ = '.';
+    for (int i = 5; i >= 0; i--, frac /= 10) w[i] = (char)('0' + frac % 10);
+    w += 6;
+    *w++ = 'Z';
+    *w++ = '"';
+    o->len = (size_t)(w - o->data);
 }
 
 static void put_log_line(Out *o, Clock *clock, int64_t ns, const char *level, const char *message,
                          size_t message_len, const char *meta, size_t meta_len, long long sequence) {
-    put_str(o, "{\"timestamp\":");
+    PUT_LITERAL(o, "{\"timestamp\":");
     put_timestamp(o, clock, ns);
-    put_str(o, ",\"level\":\"");
+    PUT_LITERAL(o, ",\"level\":\"");
     put_str(o, level);
-    put_str(o, "\",\"message\":");
+    PUT_LITERAL(o, "\",\"message\":");
     put_json_string(o, message, message_len);
-    put_str(o, ",\"metadata\":");
-    if (meta == NULL) put_str(o, "null");
+    PUT_LITERAL(o, ",\"metadata\":");
+    if (meta == NULL) PUT_LITERAL(o, "null");
     else put(o, meta, meta_len);
-    put_str(o, ",\"sequenceNumber\":");
+    PUT_LITERAL(o, ",\"sequenceNumber\":");
     put_int(o, sequence);
-    put_str(o, "}\n");
+    PUT_LITERAL(o, "}\n");
 }
 
 static void put_point_line(Out *o, Clock *clock, int64_t ns, const char *data, size_t data_len,
                            long long index) {
-    put_str(o, "{\"index\":");
+    PUT_LITERAL(o, "{\"index\":");
     put_int(o, index);
-    put_str(o, ",\"data\":");
-    if (data == NULL) put_str(o, "null");
+    PUT_LITERAL(o, ",\"data\":");
+    if (data == NULL) PUT_LITERAL(o, "null");
     else put(o, data, data_len);
-    put_str(o, ",\"createdAt\":");
+    PUT_LITERAL(o, ",\"createdAt\":");
     put_timestamp(o, clock, ns);
-    put_str(o, "}\n");
+    PUT_LITERAL(o, "}\n");
 }
 
 /* The lines of the records in [start, end) of `buf`, numbered from `number`; the metadata of
@@ -777,6 +827,28 @@ static int write_all(int fd, const char *data, size_t len) {
     return 0;
 }
 
+/* The number after the log record that ends the file's first `size` bytes, when its last line
+   ends as every log record does (`,"sequenceNumber":N}` and the newline): another process
+   appended whole records. -1 for anything else (a torn line, foreign text, a track's points,
+   which number from their start): Python's writer looks at the whole of what was appended. */
+static int64_t next_after_records(int fd, int64_t size) {
+    static const char key[] = ",\"sequenceNumber\":";
+    const int64_t key_len = (int64_t)sizeof key - 1;
+    char tail[48];
+    int64_t from = size > (int64_t)sizeof tail ? size - (int64_t)sizeof tail : 0;
+    int64_t n = size - from;
+    if (n < key_len + 3 || pread(fd, tail, (size_t)n, (off_t)from) != (ssize_t)n) return -1;
+    if (tail[n - 1] != '\n' || tail[n - 2] != '}') return -1;
+    int64_t first = n - 2;
+    while (first > 0 && tail[first - 1] >= '0' && tail[first - 1] <= '9') first--;
+    int64_t digits = n - 2 - first;
+    if (digits == 0 || digits > 18 || (digits > 1 && tail[first] == '0') || first < key_len) return -1;
+    if (memcmp(tail + first - key_len, key, (size_t)key_len) != 0) return -1;
+    int64_t number = 0;
+    for (int64_t i = first; i < n - 2; i++) number = number * 10 + (tail[i] - '0');
+    return number + 1;
+}
+
 /* One batch of a lent ring: 0 when written, 1 when there was nothing plain to take, -1 when
    the loan must end (the batch, if any, stays taken for Python). */
 static int write_batch(Ring *r) {
@@ -798,16 +870,29 @@ static int write_batch(Ring *r) {
     Out o = {NULL, 0, 0, 0};
     Clock clock = {INT64_MIN, {0}};
     format_records(&o, &clock, buf, capacity, start, end, r->points, (long long)r->fnext, NULL);
-    pthread_mutex_lock(&r->lock);
-    end_reading(r);
-    pthread_mutex_unlock(&r->lock);
     int written = 0;
     int fd = r->fd;
     if (!o.failed && fd < 0) fd = open(r->path, O_WRONLY | O_APPEND | O_CLOEXEC);
     if (!o.failed && fd >= 0) {
         if (flock(fd, LOCK_EX) == 0) {
             struct stat st;
-            if (fstat(fd, &st) == 0 && st.st_nlink > 0 && st.st_size == r->fsize) {
+            int there = fstat(fd, &st) == 0 && st.st_nlink > 0;
+            int same = there && st.st_size == r->fsize;
+            if (there && st.st_size > r->fsize && !r->points) {
+                /* Another process appended: numbered after its last record, formatted again
+                   under the lock (the records stay taken, their buffer kept by `reading`). */
+                int64_t next = next_after_records(fd, (int64_t)st.st_size);
+                if (next >= 0) {
+                    r->fsize = (int64_t)st.st_size;
+                    if (next != r->fnext) {
+                        r->fnext = next;
+                        o.len = 0;
+                        format_records(&o, &clock, buf, capacity, start, end, 0, (long long)next, NULL);
+                    }
+                    same = !o.failed;
+                }
+            }
+            if (same) {
                 if (write_all(fd, o.data, o.len) == 0) {
                     written = 1;
                 } else if (ftruncate(fd, (off_t)r->fsize) != 0) {
@@ -818,6 +903,9 @@ static int write_batch(Ring *r) {
         }
         if (r->fd < 0) close(fd);
     }
+    pthread_mutex_lock(&r->lock);
+    end_reading(r);
+    pthread_mutex_unlock(&r->lock);
     PyMem_RawFree(o.data);
     if (!written) return -1;
     r->fsize += (int64_t)o.len;
@@ -895,6 +983,7 @@ static void native_after_fork_child(void) {
         pthread_mutex_init(&r->lock, NULL);
         STORE(r->lent, 0);
         r->busy = 0;
+        end_reading(r); /* a format or a write under way in the parent: no thread here goes on with it */
     }
 }
 
@@ -1330,8 +1419,11 @@ static int log_arguments(PyObject *const *args, size_t nargsf, PyObject *kwnames
     Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
     for (Py_ssize_t i = 0; i < nkw; i++) {
         PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-        int slot = -1;
-        if (PyUnicode_Compare(name, str_message) == 0) slot = 0;
+        int slot = -1; /* keyword names are interned, as ours are: the same object, mostly */
+        if (name == str_metadata) slot = 2;
+        else if (name == str_level) slot = 1;
+        else if (name == str_message) slot = 0;
+        else if (PyUnicode_Compare(name, str_message) == 0) slot = 0;
         else if (PyUnicode_Compare(name, str_level) == 0) slot = 1;
         else if (PyUnicode_Compare(name, str_metadata) == 0) slot = 2;
         if (slot < 0) {
@@ -1345,6 +1437,29 @@ static int log_arguments(PyObject *const *args, size_t nargsf, PyObject *kwnames
     return 0;
 }
 
+/* Whether every "null" in `data`, orjson's text of the exact dict `metadata`, is one of its
+   None values: none at all, or as many as the None values at its top when every value there is
+   a None, a finite float or an exact int, str or bool (each null more, in a str, or a NaN written
+   as null). Otherwise `_encode.checked` looks: the careful path if a NaN may hide. */
+static int only_nones_wrote_null(PyObject *metadata, PyObject *data) {
+    const char *text = PyBytes_AS_STRING(data), *end = text + PyBytes_GET_SIZE(data);
+    Py_ssize_t nulls = 0;
+    for (const char *at = text; (at = memchr(at, 'n', (size_t)(end - at))) != NULL; at++)
+        if (end - at >= 4 && memcmp(at, "null", 4) == 0) nulls++;
+    if (nulls == 0) return 1;
+    Py_ssize_t pos = 0, nones = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(metadata, &pos, &key, &value)) {
+        if (value == Py_None) nones++;
+        else if (PyFloat_CheckExact(value)) {
+            double v = PyFloat_AS_DOUBLE(value);
+            if (v - v != 0.0) return 0; /* NaN or an infinity: written as null */
+        } else if (!PyLong_CheckExact(value) && !PyUnicode_CheckExact(value) && !PyBool_Check(value))
+            return 0;
+    }
+    return nulls == nones;
+}
+
 /* The metadata as what the queue takes: None, JSON bytes, or an object the writer resolves. */
 static PyObject *encoded(Encoders *e, PyObject *metadata) {
     if (metadata == Py_None) return Py_NewRef(Py_None);
@@ -1356,17 +1471,11 @@ static PyObject *encoded(Encoders *e, PyObject *metadata) {
         PyErr_Clear();  /* a value orjson cannot write as it is */
         return PyObject_CallOneArg(e->careful, metadata);
     }
-    if (PyBytes_Check(data)) {
-        const char *text = PyBytes_AS_STRING(data);
-        Py_ssize_t n = PyBytes_GET_SIZE(data);
-        for (Py_ssize_t i = 0; i + 4 <= n; i++) {
-            if (text[i] == 'n' && memcmp(text + i, "null", 4) == 0) { /* None, or a NaN written as null */
-                PyObject *args[2] = {metadata, data};
-                PyObject *checked = PyObject_Vectorcall(e->checked, args, 2, NULL);
-                Py_DECREF(data);
-                return checked;
-            }
-        }
+    if (PyBytes_Check(data) && !only_nones_wrote_null(metadata, data)) { /* a NaN may be a null */
+        PyObject *args[2] = {metadata, data};
+        PyObject *checked = PyObject_Vectorcall(e->checked, args, 2, NULL);
+        Py_DECREF(data);
+        return checked;
     }
     return data;
 }
@@ -1375,21 +1484,25 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
     PyObject *slots[3] = {NULL, NULL, NULL};
     if (log_arguments(args, nargsf, kwnames, slots) < 0) return NULL;
     PyObject *message = slots[0], *level = slots[1] ? slots[1] : str_info, *metadata = slots[2] ? slots[2] : Py_None;
-    long rank;
-    PyObject *found = PyDict_GetItemWithError(lg->index, level);
-    if (found != NULL) {
-        rank = PyLong_AsLong(found);
-    } else {
-        /* Not found, or unhashable (TypeError): rank() decides; anything else (Ctrl-C in a
-           __hash__) propagates. */
-        if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
-        PyErr_Clear();
-        PyObject *r = PyObject_CallOneArg(lg->rank, level);
-        if (r == NULL) return NULL;
-        rank = PyLong_AsLong(r);
-        Py_DECREF(r);
+    long rank = -1;
+    for (int i = 0; i < N_LEVELS; i++) /* a level's own name, interned as ours: no lookup */
+        if (level == PyTuple_GET_ITEM(lg->levels, i)) rank = i;
+    if (rank < 0) {
+        PyObject *found = PyDict_GetItemWithError(lg->index, level);
+        if (found != NULL) {
+            rank = PyLong_AsLong(found);
+        } else {
+            /* Not found, or unhashable (TypeError): rank() decides; anything else (Ctrl-C in a
+               __hash__) propagates. */
+            if (PyErr_Occurred() && !PyErr_ExceptionMatches(PyExc_TypeError)) return NULL;
+            PyErr_Clear();
+            PyObject *r = PyObject_CallOneArg(lg->rank, level);
+            if (r == NULL) return NULL;
+            rank = PyLong_AsLong(r);
+            Py_DECREF(r);
+        }
+        if (rank == -1 && PyErr_Occurred()) return NULL;
     }
-    if (rank == -1 && PyErr_Occurred()) return NULL;
     if (rank < 0 || rank >= N_LEVELS) {
         PyErr_SetString(PyExc_ValueError, "level rank out of range");
         return NULL;

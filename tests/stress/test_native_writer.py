@@ -373,6 +373,60 @@ def test_fork_while_a_native_write_waits_for_the_files_lock(child: Child) -> Non
     assert sorted(r["sequenceNumber"] for r in records) == list(range(len(records)))
 
 
+OTHER_RECORDS = b'{"timestamp":"2026-01-01T00:00:00.000000Z","level":"info","message":"other","metadata":null,"sequenceNumber":%d}'
+
+
+@pytest.mark.parametrize(
+    ("appended", "native", "numbers"),
+    [
+        # Whole records of another process: the native writer numbers its batch after them.
+        (OTHER_RECORDS % 1 + b"\n" + OTHER_RECORDS % 2 + b"\n", True, [0, 1, 2, *range(3, 103)]),
+        # A record torn before its newline (a writer killed mid-line): Python's writer ends
+        # the line and counts it.
+        (OTHER_RECORDS % 1, False, [0, 1, *range(2, 102)]),
+        # Lines that are no record, or end like one with a number JSON refuses: Python's writer
+        # looks at them, finds no record, and keeps the numbering.
+        (b"not a record\n", False, [0, *range(1, 101)]),
+        (b'{"sequenceNumber":007}\n', False, [0, *range(1, 101)]),
+    ],
+    ids=["records", "torn-record", "text", "leading-zero"],
+)
+def test_lines_another_process_appends_during_a_native_write(
+    child: Child, appended: bytes, native: bool, numbers: list[int]
+) -> None:
+    """Another process appends to the file while the native writer, its batch already
+    formatted, waits for the file's lock. Whole records: the native writer numbers the batch
+    after them, formatted again, and keeps the file; anything else goes to Python's writer.
+    Either way every entry is written once, numbered as the file says."""
+    result = child.run(
+        "from dreamlake import _sink\n"
+        "python_writes = []\n"
+        "real_write = _sink.Sink.write\n"
+        "_sink.Sink.write = lambda self, batch: (python_writes.append(1), real_write(self, batch))[1]\n"
+        + HELD_AT_THE_FILES_LOCK
+        + textwrap.dedent(
+            f"""
+        written, before = s._channel.queue.written, len(python_writes)
+        with open(s.log_file, "ab") as other:
+            other.write({appended!r})
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        until(lambda: s._channel.queue.written > written or not s._channel.queue.lent, "no write")
+        print("native", s._channel.queue.written > written and len(python_writes) == before, flush=True)
+        s.close()
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.split() == ["native", str(native)]
+    lines = child.log_file.read_bytes().split(b"\n")
+    assert lines[-1] == b""
+    ours = [orjson.loads(line) for line in lines[:-1] if b'"message":"x"' in line]
+    assert [r["metadata"]["i"] for r in ours] == list(range(100))
+    records = [orjson.loads(line) for line in lines[:-1] if line.startswith(b'{"timestamp"')]
+    assert [r["sequenceNumber"] for r in records] == numbers
+
+
 FULL_OF_BYTES = (
     textwrap.dedent(
         """
@@ -458,3 +512,50 @@ def test_callers_that_refill_a_queue_full_of_bytes_never_see_a_false_stall(child
     assert sorted(counts) == ["0", "1", "2"]
     for t, count in counts.items():
         assert [r["metadata"]["i"] for r in records if r["metadata"]["t"] == int(t)] == list(range(count))
+
+
+def test_a_close_while_a_caller_waits_for_bytes_refuses_that_entry_and_keeps_the_rest(child: Child) -> None:
+    """A caller waits for room in a queue full of bytes, behind a native write held at the
+    file's lock, when another thread closes the session. Once the write goes through, the
+    waiting log() raises RuntimeError (the session closed before its entry went in) and
+    records nothing; every entry whose log() returned is in the file once."""
+    result = child.run(
+        FULL_OF_BYTES
+        + textwrap.dedent(
+            """
+        from dreamlake._batcher import State
+        lock = open(s.log_file, "rb")
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        big, logged, outcome = "x" * 200_000, [], []
+        def work():
+            try:
+                while True:
+                    s.log(big, metadata={"i": len(logged)})
+                    logged.append(len(logged))
+            except RuntimeError as exc:
+                outcome.append(str(exc))
+        worker = threading.Thread(target=work)
+        worker.start()
+        def waiting():
+            frame = sys._current_frames().get(worker.ident)
+            while frame is not None and frame.f_code.co_name != "push_when_room":
+                frame = frame.f_back
+            return frame is not None
+        until(waiting, "the caller never waited for room")
+        closer = threading.Thread(target=s.close)
+        closer.start()
+        until(lambda: s._channel.state is State.CLOSED, "close() never began")
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        worker.join(30)
+        closer.join(30)
+        print(len(logged), outcome[0].split(":")[0].endswith("is closed"), flush=True)
+        """
+        )
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    count, refused = result.stdout.split()
+    assert refused == "True"
+    records = child.records()
+    assert_numbered_in_file_order(records)
+    assert [r["metadata"]["i"] for r in records[1:]] == list(range(int(count)))
