@@ -1,11 +1,18 @@
 """A workout of the native core for LeakSanitizer (run by .ci/sanitize): sessions opened and
 closed with logs and tracks, a record bigger than the queue's limit, a native write that fails,
-take-backs, formats with notices, and a forked child that logs and exits normally. Whatever
-the core allocates for a ring, a logger or a write must be freed by the time the process ends."""
+records another process appended (the batch numbered again), take-backs, formats with notices,
+and forked children that log and exit normally, one forked while a native write waits at the
+file's lock. Whatever the core allocates for a ring, a logger or a write must be freed by the
+time the process ends. One block is leaked on purpose (CANARY bytes, through ctypes): its
+report shows that LeakSanitizer ran. Leaked references are the test suite's to find
+(tests/stress/test_native_writer.py, with tracemalloc): the collector still reaches them."""
 
+import ctypes
 import errno
+import fcntl
 import os
 import tempfile
+import time
 
 import orjson
 
@@ -23,7 +30,40 @@ for run in range(3):
                 track.append(value=i * 0.1, step=i)
         s.log("big", metadata={"pad": "y" * (3 << 20)})  # bigger than the ring's start: it grows
         s.flush()
+        if run == 1:  # another process's records: the native writer numbers its batch after them
+            with open(s.log_file, "ab") as other:
+                fcntl.flock(other, fcntl.LOCK_EX)
+                other.write(
+                    orjson.dumps(
+                        {
+                            "timestamp": "2026-01-01T00:00:00.000000Z",
+                            "level": "info",
+                            "message": "other",
+                            "metadata": None,
+                            "sequenceNumber": 10**6,
+                        }
+                    )
+                    + b"\n"
+                )
+            for i in range(100):
+                s.log("after the other", metadata={"i": i})
+            s.flush()
         if run == 2:
+            lock = open(s.log_file, "rb")
+            fcntl.flock(lock, fcntl.LOCK_EX)  # the native writer's next write waits here
+            for i in range(100):
+                s.log("held", metadata={"i": i})
+            deadline = time.monotonic() + 10
+            while s._channel.queue.pending != 100 and time.monotonic() < deadline:
+                time.sleep(0.005)
+            pid = os.fork()  # mid-write: the child ends the write it does not go on with
+            if pid == 0:
+                s.log("from the child")
+                s.close()
+                raise SystemExit(0)
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            os.waitpid(pid, 0)
+            lock.close()
             pid = os.fork()
             if pid == 0:
                 s.log("from the child")
@@ -43,4 +83,7 @@ for i in range(2_000):
 ring.push(0, 1, "z" * (1 << 17), None)  # a record bigger than the limit: a ring of its own size
 ring.clear()
 del ring
+CANARY = 4321
+ctypes.CDLL(None).malloc.restype = ctypes.c_void_p
+ctypes.CDLL(None).malloc(CANARY)  # dropped at once: a leak LeakSanitizer must report
 print("leaks.py: done")

@@ -61,6 +61,13 @@ typedef struct {
     int64_t ns;
 } Head;
 
+/* Lines being made: a buffer that grows. */
+typedef struct {
+    char *data;
+    size_t len, cap;
+    int failed;
+} Out;
+
 typedef struct Ring {
     PyObject_HEAD
     pthread_mutex_t lock; /* the offsets below; held briefly, never across I/O or a call into Python */
@@ -94,6 +101,7 @@ typedef struct Ring {
     int64_t fwrites;     /* batches written since lent */
     Py_ssize_t wake_at;  /* the mark while the session is simply open */
     int64_t interval_ns; /* the session's write_interval */
+    Out out;             /* the native writer's lines for this ring, while it writes them */
 } Ring;
 
 static uint64_t rounded(uint64_t n) { return (n + ALIGN - 1) & ~(uint64_t)(ALIGN - 1); }
@@ -321,12 +329,6 @@ static PyObject *Ring_take(Ring *r, PyObject *arg) {
 }
 
 /* -- lines ------------------------------------------------------------------------------- */
-
-typedef struct {
-    char *data;
-    size_t len, cap;
-    int failed;
-} Out;
 
 static int reserve(Out *o, size_t more) {
     if (o->len + more <= o->cap) return 0;
@@ -827,15 +829,42 @@ static int write_all(int fd, const char *data, size_t len) {
     return 0;
 }
 
+#define TAIL_LOOK (64 * 1024) /* bytes read back, at most, to find where another's last line begins */
+
+/* Whether the line that ends before `end` (and begins at `floor` or after: the file ended with
+   a newline there) begins as every log record does; reads back at most TAIL_LOOK bytes. */
+static int line_begins_as_record(int fd, int64_t floor, int64_t end) {
+    static const char head[] = "{\"timestamp\":\"";
+    char block[4096];
+    int64_t pos = end;
+    while (pos > floor && end - pos < TAIL_LOOK) {
+        int64_t from = pos - (int64_t)sizeof block > floor ? pos - (int64_t)sizeof block : floor;
+        if (pread(fd, block, (size_t)(pos - from), (off_t)from) != (ssize_t)(pos - from)) return 0;
+        const char *newline = memrchr(block, '\n', (size_t)(pos - from));
+        if (newline != NULL) {
+            from += newline - block + 1;
+            pos = from;
+            break;
+        }
+        pos = from;
+    }
+    if (pos > floor && end - pos >= TAIL_LOOK) return 0; /* longer than we look: Python reads it */
+    char start[sizeof head - 1];
+    if (end - pos < (int64_t)sizeof start) return 0;
+    if (pread(fd, start, sizeof start, (off_t)pos) != (ssize_t)sizeof start) return 0;
+    return memcmp(start, head, sizeof start) == 0;
+}
+
 /* The number after the log record that ends the file's first `size` bytes, when its last line
-   ends as every log record does (`,"sequenceNumber":N}` and the newline): another process
-   appended whole records. -1 for anything else (a torn line, foreign text, a track's points,
-   which number from their start): Python's writer looks at the whole of what was appended. */
-static int64_t next_after_records(int fd, int64_t size) {
+   begins and ends as every log record does (`{"timestamp":"` ... `,"sequenceNumber":N}` and
+   the newline): another process appended whole records after `floor`, where the file ended
+   with a newline. -1 for anything else (a torn line, foreign text, a track's points, which
+   number from their start): Python's writer, which parses what was appended, looks at it. */
+static int64_t next_after_records(int fd, int64_t floor, int64_t size) {
     static const char key[] = ",\"sequenceNumber\":";
     const int64_t key_len = (int64_t)sizeof key - 1;
     char tail[48];
-    int64_t from = size > (int64_t)sizeof tail ? size - (int64_t)sizeof tail : 0;
+    int64_t from = size - (int64_t)sizeof tail > floor ? size - (int64_t)sizeof tail : floor;
     int64_t n = size - from;
     if (n < key_len + 3 || pread(fd, tail, (size_t)n, (off_t)from) != (ssize_t)n) return -1;
     if (tail[n - 1] != '\n' || tail[n - 2] != '}') return -1;
@@ -844,6 +873,7 @@ static int64_t next_after_records(int fd, int64_t size) {
     int64_t digits = n - 2 - first;
     if (digits == 0 || digits > 18 || (digits > 1 && tail[first] == '0') || first < key_len) return -1;
     if (memcmp(tail + first - key_len, key, (size_t)key_len) != 0) return -1;
+    if (!line_begins_as_record(fd, floor, size - 1)) return -1;
     int64_t number = 0;
     for (int64_t i = first; i < n - 2; i++) number = number * 10 + (tail[i] - '0');
     return number + 1;
@@ -867,13 +897,13 @@ static int write_batch(Ring *r) {
     }
     r->reading = r->buf;
     pthread_mutex_unlock(&r->lock);
-    Out o = {NULL, 0, 0, 0};
+    Out *o = &r->out; /* kept in the ring: a forked child frees what a write under way held */
     Clock clock = {INT64_MIN, {0}};
-    format_records(&o, &clock, buf, capacity, start, end, r->points, (long long)r->fnext, NULL);
+    format_records(o, &clock, buf, capacity, start, end, r->points, (long long)r->fnext, NULL);
     int written = 0;
     int fd = r->fd;
-    if (!o.failed && fd < 0) fd = open(r->path, O_WRONLY | O_APPEND | O_CLOEXEC);
-    if (!o.failed && fd >= 0) {
+    if (!o->failed && fd < 0) fd = open(r->path, O_WRONLY | O_APPEND | O_CLOEXEC);
+    if (!o->failed && fd >= 0) {
         if (flock(fd, LOCK_EX) == 0) {
             struct stat st;
             int there = fstat(fd, &st) == 0 && st.st_nlink > 0;
@@ -881,19 +911,19 @@ static int write_batch(Ring *r) {
             if (there && st.st_size > r->fsize && !r->points) {
                 /* Another process appended: numbered after its last record, formatted again
                    under the lock (the records stay taken, their buffer kept by `reading`). */
-                int64_t next = next_after_records(fd, (int64_t)st.st_size);
+                int64_t next = next_after_records(fd, r->fsize, (int64_t)st.st_size);
                 if (next >= 0) {
                     r->fsize = (int64_t)st.st_size;
                     if (next != r->fnext) {
                         r->fnext = next;
-                        o.len = 0;
-                        format_records(&o, &clock, buf, capacity, start, end, 0, (long long)next, NULL);
+                        o->len = 0;
+                        format_records(o, &clock, buf, capacity, start, end, 0, (long long)next, NULL);
                     }
-                    same = !o.failed;
+                    same = !o->failed;
                 }
             }
             if (same) {
-                if (write_all(fd, o.data, o.len) == 0) {
+                if (write_all(fd, o->data, o->len) == 0) {
                     written = 1;
                 } else if (ftruncate(fd, (off_t)r->fsize) != 0) {
                     r->fsize = -1; /* Python looks at the whole file before its write */
@@ -906,9 +936,11 @@ static int write_batch(Ring *r) {
     pthread_mutex_lock(&r->lock);
     end_reading(r);
     pthread_mutex_unlock(&r->lock);
-    PyMem_RawFree(o.data);
+    size_t len = o->len;
+    PyMem_RawFree(o->data);
+    *o = (Out){NULL, 0, 0, 0};
     if (!written) return -1;
-    r->fsize += (int64_t)o.len;
+    r->fsize += (int64_t)len;
     r->fnext += count;
     r->fwrites++;
     pthread_mutex_lock(&r->lock);
@@ -984,6 +1016,8 @@ static void native_after_fork_child(void) {
         STORE(r->lent, 0);
         r->busy = 0;
         end_reading(r); /* a format or a write under way in the parent: no thread here goes on with it */
+        PyMem_RawFree(r->out.data);
+        r->out = (Out){NULL, 0, 0, 0};
     }
 }
 
@@ -1255,6 +1289,7 @@ static void Ring_dealloc(Ring *r) {
     Py_CLEAR(r->objects);
     PyMem_RawFree(r->buf);
     PyMem_RawFree(r->path);
+    PyMem_RawFree(r->out.data);
     pthread_mutex_destroy(&r->lock);
     Py_TYPE(r)->tp_free((PyObject *)r);
 }

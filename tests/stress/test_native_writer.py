@@ -1,5 +1,6 @@
 """The native writer: writes without the GIL, hands every fault back to Python's writer."""
 
+import itertools
 import signal
 import textwrap
 import time
@@ -388,8 +389,29 @@ OTHER_RECORDS = b'{"timestamp":"2026-01-01T00:00:00.000000Z","level":"info","mes
         # looks at them, finds no record, and keeps the numbering.
         (b"not a record\n", False, [0, *range(1, 101)]),
         (b'{"sequenceNumber":007}\n', False, [0, *range(1, 101)]),
+        (b'garbage,"sequenceNumber":3}\n', False, [0, *range(1, 101)]),
+        # A long record (10 KB, read back in blocks to find where it begins): the native writer;
+        # longer than it reads back (64 KiB): Python's writer.
+        (
+            OTHER_RECORDS.replace(b'"other"', b'"' + b"o" * 10_000 + b'"') % 1 + b"\n",
+            True,
+            [0, 1, *range(2, 102)],
+        ),
+        (
+            OTHER_RECORDS.replace(b'"other"', b'"' + b"o" * 70_000 + b'"') % 1 + b"\n",
+            False,
+            [0, 1, *range(2, 102)],
+        ),
     ],
-    ids=["records", "torn-record", "text", "leading-zero"],
+    ids=[
+        "records",
+        "torn-record",
+        "text",
+        "leading-zero",
+        "ends-like-a-record",
+        "10-KB-record",
+        "70-KB-record",
+    ],
 )
 def test_lines_another_process_appends_during_a_native_write(
     child: Child, appended: bytes, native: bool, numbers: list[int]
@@ -421,7 +443,7 @@ def test_lines_another_process_appends_during_a_native_write(
     assert result.stdout.split() == ["native", str(native)]
     lines = child.log_file.read_bytes().split(b"\n")
     assert lines[-1] == b""
-    ours = [orjson.loads(line) for line in lines[:-1] if b'"message":"x"' in line]
+    ours = [orjson.loads(line) for line in lines[:-1] if b'"message":"x",' in line]
     assert [r["metadata"]["i"] for r in ours] == list(range(100))
     records = [orjson.loads(line) for line in lines[:-1] if line.startswith(b'{"timestamp"')]
     assert [r["sequenceNumber"] for r in records] == numbers
@@ -559,3 +581,42 @@ def test_a_close_while_a_caller_waits_for_bytes_refuses_that_entry_and_keeps_the
     records = child.records()
     assert_numbered_in_file_order(records)
     assert [r["metadata"]["i"] for r in records[1:]] == list(range(int(count)))
+
+
+def test_no_object_made_by_a_call_outlives_it(child: Child) -> None:
+    """Logging and appending, round after round (plain, None and NaN metadata, a str subclass,
+    a level spelled another way, a track's points), each round flushed: the memory Python
+    traces stops growing (but where a queue grows). A leak of one small object a call (a
+    reference to the metadata's bytes, a message kept) would add megabytes a round."""
+    result = child.run(
+        """
+        import math, tracemalloc
+        class Text(str):
+            pass
+        s = session().open()
+        track = s.track("loss")
+        def one_round():
+            for i in range(20_000):
+                s.log("step", metadata={"loss": 0.5, "i": i})
+                s.log(Text("sub"), level="WARNING", metadata={"none": None, "nan": math.nan})
+                s.log("plain")
+                track.append(value=i * 0.5, step=i)
+            s.flush()
+        one_round()  # the queues and caches grow to their size
+        tracemalloc.start()
+        sizes = []
+        for _ in range(5):
+            one_round()
+            sizes.append(tracemalloc.get_traced_memory()[0])
+        s.close()
+        print(*sizes)
+        """,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    sizes = [int(size) for size in result.stdout.split()]
+    growth = [after - before for before, after in itertools.pairwise(sizes)]
+    # A queue that grows (the writer fell behind for a moment) adds its new buffer once; a leak
+    # adds to every round.
+    assert sorted(growth)[1] < 128 << 10, f"traced memory grew by {growth} bytes a round of 80,000 calls"
+    assert len(child.records()) == 6 * 60_000
