@@ -127,6 +127,26 @@ def test_sync_after_more_records_ships_only_the_new_ones_keyed_by_their_numbers(
     keys = sorted(k for k in objects(prefix) if f"/logs/{stream}/" in k)
     assert [k.rsplit("/", 1)[1] for k in keys] == ["000000000000.jsonl", "000000000010.jsonl"]
     assert b"".join(logs[stream]) == (session / "logs.jsonl").read_bytes()
+    points = chunks(objects(prefix), "tracks")[f"loss/{stream}"]
+    assert b"".join(points) == (session / "tracks" / "loss" / "data.jsonl").read_bytes()
+    assert len(points) == 2, "the points of the second run are a chunk of their own"
+
+
+def test_sync_of_dot_names_the_folder_and_a_parameter_alone_is_shipped(
+    tmp_path: Path, aws: dict[str, str], prefix: str
+) -> None:
+    session = log_run(tmp_path, 3)
+    here = subprocess.run(
+        [sys.executable, "-m", "dreamlake", "sync", ".", "--remote", prefix],
+        capture_output=True, text=True, timeout=120, env=aws, cwd=session,
+    )  # fmt: skip
+    assert here.returncode == 0, here.stderr
+    assert "ws/run/logs/" in " ".join(objects(prefix))
+    with Session(name="run", workspace="ws", local_path=tmp_path) as s:
+        s.params(batch_size=64)  # no new record: only the parameters changed
+    again = dreamlake("sync", str(session), "--remote", prefix, env=aws)
+    assert again.returncode == 0, again.stderr
+    assert orjson.loads(objects(prefix)["ws/run/parameters.json"])["batch_size"] == 64
 
 
 def test_several_hosts_each_get_a_stream_and_every_record_is_there_once(

@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -33,10 +34,27 @@ import orjson
 if TYPE_CHECKING:
     from obstore.store import S3Config
 
+Numbering = Callable[[Any, int, int], "int | None"]
+"""The number of the record on a line (data, start, end without the newline), or None."""
+
 CHUNK_BYTES = 8 << 20  # a chunk is cut at about this size, at a record's end
-_LOG_NUMBER = re.compile(rb',"sequenceNumber":(\d+)}$')
-_POINT_NUMBER = re.compile(rb'^{"index":(\d+),')
+_LOG_LINE = re.compile(rb'{"timestamp":".*,"sequenceNumber":(\d+)}', re.S)
+_POINT_LINE = re.compile(rb'{"index":(\d+),.*}', re.S)
 _NAME = re.compile(r"^[^/\x00]+$")
+_BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
+
+
+def log_number(data: Any, pos: int, end: int) -> int | None:
+    """The sequence number of the log record on the line [pos, end), or None for a line that
+    is no record (a torn line ended later, foreign text): it must begin and end as records do."""
+    found = _LOG_LINE.fullmatch(data, pos, end)
+    return int(found.group(1)) if found else None
+
+
+def point_number(data: Any, pos: int, end: int) -> int | None:
+    """The index of the track point on the line [pos, end), or None."""
+    found = _POINT_LINE.fullmatch(data, pos, end)
+    return int(found.group(1)) if found else None
 
 
 class RemoteError(Exception):
@@ -52,25 +70,29 @@ class Remote:
 
     @classmethod
     def parse(cls, url: str) -> Remote:
+        """Check `url`; the errors never repeat it (it may hold a secret)."""
         if not isinstance(url, str):
-            msg = f"remote must be an s3:// URL (a str), got {type(url).__name__}"
+            msg = f"remote must be an s3://bucket/prefix URL (a str), got {type(url).__name__}"
             raise TypeError(msg)
         parts = urlsplit(url)
-        if parts.scheme != "s3":
-            msg = f"remote must be an s3://bucket/prefix URL, got {url!r}"
-            raise ValueError(msg)
-        if "@" in parts.netloc or parts.password is not None:
+        if "@" in parts.netloc or ":" in parts.netloc:
             msg = (
-                "remote must not hold credentials (s3://key:secret@...): set AWS_ACCESS_KEY_ID and "
-                "AWS_SECRET_ACCESS_KEY instead"
+                "remote must not hold credentials or a port (s3://key:secret@...): set AWS_ACCESS_KEY_ID, "
+                "AWS_SECRET_ACCESS_KEY and AWS_ENDPOINT_URL instead"
             )
             raise ValueError(msg)
-        if not parts.netloc or parts.query or parts.fragment:
-            msg = f"remote must be an s3://bucket/prefix URL without ?query or #fragment, got {url!r}"
+        if parts.scheme != "s3":
+            msg = f"remote must be an s3://bucket/prefix URL, not a {parts.scheme or 'schemeless'} one"
+            raise ValueError(msg)
+        if parts.query or parts.fragment:
+            msg = "remote must be an s3://bucket/prefix URL without ?query or #fragment"
+            raise ValueError(msg)
+        if not _BUCKET.match(parts.netloc):
+            msg = "remote's bucket must be a bucket name: letters, digits, '.', '-' and '_'"
             raise ValueError(msg)
         prefix = parts.path.strip("/")
-        if any(piece in {"", ".", ".."} for piece in prefix.split("/")) and prefix:
-            msg = f"remote's prefix must not hold empty, '.' or '..' parts: {url!r}"
+        if prefix and any(piece in {"", ".", ".."} or "\x00" in piece for piece in prefix.split("/")):
+            msg = "remote's prefix must not hold empty, '.' or '..' parts"
             raise ValueError(msg)
         return cls(parts.netloc, prefix)
 
@@ -156,12 +178,14 @@ def rank_info() -> dict[str, int]:
 
 @dataclasses.dataclass
 class Shipped:
-    """What one sync did: chunks written, chunks found there already (ours), bytes written."""
+    """What one sync did: chunks written, chunks found there already (ours), bytes and records
+    written, JSON objects merged."""
 
     chunks: int = 0
     found: int = 0
     bytes: int = 0
     records: int = 0
+    merged: int = 0  # JSON objects (parameters, descriptions) changed
 
 
 class _Lines:
@@ -182,37 +206,61 @@ class _Lines:
             self.data.close()
 
 
-def _offset_of(lines: _Lines, wanted: int, number: re.Pattern[bytes]) -> int:
+def _offset_of(lines: _Lines, wanted: int, number: Numbering) -> int:
     """Where the first line numbered `wanted` or more begins; the end if none."""
-    data, pos = lines.data, 0
+    pos = 0
     while pos < lines.end:
         line_end = lines.line_end(pos)
-        found = number.search(data, pos, line_end - 1)
-        if found and int(found.group(1)) >= wanted:
+        found = number(lines.data, pos, line_end - 1)
+        if found is not None and found >= wanted:
             return pos
         pos = line_end
     return pos
 
 
-def _next_chunk(lines: _Lines, pos: int, number: re.Pattern[bytes]) -> tuple[int, int, int, int] | None:
-    """(first number, start, end, records) of the chunk from `pos` (a line's start): about
-    CHUNK_BYTES, cut at a line's end, beginning with a record; None when none is left."""
+def _next_chunk(lines: _Lines, pos: int, number: Numbering) -> tuple[int, int, int] | None:
+    """(first number, end, records) of the chunk from `pos` (a line's start): whole lines, about
+    CHUNK_BYTES, holding at least one record (lines that are none go with the records after
+    them); None when no record is left."""
     first, count, start = -1, 0, pos
     while pos < lines.end and (first < 0 or pos - start < CHUNK_BYTES):
         line_end = lines.line_end(pos)
-        found = number.search(lines.data, pos, line_end - 1)
-        if found:
+        found = number(lines.data, pos, line_end - 1)
+        if found is not None:
             if first < 0:
-                first, start = int(found.group(1)), pos
+                first = found
             count += 1
         pos = line_end
-    return None if first < 0 else (first, start, pos, count)
+    return None if first < 0 else (first, pos, count)
 
 
-def ship_file(store: Any, file: Path, prefix: str, number: re.Pattern[bytes]) -> Shipped:
+def _first_record_at(data: bytes, number: Numbering) -> tuple[int, int] | None:
+    """(offset, number) of the first record line in a chunk's bytes."""
+    pos = 0
+    while pos < len(data):
+        line_end = data.find(b"\n", pos) + 1 or len(data) + 1
+        found = number(data, pos, line_end - 1)
+        if found is not None:
+            return pos, found
+        pos = line_end
+    return None
+
+
+def _matches(lines: _Lines, there: bytes, number: Numbering) -> int | None:
+    """Where the chunk `there` (of whole lines) ends in the local file when it is the local
+    bytes at its place, else None."""
+    head = _first_record_at(there, number)
+    if not there.endswith(b"\n") or head is None:
+        return None
+    start = _offset_of(lines, head[1], number) - head[0]
+    if start < 0 or lines.data[start : start + len(there)] != there:
+        return None
+    return start + len(there)
+
+
+def ship_file(store: Any, file: Path, prefix: str, number: Numbering) -> Shipped:
     """Upload the records of `file` that the chunks under `prefix/` do not hold yet; RemoteError
     when the last chunk there is not the local bytes at its place (a conflict: left as it is)."""
-
     shipped = Shipped()
     if not file.is_file():
         return shipped
@@ -225,39 +273,43 @@ def ship_file(store: Any, file: Path, prefix: str, number: re.Pattern[bytes]) ->
 
 
 def _ship_lines(
-    store: Any, lines: _Lines, file: Path, prefix: str, number: re.Pattern[bytes], shipped: Shipped
+    store: Any, lines: _Lines, file: Path, prefix: str, number: Numbering, shipped: Shipped
 ) -> None:
     import obstore
     from obstore.exceptions import AlreadyExistsError
 
-    data = lines.data
-    keys = sorted(meta["path"] for page in obstore.list(store, prefix + "/") for meta in page)
-    chunks = [k for k in keys if re.fullmatch(re.escape(prefix) + r"/\d{12}\.jsonl", k)]
+    key_of = re.compile(re.escape(prefix) + r"/(\d{12,})\.jsonl")
+    listed = (
+        (key_of.fullmatch(meta["path"]), meta["path"])
+        for page in obstore.list(store, prefix + "/")
+        for meta in page
+    )
+    chunks = sorted((int(found.group(1)), key) for found, key in listed if found)
     pos = 0
     if chunks:  # the listing says where the stream stands; its last chunk must be ours
-        last = chunks[-1]
-        there = bytes(obstore.get(store, last).bytes())
-        at = _offset_of(lines, int(last.rsplit("/", 1)[1][:12]), number)
-        if not there or data[at : at + len(there)] != there:
+        last = chunks[-1][1]
+        end = _matches(lines, bytes(obstore.get(store, last).bytes()), number)
+        if end is None:
             msg = f"conflict: s3 object {last} is not what {file} holds at that place; it is left as it is"
             raise RemoteError(msg)
-        pos = at + len(there)
+        pos = end
     while (found := _next_chunk(lines, pos, number)) is not None:
-        first, start, pos, count = found
+        first, end, count = found
         key = f"{prefix}/{first:012d}.jsonl"
         try:
-            obstore.put(store, key, data[start:pos], mode="create")
+            obstore.put(store, key, lines.data[pos:end], mode="create")
         except AlreadyExistsError:  # another sync of this stream got there first, or our answer was lost
-            there = bytes(obstore.get(store, key).bytes())
-            if not there or data[start : start + len(there)] != there:
+            there_end = _matches(lines, bytes(obstore.get(store, key).bytes()), number)
+            if there_end is None:
                 msg = f"conflict: s3 object {key} is not what {file} holds at that place; it is left as it is"
                 raise RemoteError(msg) from None
             shipped.found += 1
-            pos = start + len(there)  # cut elsewhere by the other sync: go on after its chunk
+            pos = there_end  # cut elsewhere by the other sync: go on after its chunk
             continue
         shipped.chunks += 1
-        shipped.bytes += pos - start
+        shipped.bytes += end - pos
         shipped.records += count
+        pos = end
 
 
 def merge_json(store: Any, key: str, local: dict[str, Any], keep: tuple[str, ...] = ()) -> bool:
@@ -290,34 +342,39 @@ def merge_json(store: Any, key: str, local: dict[str, Any], keep: tuple[str, ...
 
 
 def sync(session: Path, remote: Remote, workspace: str, name: str) -> Shipped:
-    """Ship everything of the local `session` folder that `remote` does not hold yet."""
+    """Ship everything of the local `session` folder that `remote` does not hold yet. Every
+    object's key is made (and so checked: ValueError) before anything is sent."""
     from ._read._records import LOG_FILE
     from ._read._tracks import TRACKS
 
-    store = open_store(remote)
     stream = stream_name(session)
-    total = Shipped()
-
-    def add(part: Shipped) -> None:
-        for field in dataclasses.fields(Shipped):
-            setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
-
-    add(ship_file(store, session / LOG_FILE, remote.key(workspace, name, "logs", stream), _LOG_NUMBER))
+    files: list[tuple[Path, str, Numbering, Path | None, str]] = [
+        (session / LOG_FILE, remote.key(workspace, name, "logs", stream), log_number, None, "")
+    ]
     tracks = session / TRACKS
     if tracks.is_dir():
-        for folder in sorted(p for p in tracks.rglob("data.jsonl")):
-            track = folder.parent.relative_to(tracks).as_posix()
-            add(ship_file(store, folder, remote.key(workspace, name, "tracks", track, stream), _POINT_NUMBER))
-            described = folder.parent / "metadata.json"
-            if described.is_file():
-                merge_json(
-                    store,
-                    remote.key(workspace, name, "tracks", track, "metadata.json"),
-                    orjson.loads(described.read_bytes()),
-                )
+        for data in sorted(tracks.rglob("data.jsonl")):
+            if data.parent == tracks:
+                continue  # not a track's: a track is a folder of its own
+            track = data.parent.relative_to(tracks).as_posix()
+            described = data.parent / "metadata.json"
+            files.append(
+                (data, remote.key(workspace, name, "tracks", track, stream), point_number, described,
+                 remote.key(workspace, name, "tracks", track, "metadata.json"))
+            )  # fmt: skip
+    params_key = remote.key(workspace, name, "parameters.json")
+    stream_key = remote.key(workspace, name, "streams", f"{stream}.json")
+    store = open_store(remote)
+    total = Shipped()
+    for file, key, number, description, description_key in files:
+        part = ship_file(store, file, key, number)
+        total.chunks, total.found = total.chunks + part.chunks, total.found + part.found
+        total.bytes, total.records = total.bytes + part.bytes, total.records + part.records
+        if description is not None and description.is_file():
+            total.merged += merge_json(store, description_key, orjson.loads(description.read_bytes()))
     params = session / "parameters.json"
     if params.is_file():
-        merge_json(store, remote.key(workspace, name, "parameters.json"), orjson.loads(params.read_bytes()))
+        total.merged += merge_json(store, params_key, orjson.loads(params.read_bytes()))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     info = {
         "host": os.environ.get("DREAMLAKE_HOST") or socket.gethostname(),
@@ -327,5 +384,5 @@ def sync(session: Path, remote: Remote, workspace: str, name: str) -> Shipped:
         "lastUpload": now,
         **rank_info(),
     }
-    merge_json(store, remote.key(workspace, name, "streams", f"{stream}.json"), info, keep=("firstUpload",))
+    merge_json(store, stream_key, info, keep=("firstUpload",))
     return total

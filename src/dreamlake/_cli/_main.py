@@ -422,7 +422,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
 
 
 def cmd_sync(args: argparse.Namespace) -> None:
-    from .._remote import Remote, Shipped, scrubbed, sync
+    from .._remote import Remote, scrubbed, sync
 
     url = args.remote if args.remote is not None else os.environ.get("DREAMLAKE_REMOTE")
     if not url:
@@ -432,22 +432,26 @@ def cmd_sync(args: argparse.Namespace) -> None:
         remote = Remote.parse(url)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    total = Shipped()
-    for session in sessions_in(Path(args.path)):
+    changed = failed = 0
+    for session in sessions_in(Path(os.path.abspath(args.path))):  # `sync .` names its folder too
         try:
             shipped = sync(session, remote, session.parent.name, session.name)
-        except ImportError as exc:
+        except (ImportError, ValueError) as exc:  # no client; a name that cannot be a key
             raise UsageError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the bucket's or the network's: said, never with credentials
             print(f"dreamlake: sync of {session} to {remote} failed: {scrubbed(str(exc))}", file=sys.stderr)
-            raise SystemExit(1) from None
+            failed += 1
+            continue
         print(
             f"{session}: {shipped.chunks} chunks ({shipped.records} records, {shipped.bytes:,} bytes) shipped"
             + (f", {shipped.found} found there already" if shipped.found else "")
+            + (f", {shipped.merged} JSON objects merged" if shipped.merged else "")
         )
-        total.chunks += shipped.chunks
-    if total.chunks == 0:
-        what = f"{remote} holds every record under {args.path}"
+        changed += shipped.chunks + shipped.merged
+    if failed:
+        raise SystemExit(1)
+    if not changed:
+        what = f"{remote} holds every record and parameter under {args.path}"
         print(f"dreamlake: nothing new to ship: {what}", file=sys.stderr)
         raise SystemExit(3)
 
