@@ -1,6 +1,7 @@
 """Stress scenarios run in child interpreters with a timeout, so a hang fails the test."""
 
 import contextlib
+import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,8 @@ from typing import Any
 
 import orjson
 import pytest
+
+TIMEOUT_SCALE = float(os.environ.get("DL_TIMEOUT_SCALE", "1"))
 
 PRELUDE = """
 import os, sys, time, signal
@@ -33,12 +36,14 @@ class Child:
         return path
 
     def run(self, body: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Run the scenario; a hang fails it after `timeout` seconds, times DL_TIMEOUT_SCALE (a
+        sanitizer build runs the interpreter several times slower)."""
         return subprocess.run(
             [sys.executable, str(self.script(body))],
             env=self.env(),
             capture_output=True,
             text=True,
-            timeout=timeout,
+            timeout=timeout * TIMEOUT_SCALE,
             **kwargs,
         )
 
