@@ -151,10 +151,14 @@ def scrubbed(text: str) -> str:
     return text
 
 
-def stream_name(session: Path, host: str | None = None) -> str:
+def host_name() -> str:
+    """The host a stream is from: $DREAMLAKE_HOST, else the machine's name."""
+    return os.environ.get("DREAMLAKE_HOST") or socket.gethostname()
+
+
+def stream_name(session: Path) -> str:
     """One local file's lineage: the host and the local session folder."""
-    host = host or os.environ.get("DREAMLAKE_HOST") or socket.gethostname()
-    clean = re.sub(r"[^A-Za-z0-9._-]", "_", host)[:64] or "host"
+    clean = re.sub(r"[^A-Za-z0-9._-]", "_", host_name())[:64] or "host"
     folder = hashlib.sha256(os.fsencode(session.resolve())).hexdigest()[:12]
     return f"{clean}-{folder}"
 
@@ -377,7 +381,7 @@ def sync(session: Path, remote: Remote, workspace: str, name: str) -> Shipped:
         total.merged += merge_json(store, params_key, orjson.loads(params.read_bytes()))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     info = {
-        "host": os.environ.get("DREAMLAKE_HOST") or socket.gethostname(),
+        "host": host_name(),
         "pid": os.getpid(),
         "localPath": str(session.resolve()),
         "firstUpload": now,
