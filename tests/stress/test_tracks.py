@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from dreamlake import read_track
 
@@ -16,7 +17,7 @@ from .test_signals import wait_for_line
 def track_points(child: Child, name: str = "loss") -> list[dict[str, Any]]:
     """Every line whole and valid, indices 0, 1, 2, ... in file order."""
     data = (child.root / "ws" / "run" / "tracks" / name / "data.jsonl").read_bytes()
-    assert data.endswith(b"\n")
+    assert data.endswith(b"\n") or not data
     points = [orjson.loads(line) for line in data.split(b"\n")[:-1]]
     assert [p["index"] for p in points] == list(range(len(points)))
     return points
@@ -396,17 +397,25 @@ def test_thousands_of_tracks_hold_no_descriptors(child: Child) -> None:
     assert track_metadata(child, "layer1499/grad_norm")["totalDataPoints"] == 1
 
 
-def test_a_batch_that_races_close_raises_only_if_none_of_it_is_written(child: Child) -> None:
+@pytest.mark.parametrize("meeting", [1, 2])
+def test_a_batch_that_races_close_raises_only_if_none_of_it_is_written(child: Child, meeting: int) -> None:
+    """close() comes while the batch meets the queue's mark for the first time (nothing of it
+    queued yet, usually) or the second (part of it queued)."""
     result = child.run(
-        """
+        f"""
         import threading, time, json
         import dreamlake._batcher as B, dreamlake._sink as S
-        real_settle, inside = B.Channel.settle, threading.Event()
-        def slowed(self, first, count):
-            inside.set()
-            time.sleep(0.05)  # ok: stands for a thread switch between queueing and the check
-            return real_settle(self, first, count)
-        B.Channel.settle = slowed
+        inside, met = threading.Event(), []
+        def slowed(real):
+            def at_the_mark(self, *args):
+                met.append(1)
+                if len(met) == {meeting}:
+                    inside.set()
+                time.sleep(0.05)  # ok: stands for a thread switch between queueing and the check
+                return real(self, *args)
+            return at_the_mark
+        # Which of the two a batch meets at the mark depends on how fast the writer drains.
+        B.Channel.settle, B.Channel.admit = slowed(B.Channel.settle), slowed(B.Channel.admit)
         real_write = S.Sink.write
         def slow_write(self, batch):
             time.sleep(0.005)  # ok: a slow disk, so that close() writes part of the batch
@@ -415,12 +424,14 @@ def test_a_batch_that_races_close_raises_only_if_none_of_it_is_written(child: Ch
         import dreamlake._batcher as _B; _B.NATIVE = False  # a fault of Python's write: Python's writer only
         s = session().open()
         track = s.track("loss")
-        out = {}
+        out = {{}}
         def go():
             try:
-                out["r"] = track.append_batch([{"i": i} for i in range(10000)])
+                out["r"] = track.append_batch([{{"i": i}} for i in range(10000)])
             except RuntimeError as exc:
                 out["r"] = str(exc)
+            finally:
+                inside.set()  # a batch that never met the mark: close() comes after it
         t = threading.Thread(target=go)
         t.start()
         inside.wait()
