@@ -35,7 +35,7 @@ def cut(tmp_path: Path, data: bytes, number: _remote.Numbering, chunk: int) -> l
     try:
         while (found := _remote._next_chunk(lines, pos, number)) is not None:
             first, end, _ = found
-            out.append((first, bytes(lines.data[pos:end])))
+            out.append((first, lines.bytes(pos, end)))
             pos = end
     finally:
         _remote.CHUNK_BYTES = old

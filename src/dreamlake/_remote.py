@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import mmap
 import os
 import re
 import socket
@@ -38,6 +37,7 @@ Numbering = Callable[[Any, int, int], "int | None"]
 """The number of the record on a line (data, start, end without the newline), or None."""
 
 CHUNK_BYTES = 8 << 20  # a chunk is cut at about this size, at a record's end
+_BLOCK = 1 << 20  # bytes read at a time
 _LOG_LINE = re.compile(rb'{"timestamp":".*,"sequenceNumber":(\d+)}', re.S)
 _POINT_LINE = re.compile(rb'{"index":(\d+),.*}', re.S)
 _NAME = re.compile(r"^[^/\x00]+$")
@@ -193,29 +193,56 @@ class Shipped:
 
 
 class _Lines:
-    """A file's whole lines, mapped, not read into memory (a run's log may be gigabytes); a
-    last line without its newline is still being written and left out."""
+    """A file's whole lines, read by block with pread (never mapped: a writer that truncates a
+    failed write away would make a mapping fault), up to `limit` bytes; a last line without
+    its newline is still being written and left out."""
 
-    def __init__(self, file: Path) -> None:
-        with open(file, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            self.data: bytes | mmap.mmap = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-        self.end = self.data.rfind(b"\n") + 1
+    def __init__(self, file: Path, limit: int | None = None) -> None:
+        self._fd = os.open(file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        size = os.fstat(self._fd).st_size
+        self.size = size if limit is None else min(size, limit)
+        self._base, self._buf = 0, b""
+
+    def _hold(self, pos: int, count: int) -> None:
+        """Have [pos, pos + count) (or up to the size) in the buffer."""
+        if self._base <= pos and pos + count <= self._base + len(self._buf):
+            return
+        count = min(max(count, _BLOCK), self.size - pos)
+        self._base, self._buf = pos, os.pread(self._fd, count, pos) if count > 0 else b""
+        if len(self._buf) < count:  # the file shrank under us (a failed write truncated away)
+            self.size = pos + len(self._buf)
 
     def line_end(self, pos: int) -> int:
-        return self.data.find(b"\n", pos, self.end) + 1
+        """Just after the newline that ends the line at `pos`; 0 if it has none (yet)."""
+        want = 0  # first, what the buffer holds already
+        while True:
+            self._hold(pos, want)
+            found = self._buf.find(b"\n", pos - self._base)
+            if found >= 0:
+                return self._base + found + 1
+            held = self._base + len(self._buf) - pos
+            if pos + held >= self.size:
+                return 0  # a last line without its newline (yet)
+            want = max(2 * held, _BLOCK)
+
+    def number(self, number: Numbering, pos: int, end: int) -> int | None:
+        """The number of the record on the line [pos, end) (end without the newline)."""
+        self._hold(pos, end - pos)
+        return number(self._buf, pos - self._base, end - self._base)
+
+    def bytes(self, pos: int, end: int) -> bytes:
+        self._hold(pos, end - pos)
+        return self._buf[pos - self._base : end - self._base]
 
     def close(self) -> None:
-        if isinstance(self.data, mmap.mmap):
-            self.data.close()
+        os.close(self._fd)
 
 
 def _offset_of(lines: _Lines, wanted: int, number: Numbering) -> int:
-    """Where the first line numbered `wanted` or more begins; the end if none."""
+    """Where the first line numbered `wanted` or more begins; the end of the whole lines if none."""
     pos = 0
-    while pos < lines.end:
-        line_end = lines.line_end(pos)
-        found = number(lines.data, pos, line_end - 1)
+    while line_end := lines.line_end(pos):
+        found = lines.number(number, pos, line_end - 1)
         if found is not None and found >= wanted:
             return pos
         pos = line_end
@@ -227,9 +254,8 @@ def _next_chunk(lines: _Lines, pos: int, number: Numbering) -> tuple[int, int, i
     CHUNK_BYTES, holding at least one record (lines that are none go with the records after
     them); None when no record is left."""
     first, count, start = -1, 0, pos
-    while pos < lines.end and (first < 0 or pos - start < CHUNK_BYTES):
-        line_end = lines.line_end(pos)
-        found = number(lines.data, pos, line_end - 1)
+    while (first < 0 or pos - start < CHUNK_BYTES) and (line_end := lines.line_end(pos)):
+        found = lines.number(number, pos, line_end - 1)
         if found is not None:
             if first < 0:
                 first = found
@@ -250,37 +276,53 @@ def _first_record_at(data: bytes, number: Numbering) -> tuple[int, int] | None:
     return None
 
 
-def _matches(lines: _Lines, there: bytes, number: Numbering) -> int | None:
+def _matches(lines: _Lines, there: bytes, number: Numbering, near: int | None = None) -> int | None:
     """Where the chunk `there` (of whole lines) ends in the local file when it is the local
-    bytes at its place, else None."""
+    bytes at its place, else None. `near`: where it most likely starts (looked at first)."""
+    if near is not None and there.endswith(b"\n") and lines.bytes(near, near + len(there)) == there:
+        return near + len(there)
     head = _first_record_at(there, number)
     if not there.endswith(b"\n") or head is None:
         return None
     start = _offset_of(lines, head[1], number) - head[0]
-    if start < 0 or lines.data[start : start + len(there)] != there:
+    if start < 0 or lines.bytes(start, start + len(there)) != there:
         return None
     return start + len(there)
 
 
-def ship_file(store: Any, file: Path, prefix: str, number: Numbering) -> Shipped:
-    """Upload the records of `file` that the chunks under `prefix/` do not hold yet; RemoteError
-    when the last chunk there is not the local bytes at its place (a conflict: left as it is)."""
+def ship_file(
+    store: Any,
+    file: Path,
+    prefix: str,
+    number: Numbering,
+    resume: int | None = None,
+    limit: int | None = None,
+) -> tuple[Shipped, int]:
+    """Upload the records of `file` (its first `limit` bytes) that the chunks under `prefix/`
+    do not hold yet; returns what was shipped and the offset shipped to. `resume` is where an
+    earlier call of this process ended (no listing needed); None: the listing says.
+    RemoteError when a chunk there is not the local bytes at its place (a conflict: left as it is)."""
     shipped = Shipped()
     if not file.is_file():
-        return shipped
-    lines = _Lines(file)
+        return shipped, 0
+    lines = _Lines(file, limit)
     try:
-        _ship_lines(store, lines, file, prefix, number, shipped)
+        if resume is None or resume > lines.size:  # unknown, or the file is not what we shipped from
+            resume = _listed_end(store, lines, file, prefix, number)
+        return shipped, _ship_lines(store, lines, file, prefix, number, shipped, resume)
     finally:
         lines.close()
-    return shipped
 
 
-def _ship_lines(
-    store: Any, lines: _Lines, file: Path, prefix: str, number: Numbering, shipped: Shipped
-) -> None:
+def _conflict(key: str, file: Path) -> RemoteError:
+    return RemoteError(
+        f"conflict: s3 object {key} is not what {file} holds at that place; it is left as it is"
+    )
+
+
+def _listed_end(store: Any, lines: _Lines, file: Path, prefix: str, number: Numbering) -> int:
+    """Where the stream stands, from the listing: the end of its last chunk, which must be ours."""
     import obstore
-    from obstore.exceptions import AlreadyExistsError
 
     key_of = re.compile(re.escape(prefix) + r"/(\d{12,})\.jsonl")
     listed = (
@@ -289,24 +331,30 @@ def _ship_lines(
         for meta in page
     )
     chunks = sorted((int(found.group(1)), key) for found, key in listed if found)
-    pos = 0
-    if chunks:  # the listing says where the stream stands; its last chunk must be ours
-        last = chunks[-1][1]
-        end = _matches(lines, bytes(obstore.get(store, last).bytes()), number)
-        if end is None:
-            msg = f"conflict: s3 object {last} is not what {file} holds at that place; it is left as it is"
-            raise RemoteError(msg)
-        pos = end
+    if not chunks:
+        return 0
+    last = chunks[-1][1]
+    end = _matches(lines, bytes(obstore.get(store, last).bytes()), number)
+    if end is None:
+        raise _conflict(last, file)
+    return end
+
+
+def _ship_lines(
+    store: Any, lines: _Lines, file: Path, prefix: str, number: Numbering, shipped: Shipped, pos: int
+) -> int:
+    import obstore
+    from obstore.exceptions import AlreadyExistsError
+
     while (found := _next_chunk(lines, pos, number)) is not None:
         first, end, count = found
         key = f"{prefix}/{first:012d}.jsonl"
         try:
-            obstore.put(store, key, lines.data[pos:end], mode="create")
+            obstore.put(store, key, lines.bytes(pos, end), mode="create")
         except AlreadyExistsError:  # another sync of this stream got there first, or our answer was lost
-            there_end = _matches(lines, bytes(obstore.get(store, key).bytes()), number)
+            there_end = _matches(lines, bytes(obstore.get(store, key).bytes()), number, near=pos)
             if there_end is None:
-                msg = f"conflict: s3 object {key} is not what {file} holds at that place; it is left as it is"
-                raise RemoteError(msg) from None
+                raise _conflict(key, file) from None
             shipped.found += 1
             pos = there_end  # cut elsewhere by the other sync: go on after its chunk
             continue
@@ -314,6 +362,7 @@ def _ship_lines(
         shipped.bytes += end - pos
         shipped.records += count
         pos = end
+    return pos
 
 
 def merge_json(store: Any, key: str, local: dict[str, Any], keep: tuple[str, ...] = ()) -> bool:
@@ -345,48 +394,127 @@ def merge_json(store: Any, key: str, local: dict[str, Any], keep: tuple[str, ...
     raise RemoteError(msg)
 
 
-def sync(session: Path, remote: Remote, workspace: str, name: str) -> Shipped:
-    """Ship everything of the local `session` folder that `remote` does not hold yet. Every
-    object's key is made (and so checked: ValueError) before anything is sent."""
-    from ._read._records import LOG_FILE
-    from ._read._tracks import TRACKS
+class Syncer:
+    """Ships one local session folder to `remote`; between calls it remembers how far each file
+    is shipped (no listing then) and which JSON objects it merged, so a call that finds nothing
+    new costs a stat per file and no request. Every key is made (and so checked: ValueError)
+    when it is made."""
 
-    stream = stream_name(session)
-    files: list[tuple[Path, str, Numbering, Path | None, str]] = [
-        (session / LOG_FILE, remote.key(workspace, name, "logs", stream), log_number, None, "")
-    ]
-    tracks = session / TRACKS
-    if tracks.is_dir():
-        for data in sorted(tracks.rglob("data.jsonl")):
-            if data.parent == tracks:
-                continue  # not a track's: a track is a folder of its own
-            track = data.parent.relative_to(tracks).as_posix()
-            described = data.parent / "metadata.json"
-            files.append(
-                (data, remote.key(workspace, name, "tracks", track, stream), point_number, described,
-                 remote.key(workspace, name, "tracks", track, "metadata.json"))
-            )  # fmt: skip
-    params_key = remote.key(workspace, name, "parameters.json")
-    stream_key = remote.key(workspace, name, "streams", f"{stream}.json")
-    store = open_store(remote)
-    total = Shipped()
-    for file, key, number, description, description_key in files:
-        part = ship_file(store, file, key, number)
-        total.chunks, total.found = total.chunks + part.chunks, total.found + part.found
-        total.bytes, total.records = total.bytes + part.bytes, total.records + part.records
-        if description is not None and description.is_file():
-            total.merged += merge_json(store, description_key, orjson.loads(description.read_bytes()))
-    params = session / "parameters.json"
-    if params.is_file():
-        total.merged += merge_json(store, params_key, orjson.loads(params.read_bytes()))
-    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    info = {
-        "host": host_name(),
-        "pid": os.getpid(),
-        "localPath": str(session.resolve()),
-        "firstUpload": now,
-        "lastUpload": now,
-        **rank_info(),
-    }
-    merge_json(store, stream_key, info, keep=("firstUpload",))
-    return total
+    def __init__(self, session: Path, remote: Remote, workspace: str, name: str) -> None:
+        self.session, self.remote = session, remote
+        self.stream = stream_name(session)
+        self._where = (workspace, name)
+        self._stream_key = self._key("streams", f"{self.stream}.json")
+        self._shipped: dict[str, tuple[int, int]] = {}  # prefix: (inode, offset shipped to)
+        self._merged: dict[str, bytes] = {}  # key: the local bytes merged into it last
+        self._store: Any = None
+        self._pid = 0
+
+    def _key(self, *parts: str) -> str:
+        return self.remote.key(*self._where, *parts)
+
+    def _files(self) -> list[tuple[Path, str, Numbering, Path | None, str]]:
+        """(file, chunks' prefix, numbering, description file, its key) of the log and each track."""
+        from ._read._records import LOG_FILE
+        from ._read._tracks import TRACKS
+
+        files: list[tuple[Path, str, Numbering, Path | None, str]] = [
+            (self.session / LOG_FILE, self._key("logs", self.stream), log_number, None, "")
+        ]
+        tracks = self.session / TRACKS
+        if tracks.is_dir():
+            for data in sorted(tracks.rglob("data.jsonl")):
+                if data.parent == tracks:
+                    continue  # not a track's: a track is a folder of its own
+                track = data.parent.relative_to(tracks).as_posix()
+                chunks, described = self._key("tracks", track, self.stream), data.parent / "metadata.json"
+                files.append(
+                    (data, chunks, point_number, described, self._key("tracks", track, "metadata.json"))
+                )
+        return files
+
+    def store(self) -> Any:
+        if self._store is None or self._pid != os.getpid():  # a forked child makes its own client
+            self._store, self._pid = open_store(self.remote), os.getpid()
+        return self._store
+
+    def run(self, durable: bool = False) -> Shipped:
+        """Ship what the bucket does not hold yet; with `durable`, only what is fsynced (each
+        file is fsynced first, to the size it had before)."""
+        total = Shipped()
+        files = self._files()
+        store = self.store()
+        for file, prefix, number, description, description_key in files:
+            limit = None
+            try:
+                stat = os.stat(file)
+            except FileNotFoundError:
+                continue
+            known = self._shipped.get(prefix)
+            if known is not None and known == (stat.st_ino, stat.st_size):
+                pass  # nothing new
+            else:
+                if durable:
+                    limit = _fsynced(file)
+                resume = known[1] if known is not None and known[0] == stat.st_ino else None
+                part, end = ship_file(store, file, prefix, number, resume, limit)
+                self._shipped[prefix] = (stat.st_ino, end)
+                for field in dataclasses.fields(Shipped):
+                    setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
+            if description is not None:
+                total.merged += self._merge(store, description, description_key)
+        total.merged += self._merge(store, self.session / "parameters.json", self._key("parameters.json"))
+        if total.chunks or total.merged or self._stream_key not in self._merged:
+            self._merge_stream(store)
+        return total
+
+    def pending(self) -> int:
+        """Bytes of the local files not known to be shipped (all of a file never shipped)."""
+        left = 0
+        for file, prefix, *_ in self._files():
+            try:
+                size = os.stat(file).st_size
+            except FileNotFoundError:
+                continue
+            left += max(0, size - self._shipped.get(prefix, (0, 0))[1])
+        return left
+
+    def _merge(self, store: Any, file: Path, key: str) -> bool:
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            return False
+        if self._merged.get(key) == data:
+            return False
+        changed = merge_json(store, key, orjson.loads(data))
+        self._merged[key] = data
+        return changed
+
+    def _merge_stream(self, store: Any) -> None:
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        info = {
+            "host": host_name(),
+            "pid": os.getpid(),
+            "localPath": str(self.session.resolve()),
+            "firstUpload": now,
+            "lastUpload": now,
+            **rank_info(),
+        }
+        merge_json(store, self._stream_key, info, keep=("firstUpload",))
+        self._merged[self._stream_key] = b""
+
+
+def _fsynced(file: Path) -> int:
+    """fsync `file` and return its size before: the bytes now durable."""
+    fd = os.open(file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        size = os.fstat(fd).st_size
+        os.fsync(fd)
+        return size
+    finally:
+        os.close(fd)
+
+
+def sync(session: Path, remote: Remote, workspace: str, name: str) -> Shipped:
+    """Ship everything of the local `session` folder that `remote` does not hold yet."""
+    return Syncer(session, remote, workspace, name).run()
