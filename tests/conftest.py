@@ -2,7 +2,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,3 +62,32 @@ def run_python(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def endpoint() -> Iterator[str]:
+    """One S3-compatible server (SeaweedFS) on localhost for the whole run, started at first use."""
+    from . import s3server
+
+    with s3server.seaweedfs() as url:
+        yield url
+
+
+@pytest.fixture
+def aws(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The AWS variables of the test server, in this process's environment and returned whole
+    for children."""
+    from . import s3server
+
+    env = s3server.environment(endpoint)
+    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
+        monkeypatch.setenv(name, env[name])
+    return env
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """A prefix of the test's own in the shared bucket."""
+    from . import s3server
+
+    return f"s3://{s3server.BUCKET}/{request.node.name.replace('[', '-').replace(']', '')}"

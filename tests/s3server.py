@@ -15,6 +15,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 BUCKET = "dreamlake-tests"
 ACCESS_KEY, SECRET_KEY = "DLTESTACCESSKEY0001", "dl-test-secret-RECOGNISABLE-0001"
@@ -119,3 +122,49 @@ def environment(endpoint: str) -> dict[str, str]:
         "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
         "AWS_REGION": "us-east-1",
     }
+
+
+def store() -> Any:
+    """A client of the test server's bucket (the AWS variables must be set: the `aws` fixture)."""
+    from obstore.store import S3Store
+
+    return S3Store(
+        BUCKET,
+        config={"endpoint": os.environ["AWS_ENDPOINT_URL"], "region": "us-east-1"},
+        client_options={"allow_http": True},
+    )
+
+
+def objects(prefix: str) -> dict[str, bytes]:
+    """Every object under the s3:// URL `prefix`, by key below it."""
+    import obstore
+
+    from dreamlake._remote import Remote
+
+    remote = Remote.parse(prefix)
+    s = store()
+    keys = [meta["path"] for page in obstore.list(s, remote.prefix + "/") for meta in page]
+    return {key[len(remote.prefix) + 1 :]: bytes(obstore.get(s, key).bytes()) for key in keys}
+
+
+def chunks(found: dict[str, bytes], kind: str = "logs") -> dict[str, list[bytes]]:
+    """Per stream, the chunks' bytes in key order."""
+    out: dict[str, list[bytes]] = {}
+    for key in sorted(found):
+        parts = key.split("/")
+        if parts[2] == kind and kind == "logs":
+            out.setdefault(parts[3], []).append(found[key])
+        elif kind == "tracks" and parts[2] == "tracks" and key.endswith(".jsonl"):
+            out.setdefault("/".join(parts[3:-1]), []).append(found[key])
+    return out
+
+
+def assert_stream_is_the_file(found: dict[str, bytes], stream: str, file: Path) -> None:
+    """The stream's chunks, in key order, are the file's bytes: nothing lost, nothing twice."""
+    keys = sorted(k for k in found if f"/logs/{stream}/" in k)
+    data = b"".join(found[k] for k in keys)
+    assert data == file.read_bytes()
+    numbers = [orjson.loads(found[k].split(b"\n", 1)[0])["sequenceNumber"] for k in keys]
+    assert [int(k.rsplit("/", 1)[1][:12]) for k in keys] == numbers, (
+        "a key that is not its first record's number"
+    )

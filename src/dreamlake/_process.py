@@ -68,7 +68,7 @@ def install(hooks: Hooks) -> None:
 
 # -- fork: one os.register_at_fork, the hooks of every module in one order ------------------
 
-FORK_ORDER = ("parameters", "writer", "folders", "sessions")
+FORK_ORDER = ("parameters", "writer", "folders", "sessions", "uploads")
 """Before a fork the hooks run in this order, after it in reverse: a set() in progress
 finishes before the writer stops, and the writer starts again before the next set()."""
 
@@ -127,9 +127,27 @@ def _after_in_child() -> None:
     _run_fork_hooks(2, reversed(FORK_ORDER))
 
 
+_after_exit: list[Callable[[], None]] = []
+
+
+def after_exit(call: Callable[[], None]) -> None:
+    """Run `call` at exit (and before a SIGTERM ends the process), after the writer has
+    written everything."""
+    _after_exit.append(call)
+
+
 def _at_exit() -> None:
     if _hooks is not None:
         _quietly("at exit", _hooks.exit_all)
+    _run_after_exit()
+
+
+def _run_after_exit() -> None:
+    for call in list(_after_exit):
+        try:
+            call()
+        except Exception as exc:  # noqa: BLE001 - an exit path must not raise
+            _say(f"at exit: {exc}")
 
 
 def _quietly(when: str, call: Any) -> None:
@@ -162,8 +180,9 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     if _hooks is not None:
         _quietly("on SIGTERM", _hooks.flush_all)
     if callable(_previous_sigterm):
-        _previous_sigterm(signum, frame)
+        _previous_sigterm(signum, frame)  # a handler that ends the process runs the exit hooks
         return
+    _run_after_exit()  # the process ends now, without atexit: a preempted machine ships first
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.kill(os.getpid(), signal.SIGTERM)  # end as SIGTERM would have
 

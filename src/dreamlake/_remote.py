@@ -24,6 +24,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -109,14 +110,22 @@ class Remote:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
-def open_store(remote: Remote) -> Any:
-    """An obstore S3Store for `remote`, configured from the standard AWS variables; plain HTTP
-    only to an endpoint on localhost or with AWS_ALLOW_HTTP=true."""
+def client_installed() -> None:
+    """ImportError, saying what to install, when the S3 client is not."""
     try:
-        from obstore.store import S3Store
+        import obstore.store  # noqa: F401
     except ImportError:
         msg = "an s3:// remote needs the S3 client: pip install 'dreamlake[s3]'"
         raise ImportError(msg) from None
+
+
+def open_store(remote: Remote) -> Any:
+    """An obstore S3Store for `remote`, configured from the standard AWS variables; plain HTTP
+    only to an endpoint on localhost or with AWS_ALLOW_HTTP=true. Requests give up after a few
+    quick retries: the callers retry with backoff of their own."""
+    client_installed()
+    from obstore.store import S3Store
+
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
     host = urlsplit(endpoint).hostname or ""
     local = host in {"localhost", "127.0.0.1", "::1"}
@@ -125,7 +134,12 @@ def open_store(remote: Remote) -> Any:
     config: S3Config = {"region": region}
     if endpoint:
         config["endpoint"] = endpoint
-    return S3Store(remote.bucket, config=config, client_options={"allow_http": allow_http})
+    return S3Store(
+        remote.bucket,
+        config=config,
+        client_options={"allow_http": allow_http, "connect_timeout": "5s", "timeout": "60s"},
+        retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=20)},
+    )
 
 
 def scrubbed(text: str) -> str:

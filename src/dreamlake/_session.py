@@ -34,9 +34,12 @@ from ._process import on_fork
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._sessions import RESERVED
 from ._read._tracks import check_name, track_names
+from ._remote import Remote, Syncer, client_installed
 from ._tracks import Track, check_path_fits, description_of, dressed, summary, track_after_fork_in_child
+from ._upload import uploader
 
 LOCAL_PATH_VARIABLE = "DREAMLAKE_LOCAL_PATH"
+REMOTE_VARIABLE = "DREAMLAKE_REMOTE"
 
 
 def default_local_path() -> str:
@@ -50,6 +53,10 @@ class Session:
 
     `local_path` defaults to `default_local_path()`: $DREAMLAKE_LOCAL_PATH, else `.dreamlake`.
 
+    With `remote="s3://bucket/prefix"` (default: $DREAMLAKE_REMOTE) a background uploader
+    ships what is written to that bucket every `remote_interval` seconds and at flush();
+    close() waits for it at most `remote_timeout` seconds. log() never waits for it.
+
     Use it as a context manager, or call `open()` and `close()` yourself.
     """
 
@@ -62,6 +69,9 @@ class Session:
         write_interval: float = WRITE_INTERVAL,
         when_full: Literal["wait", "drop"] = "wait",
         echo: bool = False,
+        remote: str | None = None,
+        remote_interval: float = 10.0,
+        remote_timeout: float = 30.0,
     ) -> None:
         self.name = _path_component("name", name)
         self.workspace = _path_component("workspace", workspace)
@@ -81,6 +91,7 @@ class Session:
             msg = f"when_full must be 'wait' or 'drop', got {when_full!r}"
             raise ValueError(msg)
         self._echo = bool(echo)
+        self._remote = _remote_of(self, remote, remote_interval, remote_timeout)
         self._lifecycle = threading.RLock()  # open() and close(); made anew in a forked child
         _track_for_fork(self)
         self._channel = Channel(str(self.log_file), repr(self), float(write_interval), when_full == "drop")
@@ -142,6 +153,8 @@ class Session:
                         pass  # the error that matters is the one being raised
                     raise
                 open_sessions.append(self)
+                if self._remote is not None:
+                    uploader().add(self, *self._remote)
         return self
 
     def close(self, timeout: float | None = None) -> None:
@@ -164,6 +177,8 @@ class Session:
             _batcher.close(
                 self._channels(), None if deadline is None else max(0.0, deadline - time.monotonic())
             )
+            if self._remote is not None:  # after the writer: the files are whole and fsynced
+                uploader().finish(self, None if deadline is None else max(0.0, deadline - time.monotonic()))
         finally:
             self._lifecycle.release()
 
@@ -173,6 +188,8 @@ class Session:
         With a `timeout` (seconds), raise TimeoutError instead of waiting longer.
         """
         _batcher.flush(self._channels(), timeout)
+        if self._remote is not None:
+            uploader().nudge(self)  # shipped soon; the network is never waited for here
 
     def _channels(self) -> list[Channel]:
         """The tracks' channels, then the log's: a track's drop notice goes to the log."""
@@ -264,6 +281,30 @@ open_sessions: list[Session] = []
 """Open sessions, oldest first: the module-level `dreamlake.log` uses the last."""
 
 _all_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+
+
+def _remote_of(
+    session: Session, remote: object, interval: object, timeout: object
+) -> tuple[Syncer, float, float] | None:
+    """The uploader's job for `session` (remote, else $DREAMLAKE_REMOTE), checked now: a bad
+    URL, a missing client or a name that cannot be a key fails here, never in the uploader."""
+    if remote is None:
+        remote = os.environ.get(REMOTE_VARIABLE) or None
+        if remote is None:
+            if (interval, timeout) != (10.0, 30.0):
+                msg = (
+                    "remote_interval and remote_timeout need a remote: give remote= or set $DREAMLAKE_REMOTE"
+                )
+                raise ValueError(msg)
+            return None
+    for what, value in (("remote_interval", interval), ("remote_timeout", timeout)):
+        if type(value) not in (int, float) or not 0 < value < math.inf:  # type: ignore[operator]
+            msg = f"{what} must be a positive number of seconds, got {value!r}"
+            raise ValueError(msg)
+    parsed = Remote.parse(remote)  # type: ignore[arg-type]
+    client_installed()
+    syncer = Syncer(session.path, parsed, session.workspace, session.name)
+    return syncer, float(interval), float(timeout)  # type: ignore[arg-type]
 
 
 def _track_for_fork(session: Session) -> None:
