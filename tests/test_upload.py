@@ -250,14 +250,14 @@ def test_an_uploader_killed_mid_run_resumes_at_the_next_open_with_no_gap_or_dupl
 def test_hosts_of_one_run_each_ship_a_stream_and_the_bucket_holds_every_record_once(
     tmp_path: Path, aws: dict[str, str], prefix: str
 ) -> None:
-    code = """
+    code = f"""
         import os
         from dreamlake import Session
         with Session(name="run", workspace="ws", local_path=os.environ["ROOT"], remote={prefix!r}) as s:
             for i in range(2000):
                 s.log("step", metadata={{"i": i, "rank": os.environ["RANK"]}})
             s.params(**{{"host_" + os.environ["RANK"]: True}})
-        """.format(prefix=prefix)
+        """
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", textwrap.dedent(code)],
@@ -269,7 +269,7 @@ def test_hosts_of_one_run_each_ship_a_stream_and_the_bucket_holds_every_record_o
             },
             stderr=subprocess.PIPE,
             text=True,
-        )  # fmt: skip
+        )
         for rank in range(3)
     ]
     for proc in procs:
