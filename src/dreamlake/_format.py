@@ -58,7 +58,8 @@ def format_record(record: dict[str, Any], color: bool = False) -> str:
     metadata = record.get("metadata")
     if isinstance(metadata, dict) and metadata:
         text += "  " + " ".join(f"{key}={metadata_text(value)}" for key, value in metadata.items())
-    return f"{visible(str(record.get('timestamp', '?')))}  {name}  {visible(text)}"
+    where = f"[{visible(str(record['stream']))}]  " if "stream" in record else ""  # read from a bucket
+    return f"{visible(str(record.get('timestamp', '?')))}  {name}  {where}{visible(text)}"
 
 
 def metadata_text(value: Any) -> str:

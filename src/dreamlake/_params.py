@@ -76,7 +76,11 @@ class Parameters:
 
 
 def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The parameters of the session folder `path`, as stored: a flat dict."""
+    """The parameters of the session folder `path` (or s3:// URL), as stored: a flat dict."""
+    if isinstance(path, str) and path.startswith("s3://"):
+        from ._read._bucket import read_bucket_params
+
+        return read_bucket_params(path)
     folder = Path(path)
     if not folder.is_dir():
         msg = f"no session folder at {folder}"

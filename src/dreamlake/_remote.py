@@ -417,6 +417,7 @@ class Syncer:
     def __init__(self, session: Path, remote: Remote, workspace: str, name: str) -> None:
         self.session, self.remote = session, remote
         self.stream = stream_name(session)
+        self._writer = {"host": host_name(), **rank_info()}  # who writes: fixed when the session is made
         self._where = (workspace, name)
         self._stream_key = self._key("streams", f"{self.stream}.json")
         self._shipped: dict[str, tuple[int, int]] = {}  # prefix: (inode, offset shipped to)
@@ -507,12 +508,11 @@ class Syncer:
     def _merge_stream(self, store: Any) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         info = {
-            "host": host_name(),
             "pid": os.getpid(),
             "localPath": str(self.session.resolve()),
             "firstUpload": now,
             "lastUpload": now,
-            **rank_info(),
+            **self._writer,
         }
         merge_json(store, self._stream_key, info, keep=("firstUpload",))
         self._merged[self._stream_key] = b""

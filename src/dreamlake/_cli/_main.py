@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import io
 import math
@@ -26,6 +27,7 @@ from .._format import format_record, metadata_text, use_color, visible
 from .._levels import LEVELS, RANK, normalize_level
 from .._params import read_params
 from .._plot._term import python_here
+from .._read._bucket import is_url
 from .._read._records import LOG_FILE, follow_logs, iter_logs, log_file_of
 from .._read._sessions import sessions_in
 from .._read._tracks import (
@@ -88,6 +90,9 @@ def _select(
 
 
 def cmd_logs(args: argparse.Namespace) -> None:
+    if is_url(args.path):
+        _bucket_logs(args)
+        return
     try:
         path = log_file_of(args.path)
     except FileNotFoundError as exc:
@@ -124,6 +129,44 @@ def cmd_logs(args: argparse.Namespace) -> None:
         )
 
 
+def _bucket_logs(args: argparse.Namespace) -> None:
+    """`dreamlake logs s3://...`: every stream's records, merged; --follow polls the listing."""
+    from .._read._bucket import follow_bucket_logs, read_bucket_logs
+
+    level = _level(args.level)
+    since = parse_since(args.since) if args.since else None
+    color, out = use_color(sys.stdout), sys.stdout
+    with _bucket_errors(args.path):
+        records = follow_bucket_logs(args.path) if args.follow else read_bucket_logs(args.path)
+        shown = 0
+        for record in _select(records, level, args.grep, since):
+            out.write((orjson.dumps(record).decode() if args.json else format_record(record, color)) + "\n")
+            shown += 1
+            if args.follow:
+                out.flush()
+    if not shown and not args.follow:
+        raise UsageError(
+            f"{args.path} has no records" + (" that match" if level or args.grep or since else "")
+        )
+
+
+@contextlib.contextmanager
+def _bucket_errors(url: str) -> Iterator[None]:
+    """A bucket's errors as the CLI's: a bad URL or a missing client is a usage error (2), the
+    network's or the bucket's one line without credentials (exit 1)."""
+    from .._remote import scrubbed
+
+    try:
+        yield
+    except (ImportError, ValueError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from None
+    except (UsageError, BrokenPipeError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the network's or the bucket's
+        print(f"dreamlake: reading {url} failed: {scrubbed(str(exc))}", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
 def _tally(records: Iterable[dict[str, Any]], count: list[int]) -> Iterator[dict[str, Any]]:
     """`records`, counting them in `count[0]`."""
     for record in records:
@@ -141,6 +184,9 @@ def _level(text: str | None) -> str | None:
 
 
 def cmd_ls(args: argparse.Namespace) -> None:
+    if is_url(args.local_path):
+        _bucket_ls(args.local_path)
+        return
     root = Path(default_local_path() if args.local_path is None else args.local_path)
     try:
         sessions = sessions_in(root)
@@ -168,6 +214,36 @@ def cmd_ls(args: argparse.Namespace) -> None:
         )
     if bad:
         raise UsageError(f"{bad} of {len(sessions)} sessions could not be read (see above)")
+
+
+def _bucket_ls(url: str) -> None:
+    """`dreamlake ls s3://...`: the sessions of a workspace (or the one session) in the bucket."""
+    from .._read._bucket import BucketSession, bucket_sessions, bucket_track_names, read_bucket_logs
+
+    with _bucket_errors(url):
+        sessions = bucket_sessions(url)
+        if not sessions:
+            raise UsageError(
+                f"no dreamlake session at {url}: give s3://bucket/prefix/workspace (or .../session)"
+            )
+        print(
+            f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'STREAMS':>7} {'PARAMS':>6} "
+            f"{'TRACKS':>6}  LAST RECORD"
+        )
+        for session_url in sessions:
+            session = BucketSession(session_url)
+            records = read_bucket_logs(session_url) if session.keys("logs") else []
+            counts = {
+                level: sum(1 for r in records if r.get("level") == level) for level in ("warn", "error")
+            }
+            streams = len(session.keys("streams"))
+            params = len(session.get_json("parameters.json") or {})
+            last = visible(str(records[-1]["timestamp"])) if records else "-"
+            name = visible("/".join(session_url.rsplit("/", 2)[-2:]))
+            print(
+                f"{name:<32} {len(records):>8} {counts['warn']:>6} {counts['error']:>6} {streams:>7} "
+                f"{params:>6} {len(bucket_track_names(session)):>6}  {last}"
+            )
 
 
 def _session_row(session: Path) -> tuple[int, dict[str, int], str, int, str]:
@@ -199,6 +275,9 @@ def _count_params(session: Path) -> str:
 
 
 def cmd_tracks(args: argparse.Namespace) -> None:
+    if is_url(args.path):
+        _bucket_tracks(args)
+        return
     session = Path(args.path)
     if args.name is None:
         if args.follow:
@@ -224,6 +303,35 @@ def cmd_tracks(args: argparse.Namespace) -> None:
         out.write("\n")
         if args.follow:
             out.flush()
+
+
+def _bucket_tracks(args: argparse.Namespace) -> None:
+    """`dreamlake tracks s3://...[ NAME]`: the tracks, or one track's points from every stream."""
+    from .._read._bucket import BucketSession, bucket_track_names, read_bucket_track
+
+    if args.follow:
+        raise UsageError("--follow follows a local track; for a bucket, run dreamlake tracks again")
+    with _bucket_errors(args.path):
+        if args.name is None:
+            names = bucket_track_names(BucketSession(args.path))
+            if not names:
+                raise UsageError(f"no tracks in {args.path}")
+            for name in names:
+                points = read_bucket_track(args.path, name)
+                if args.json:
+                    print(orjson.dumps({"name": name, "points": len(points)}).decode())
+                else:
+                    print(f"{visible(name):<32} {len(points):>8}")
+            return
+        for point in read_bucket_track(args.path, args.name):
+            if args.json:
+                print(orjson.dumps(point).decode())
+            else:
+                fields = " ".join(
+                    f"{visible(k)}={visible(orjson.dumps(v).decode())}" for k, v in _fields(point)
+                )
+                created = visible(str(point.get("createdAt", "")))
+                print(f"{point.get('index', '?'):>8}  {created}  [{visible(point['stream'])}]  {fields}")
 
 
 def _fields(point: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -298,10 +406,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_params(args: argparse.Namespace) -> None:
-    try:
-        params = read_params(args.path)
-    except (FileNotFoundError, ValueError) as exc:
-        raise UsageError(str(exc)) from None
+    with _bucket_errors(args.path) if is_url(args.path) else contextlib.nullcontext():
+        try:
+            params = read_params(args.path)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
     if args.json:
         print(orjson.dumps(params, None, orjson.OPT_INDENT_2).decode())
         return
@@ -463,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"dreamlake {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     logs = sub.add_parser("logs", help="print a session's records")
-    logs.add_argument("path", help="a session folder or its logs.jsonl")
+    logs.add_argument("path", help="a session folder, its logs.jsonl, or an s3:// URL of a session")
     logs.add_argument("--level", help="this level and the more severe ones")
     logs.add_argument("--grep", help="only records whose message or metadata contain TEXT")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
@@ -475,15 +584,16 @@ def build_parser() -> argparse.ArgumentParser:
         "local_path",
         nargs="?",
         default=None,
-        help="a folder of sessions (default: $DREAMLAKE_LOCAL_PATH, else .dreamlake)",
+        help="a folder of sessions (default: $DREAMLAKE_LOCAL_PATH, else .dreamlake), or an s3:// URL "
+        "of a workspace",
     )
     ls.set_defaults(run=cmd_ls)
     params = sub.add_parser("params", help="print a session's parameters")
-    params.add_argument("path", help="a session folder")
+    params.add_argument("path", help="a session folder, or an s3:// URL of a session")
     params.add_argument("--json", action="store_true", help="print them as one JSON object")
     params.set_defaults(run=cmd_params)
     tracks = sub.add_parser("tracks", help="list a session's tracks, or print one track's points")
-    tracks.add_argument("path", help="a session folder")
+    tracks.add_argument("path", help="a session folder, or an s3:// URL of a session")
     tracks.add_argument("name", nargs="?", help="a track's name, such as train/loss")
     tracks.add_argument("--follow", "-f", action="store_true", help="keep printing new points")
     tracks.add_argument("--json", action="store_true", help="print the points as JSON Lines")

@@ -150,6 +150,14 @@ def iter_logs(
     `skipped` is given, its first item counts them. A last line without its
     newline is still being written, or was torn by a crash, and is not yielded.
     """
+    if isinstance(path, str) and path.startswith("s3://"):
+        from ._bucket import read_bucket_logs
+
+        records = read_bucket_logs(path, level)
+        if skipped is not None:
+            skipped[:] = [records.skipped]
+        yield from records
+        return
     floor = RANK[normalize_level(level)] if level is not None else 0
     yield from each_record(log_file_of(path), lambda text, bad: log_records(text, bad, floor), skipped)
 
@@ -224,6 +232,11 @@ def read_logs(path: str | os.PathLike[str], level: str | None = None) -> Records
     """All records of a session folder or logs.jsonl, in file order.
 
     `level` keeps that level and the more severe ones. Lines that are not
-    records are skipped; `result.skipped` says how many.
+    records are skipped; `result.skipped` says how many. An s3:// URL reads the session from
+    the bucket: every stream's records merged by timestamp, each with its `stream` (and `rank`).
     """
+    if isinstance(path, str) and path.startswith("s3://"):
+        from ._bucket import read_bucket_logs
+
+        return read_bucket_logs(path, level)
     return all_records(lambda skipped: iter_logs(path, level, skipped))

@@ -94,7 +94,12 @@ def follow_track(
 
 def read_track(path: str | os.PathLike[str], name: str) -> Records:
     """All points of track `name` of the session folder `path`, in file order: each a dict of
-    index, data and createdAt. Torn lines are skipped; `result.skipped` says how many."""
+    index, data and createdAt. Torn lines are skipped; `result.skipped` says how many. An s3://
+    URL reads it from the bucket: every stream's points merged by createdAt, each with its `stream`."""
+    if isinstance(path, str) and path.startswith("s3://"):
+        from ._bucket import read_bucket_track
+
+        return read_bucket_track(path, name)
     return all_records(lambda skipped: iter_track(path, name, skipped))
 
 

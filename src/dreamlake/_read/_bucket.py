@@ -1,0 +1,207 @@
+"""Reading sessions back from an S3-compatible bucket, where `dreamlake sync` and the uploader put
+them (layout: `dreamlake._remote`). Every stream of a session is read and the records merged by
+timestamp, ties by stream, then number; each record says the stream it came from (`stream`,
+and `rank` when the stream's writer had one), the stored bytes unchanged."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import orjson
+
+from .._levels import RANK, normalize_level
+from .._remote import Remote, open_store
+from ._records import Parse, Records, log_records
+from ._tracks import check_name, track_points
+
+_CHUNK_KEY = re.compile(r"(.+)/([^/]+)/(\d{12,})\.jsonl")
+_FETCHERS = 8  # chunks fetched at once
+
+
+def is_url(path: object) -> bool:
+    """Whether `path` names a place in a bucket (s3://...) rather than a local folder."""
+    return isinstance(path, str) and path.startswith("s3://")
+
+
+class BucketSession:
+    """A session (or workspace) in a bucket: its URL checked, a client for it."""
+
+    def __init__(self, url: str) -> None:
+        self.remote = Remote.parse(url)
+        if not self.remote.prefix:
+            msg = f"{url} names a bucket, not a session: give s3://bucket/prefix/workspace/session"
+            raise ValueError(msg)
+        self.url = str(self.remote)
+        self.store = open_store(self.remote)
+
+    def keys(self, under: str, after: str | None = None) -> list[str]:
+        """The keys below `under` (a path below the URL), in key order; with `after`, only those after it."""
+        import obstore
+
+        prefix = f"{self.remote.prefix}/{under}/" if under else f"{self.remote.prefix}/"
+        pages = obstore.list(self.store, prefix, offset=after) if after else obstore.list(self.store, prefix)
+        return sorted(meta["path"] for page in pages for meta in page)
+
+    def get(self, key: str) -> bytes:
+        import obstore
+
+        return bytes(obstore.get(self.store, key).bytes())
+
+    def get_json(self, under: str) -> dict[str, Any] | None:
+        try:
+            value: dict[str, Any] = orjson.loads(self.get(f"{self.remote.prefix}/{under}"))
+        except FileNotFoundError:
+            return None
+        return value
+
+    def children(self) -> list[str]:
+        """The names of the folders right below the URL (sessions of a workspace, workspaces)."""
+        import obstore
+
+        listed = obstore.list_with_delimiter(self.store, self.remote.prefix + "/")
+        return sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in listed["common_prefixes"])
+
+    def ranks(self) -> dict[str, int]:
+        """The rank of each stream whose writer had one."""
+        out = {}
+        for key in self.keys("streams"):
+            name = key.rsplit("/", 1)[-1].removesuffix(".json")
+            info = orjson.loads(self.get(key))
+            if isinstance(info.get("rank"), int):
+                out[name] = info["rank"]
+        return out
+
+
+def _chunks(session: BucketSession, under: str, after: dict[str, str] | None = None) -> dict[str, list[str]]:
+    """The chunk keys of each stream below `under` (`logs`, or `tracks/{name}`), in number order;
+    with `after`, only those after the stream's key given there."""
+    out: dict[str, list[str]] = {}
+    for key in session.keys(under):
+        found = _CHUNK_KEY.fullmatch(key)
+        if found is None or found.group(1) != f"{session.remote.prefix}/{under}":
+            continue
+        stream = found.group(2)
+        if after is not None and stream in after and key <= after[stream]:
+            continue
+        out.setdefault(stream, []).append(key)
+    for keys in out.values():
+        keys.sort(key=lambda k: int(k.rsplit("/", 1)[1][:-6]))
+    return out
+
+
+def _records(
+    session: BucketSession,
+    chunks: dict[str, list[str]],
+    parse: Parse,
+    bad: list[int],
+    order: Callable[..., Any],
+) -> list[dict[str, Any]]:
+    """Every record of the chunks, tagged with its stream (and rank), merged by `order`."""
+    ranks = session.ranks() if chunks else {}
+    jobs = [(stream, key) for stream, keys in chunks.items() for key in keys]
+    with ThreadPoolExecutor(_FETCHERS) as pool:
+        bodies = list(pool.map(lambda job: session.get(job[1]), jobs))
+    out: list[dict[str, Any]] = []
+    for (stream, _), body in zip(jobs, bodies, strict=True):
+        text = body[:-1] if body.endswith(b"\n") else body
+        if not text:
+            continue
+        tag = {"stream": stream, "rank": ranks[stream]} if stream in ranks else {"stream": stream}
+        out.extend({**record, **tag} for record in parse(text, bad))
+    out.sort(key=order)
+    return out
+
+
+def _log_order(record: dict[str, Any]) -> tuple[str, str, int]:
+    return record["timestamp"], record["stream"], record["sequenceNumber"]
+
+
+def _point_order(record: dict[str, Any]) -> tuple[str, str, int]:
+    return record["createdAt"], record["stream"], record["index"]
+
+
+def _level_filter(level: str | None) -> Parse:
+    floor = RANK[normalize_level(level)] if level is not None else 0
+    return lambda text, bad: log_records(text, bad, floor)
+
+
+def read_bucket_logs(url: str, level: str | None = None) -> Records:
+    """Every record of the session at `url`, from every stream, merged by timestamp."""
+    session = BucketSession(url)
+    bad = [0]
+    out = Records(_records(session, _chunks(session, "logs"), _level_filter(level), bad, _log_order))
+    if not out and not session.keys("logs"):
+        _no_session(session, "logs")
+    out.skipped = bad[0]
+    return out
+
+
+def follow_bucket_logs(
+    url: str, interval: float = 2.0, level: str | None = None, stop: Callable[[], bool] | None = None
+) -> Iterator[dict[str, Any]]:
+    """Every record, then those of each chunk that appears later (the listing polled every
+    `interval` seconds); each poll's new records merged by timestamp."""
+    session = BucketSession(url)
+    parse, seen, bad = _level_filter(level), dict[str, str](), [0]
+    while True:
+        chunks = _chunks(session, "logs", seen)
+        yield from _records(session, chunks, parse, bad, _log_order)
+        for stream, keys in chunks.items():
+            seen[stream] = keys[-1]
+        if not chunks:
+            if stop is not None and stop():
+                return
+            time.sleep(interval)  # ok: the bucket has nothing to wait on but time
+
+
+def read_bucket_track(url: str, name: str) -> Records:
+    """Every point of track `name` of the session at `url`, from every stream, merged by createdAt."""
+    check_name(name)
+    session = BucketSession(url)
+    bad = [0]
+    out = Records(_records(session, _chunks(session, f"tracks/{name}"), track_points, bad, _point_order))
+    if not out and session.get_json(f"tracks/{name}/metadata.json") is None:
+        known = ", ".join(bucket_track_names(session)) or "none"
+        msg = f"{session.url} has no track {name!r} (tracks: {known})"
+        raise FileNotFoundError(msg)
+    out.skipped = bad[0]
+    return out
+
+
+def bucket_track_names(session: BucketSession) -> list[str]:
+    """The tracks of the session, by their descriptions (tracks/{name}/metadata.json)."""
+    head = f"{session.remote.prefix}/tracks/"
+    return sorted(
+        key[len(head) : -len("/metadata.json")]
+        for key in session.keys("tracks")
+        if key.endswith("/metadata.json")
+    )
+
+
+def read_bucket_params(url: str) -> dict[str, Any]:
+    """The parameters of the session at `url`: every host's, merged as they were shipped."""
+    session = BucketSession(url)
+    params = session.get_json("parameters.json")
+    if params is None:
+        msg = f"{session.url} has no parameters (parameters.json)"
+        raise FileNotFoundError(msg)
+    return params
+
+
+def _no_session(session: BucketSession, what: str) -> None:
+    children = session.children()
+    hint = f": it holds {', '.join(children[:5])}" if children else ""
+    msg = f"{session.url} has no {what}: give the s3:// URL of a session (prefix/workspace/session){hint}"
+    raise FileNotFoundError(msg)
+
+
+def bucket_sessions(url: str) -> list[str]:
+    """The URLs of the sessions at `url`: the session itself, or those of a workspace."""
+    session = BucketSession(url)
+    if session.keys("streams"):
+        return [session.url]
+    return [f"{session.url}/{name}" for name in session.children() if session.keys(f"{name}/streams")]
