@@ -168,6 +168,7 @@ def test_a_forked_child_and_its_parent_ship_one_file_once(
         aws,
     )
     assert result.returncode == 0, result.stderr
+    assert result.stderr == "", "a close() waited: a lock or a client the fork copied"
     found = objects(prefix)
     log_file = tmp_path / "ws" / "run" / "logs.jsonl"
     assert_stream_is_the_file(found, *chunks(found), log_file)

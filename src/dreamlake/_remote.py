@@ -17,13 +17,14 @@ merged key by key with compare-and-swap on the object's ETag.
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
 import re
 import socket
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,28 +35,34 @@ import orjson
 if TYPE_CHECKING:
     from obstore.store import S3Config
 
-Numbering = Callable[[Any, int, int], "int | None"]
-"""The number of the record on a line (data, start, end without the newline), or None."""
 
-CHUNK_BYTES = 8 << 20  # a chunk is cut at about this size, at a record's end
+class Numbering:
+    """How a kind of line carries its number: `pattern` matches a whole line (no newline), its
+    first group the number. A line that does not match is no record (a torn line ended later,
+    foreign text): it must begin and end as records do."""
+
+    def __init__(self, pattern: bytes) -> None:
+        self._line = re.compile(pattern)
+        self._lines = re.compile(rb"^" + pattern + rb"$", re.M)
+
+    def __call__(self, data: Any, pos: int, end: int) -> int | None:
+        """The number of the record on the line [pos, end) of `data`, or None."""
+        found = self._line.fullmatch(data, pos, end)
+        return int(found.group(1)) if found else None
+
+    def records(self, text: bytes) -> tuple[int, int] | None:
+        """(first number, count) of the records among the whole lines of `text`; None if none."""
+        found = self._lines.findall(text)
+        return (int(found[0]), len(found)) if found else None
+
+
+CHUNK_BYTES = 8 << 20  # chunks end at the first line end at or after each multiple of this offset
 _BLOCK = 1 << 20  # bytes read at a time
-_LOG_LINE = re.compile(rb'{"timestamp":".*,"sequenceNumber":(\d+)}', re.S)
-_POINT_LINE = re.compile(rb'{"index":(\d+),.*}', re.S)
+_IN_FLIGHT = 4  # chunks uploaded at once
 _NAME = re.compile(r"^[^/\x00]+$")
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
-
-
-def log_number(data: Any, pos: int, end: int) -> int | None:
-    """The sequence number of the log record on the line [pos, end), or None for a line that
-    is no record (a torn line ended later, foreign text): it must begin and end as records do."""
-    found = _LOG_LINE.fullmatch(data, pos, end)
-    return int(found.group(1)) if found else None
-
-
-def point_number(data: Any, pos: int, end: int) -> int | None:
-    """The index of the track point on the line [pos, end), or None."""
-    found = _POINT_LINE.fullmatch(data, pos, end)
-    return int(found.group(1)) if found else None
+log_number = Numbering(rb'\{"timestamp":"[^\n]*,"sequenceNumber":(\d+)\}')
+point_number = Numbering(rb'\{"index":(\d+),[^\n]*\}')
 
 
 class RemoteError(Exception):
@@ -216,6 +223,7 @@ class _Lines:
         size = os.fstat(self._fd).st_size
         self.size = size if limit is None else min(size, limit)
         self._base, self._buf = 0, b""
+        self._whole: int | None = None
 
     def _hold(self, pos: int, count: int) -> None:
         """Have [pos, pos + count) (or up to the size) in the buffer."""
@@ -238,6 +246,20 @@ class _Lines:
             if pos + held >= self.size:
                 return 0  # a last line without its newline (yet)
             want = max(2 * held, _BLOCK)
+
+    def whole_end(self) -> int:
+        """Just after the last newline: the end of the whole lines."""
+        if self._whole is None:
+            at = self.size
+            self._whole = 0
+            while at > 0:
+                start = max(0, at - _BLOCK)
+                found = os.pread(self._fd, at - start, start).rfind(b"\n")
+                if found >= 0:
+                    self._whole = start + found + 1
+                    break
+                at = start
+        return min(self._whole, self.size)
 
     def number(self, number: Numbering, pos: int, end: int) -> int | None:
         """The number of the record on the line [pos, end) (end without the newline)."""
@@ -264,18 +286,19 @@ def _offset_of(lines: _Lines, wanted: int, number: Numbering) -> int:
 
 
 def _next_chunk(lines: _Lines, pos: int, number: Numbering) -> tuple[int, int, int] | None:
-    """(first number, end, records) of the chunk from `pos` (a line's start): whole lines, about
-    CHUNK_BYTES, holding at least one record (lines that are none go with the records after
-    them); None when no record is left."""
-    first, count, start = -1, 0, pos
-    while (first < 0 or pos - start < CHUNK_BYTES) and (line_end := lines.line_end(pos)):
-        found = lines.number(number, pos, line_end - 1)
+    """(first number, end, records) of the chunk from `pos` (a line's start): whole lines up to
+    the first line end at or after the next multiple of CHUNK_BYTES (so every upload cuts a
+    file at the same places, wherever it began), or up to the last whole line; lines that are
+    no record go with the records after them. None when no record is left."""
+    whole = lines.whole_end()
+    end = pos
+    while end < whole:
+        boundary = (end // CHUNK_BYTES + 1) * CHUNK_BYTES
+        end = whole if boundary >= whole else (lines.line_end(boundary - 1) or whole)
+        found = number.records(lines.bytes(pos, end))
         if found is not None:
-            if first < 0:
-                first = found
-            count += 1
-        pos = line_end
-    return None if first < 0 else (first, pos, count)
+            return found[0], end, found[1]
+    return None
 
 
 def _first_record_at(data: bytes, number: Numbering) -> tuple[int, int] | None:
@@ -313,12 +336,10 @@ def ship_file(
     limit: int | None = None,
 ) -> tuple[Shipped, int]:
     """Upload the records of `file` (its first `limit` bytes) that the chunks under `prefix/`
-    do not hold yet; returns what was shipped and the offset shipped to. `resume` is where an
-    earlier call of this process ended (no listing needed); None: the listing says.
+    do not hold yet; returns what was shipped and the offset shipped to. `resume` is where the
+    last upload of this stream ended, when that is known for sure; None: the listing says.
     RemoteError when a chunk there is not the local bytes at its place (a conflict: left as it is)."""
     shipped = Shipped()
-    if not file.is_file():
-        return shipped, 0
     lines = _Lines(file, limit)
     try:
         if resume is None or resume > lines.size:  # unknown, or the file is not what we shipped from
@@ -335,47 +356,108 @@ def _conflict(key: str, file: Path) -> RemoteError:
 
 
 def _listed_end(store: Any, lines: _Lines, file: Path, prefix: str, number: Numbering) -> int:
-    """Where the stream stands, from the listing: the end of its last chunk, which must be ours."""
+    """Where the stream stands, from the listing: chunks are walked from the file's start by
+    their sizes while each begins where the last ended (its key, the number of the first
+    record there); the walk stops at the first gap (an upload killed with chunks in flight).
+    The last chunk of the walk must be the local bytes at its place."""
     import obstore
 
     key_of = re.compile(re.escape(prefix) + r"/(\d{12,})\.jsonl")
     listed = (
-        (key_of.fullmatch(meta["path"]), meta["path"])
-        for page in obstore.list(store, prefix + "/")
-        for meta in page
+        (key_of.fullmatch(meta["path"]), meta) for page in obstore.list(store, prefix + "/") for meta in page
     )
-    chunks = sorted((int(found.group(1)), key) for found, key in listed if found)
-    if not chunks:
-        return 0
-    last = chunks[-1][1]
-    end = _matches(lines, bytes(obstore.get(store, last).bytes()), number)
-    if end is None:
-        raise _conflict(last, file)
-    return end
+    chunks = sorted((int(found.group(1)), meta["path"], int(meta["size"])) for found, meta in listed if found)
+    pos, last = 0, None
+    for first, key, size in chunks:
+        if _first_number_at(lines, pos, number) != first or pos + size > lines.size:
+            break
+        pos, last = pos + size, (key, size)
+    if last is not None:
+        key, size = last
+        if _matches(lines, bytes(obstore.get(store, key).bytes()), number, near=pos - size) != pos:
+            raise _conflict(key, file)
+    return pos
+
+
+def _first_number_at(lines: _Lines, pos: int, number: Numbering) -> int | None:
+    """The number of the first record at or after `pos` (a line's start)."""
+    while line_end := lines.line_end(pos):
+        found = lines.number(number, pos, line_end - 1)
+        if found is not None:
+            return found
+        pos = line_end
+    return None
 
 
 def _ship_lines(
     store: Any, lines: _Lines, file: Path, prefix: str, number: Numbering, shipped: Shipped, pos: int
 ) -> int:
+    """Put the chunks from `pos` on, _IN_FLIGHT at a time, settled in file order; the offset
+    after the last one settled. A key taken already is ours when it holds the local bytes at
+    its place (a lost answer, an earlier upload killed): counted as found."""
     import obstore
-    from obstore.exceptions import AlreadyExistsError
 
-    while (found := _next_chunk(lines, pos, number)) is not None:
-        first, end, count = found
-        key = f"{prefix}/{first:012d}.jsonl"
+    def put(key: str, data: bytes) -> bool:
+        from obstore.exceptions import AlreadyExistsError
+
         try:
-            obstore.put(store, key, lines.bytes(pos, end), mode="create")
-        except AlreadyExistsError:  # another sync of this stream got there first, or our answer was lost
-            there_end = _matches(lines, bytes(obstore.get(store, key).bytes()), number, near=pos)
-            if there_end is None:
-                raise _conflict(key, file) from None
+            obstore.put(store, key, data, mode="create")
+        except AlreadyExistsError:
+            return False
+        return True
+
+    def settle() -> None:
+        nonlocal pos
+        start, end, count, key, future = flight.popleft()
+        landed = future.result()
+        while not landed:
+            there = _matches(lines, bytes(obstore.get(store, key).bytes()), number, near=start)
+            if there is None or there > end:  # not ours
+                raise _conflict(key, file)
             shipped.found += 1
-            pos = there_end  # cut elsewhere by the other sync: go on after its chunk
-            continue
-        shipped.chunks += 1
-        shipped.bytes += end - pos
-        shipped.records += count
+            rest = number.records(lines.bytes(there, end)) if there < end else None
+            if rest is None:
+                break
+            # An earlier upload ended this stretch short (the file was shorter then): the rest
+            # of it is a chunk of its own, ending where the chunk after it, in flight, begins.
+            start, count, key = there, rest[1], f"{prefix}/{rest[0]:012d}.jsonl"
+            landed = put(key, lines.bytes(start, end))
+        if landed:
+            shipped.chunks, shipped.bytes = shipped.chunks + 1, shipped.bytes + end - start
+            shipped.records += count
         pos = end
+
+    def submit(key: str, data: bytes) -> concurrent.futures.Future[bool]:
+        if pool is not None:
+            try:
+                return pool.submit(put, key, data)
+            except RuntimeError:
+                pass
+        done: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        done.set_result(put(key, data))
+        return done
+
+    flight: collections.deque[tuple[int, int, int, str, concurrent.futures.Future[bool]]] = (
+        collections.deque()
+    )
+    try:
+        pool: concurrent.futures.ThreadPoolExecutor | None = concurrent.futures.ThreadPoolExecutor(_IN_FLIGHT)
+    except RuntimeError:  # at interpreter exit no thread can start: one chunk at a time, here
+        pool = None
+    try:
+        cut = pos
+        while (found := _next_chunk(lines, cut, number)) is not None:
+            first, end, count = found
+            key = f"{prefix}/{first:012d}.jsonl"
+            flight.append((cut, end, count, key, submit(key, lines.bytes(cut, end))))
+            cut = end
+            if len(flight) >= _IN_FLIGHT:
+                settle()
+        while flight:
+            settle()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     return pos
 
 
@@ -420,7 +502,6 @@ class Syncer:
         self._writer = {"host": host_name(), **rank_info()}  # who writes: fixed when the session is made
         self._where = (workspace, name)
         self._stream_key = self._key("streams", f"{self.stream}.json")
-        self._shipped: dict[str, tuple[int, int]] = {}  # prefix: (inode, offset shipped to)
         self._merged: dict[str, bytes] = {}  # key: the local bytes merged into it last
         self._store: Any = None
         self._pid = 0
@@ -455,29 +536,34 @@ class Syncer:
 
     def run(self, durable: bool = False) -> Shipped:
         """Ship what the bucket does not hold yet; with `durable`, only what is fsynced (each
-        file is fsynced first, to the size it had before)."""
+        file is fsynced first, to the size it had before).
+
+        Every process that ships this folder (the uploader of each process logging to it,
+        `dreamlake sync`) takes turns under a lock on its state file, which says how far
+        each file is shipped: a round with nothing new makes no request, and no two
+        uploads of one stream ever run at once. A file's entry is taken out while its
+        chunks are in flight, so after a crash the listing says where the stream stands."""
         total = Shipped()
         files = self._files()
         store = self.store()
-        for file, prefix, number, description, description_key in files:
-            limit = None
-            try:
-                stat = os.stat(file)
-            except FileNotFoundError:
-                continue
-            known = self._shipped.get(prefix)
-            if known is not None and known == (stat.st_ino, stat.st_size):
-                pass  # nothing new
-            else:
-                if durable:
-                    limit = _fsynced(file)
-                resume = known[1] if known is not None and known[0] == stat.st_ino else None
-                part, end = ship_file(store, file, prefix, number, resume, limit)
-                self._shipped[prefix] = (stat.st_ino, end)
-                for field in dataclasses.fields(Shipped):
-                    setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
-            if description is not None:
-                total.merged += self._merge(store, description, description_key)
+        with _State(self.session / STATE_FILE) as state:
+            for file, prefix, number, description, description_key in files:
+                try:
+                    stat = os.stat(file)
+                except FileNotFoundError:
+                    continue
+                where = f"{self.remote.bucket}/{prefix}"
+                known = state.get(where)
+                if known != [stat.st_ino, stat.st_size, stat.st_size] or not stat.st_size:
+                    limit = _fsynced(file) if durable else None
+                    resume = known[1] if known is not None and known[0] == stat.st_ino else None
+                    state.drop(where)  # in flight: a crash leaves the listing to say
+                    part, end = ship_file(store, file, prefix, number, resume, limit)
+                    state.put(where, [stat.st_ino, end, limit if limit is not None else stat.st_size])
+                    for field in dataclasses.fields(Shipped):
+                        setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
+                if description is not None:
+                    total.merged += self._merge(store, description, description_key)
         total.merged += self._merge(store, self.session / "parameters.json", self._key("parameters.json"))
         if total.chunks or total.merged or self._stream_key not in self._merged:
             self._merge_stream(store)
@@ -485,13 +571,18 @@ class Syncer:
 
     def pending(self) -> int:
         """Bytes of the local files not known to be shipped (all of a file never shipped)."""
+        try:
+            shipped = orjson.loads((self.session / STATE_FILE).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            shipped = {}
         left = 0
         for file, prefix, *_ in self._files():
             try:
                 size = os.stat(file).st_size
             except FileNotFoundError:
                 continue
-            left += max(0, size - self._shipped.get(prefix, (0, 0))[1])
+            known = shipped.get(f"{self.remote.bucket}/{prefix}")
+            left += max(0, size - (known[1] if isinstance(known, list) else 0))
         return left
 
     def _merge(self, store: Any, file: Path, key: str) -> bool:
@@ -516,6 +607,72 @@ class Syncer:
         }
         merge_json(store, self._stream_key, info, keep=("firstUpload",))
         self._merged[self._stream_key] = b""
+
+
+STATE_FILE = ".upload-state.json"
+"""In a session folder: how far each of its files is shipped, per bucket and prefix; locked
+(flock) by whoever ships it."""
+
+
+_held: set[int] = set()  # descriptors of state files open (and maybe locked) in this process
+
+
+def close_state_files_in_child() -> None:
+    """After a fork: the child's copies of the state files' descriptors would hold their locks
+    (a flock belongs to the open file, shared by the copies) until it exits."""
+    for fd in list(_held):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _held.clear()
+
+
+class _State:
+    """The upload state of a folder, read and written under an exclusive flock of its file.
+    A folder that cannot hold it (read-only) ships without: the listing says every time."""
+
+    def __init__(self, file: Path) -> None:
+        self._file, self._fd, self._state = file, -1, dict[str, Any]()
+
+    def __enter__(self) -> _State:
+        import fcntl
+
+        try:
+            self._fd = os.open(self._file, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError:
+            return self
+        _held.add(self._fd)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            loaded = orjson.loads(os.pread(self._fd, 1 << 24, 0) or b"{}")
+        except orjson.JSONDecodeError:  # torn by a crash: the listing says
+            loaded = {}
+        self._state = loaded if isinstance(loaded, dict) else {}
+        return self
+
+    def get(self, where: str) -> list[int] | None:
+        known = self._state.get(where)
+        return known if isinstance(known, list) and len(known) == 3 else None
+
+    def drop(self, where: str) -> None:
+        if self._state.pop(where, None) is not None:
+            self._write()
+
+    def put(self, where: str, value: list[int]) -> None:
+        self._state[where] = value
+        self._write()
+
+    def _write(self) -> None:
+        if self._fd >= 0:
+            data = orjson.dumps(self._state)
+            os.pwrite(self._fd, data, 0)
+            os.ftruncate(self._fd, len(data))
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd >= 0:
+            _held.discard(self._fd)
+            os.close(self._fd)  # and the lock with it, once a forked child's copy is closed too
 
 
 def _fsynced(file: Path) -> int:
