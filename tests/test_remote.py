@@ -225,3 +225,55 @@ def test_two_syncs_of_one_session_at_once_write_each_chunk_once(
     found = objects(prefix)
     (stream,) = chunks(found)
     assert_stream_is_the_file(found, stream, session / "logs.jsonl")
+
+
+def cuts(file: Path) -> list[tuple[int, int, int]]:
+    """(start, end, first number) of each chunk an upload from the start would make."""
+    from dreamlake import _remote
+
+    lines, out, pos = _remote._Lines(file), [], 0
+    try:
+        while (found := _remote._next_chunk(lines, pos, _remote.log_number)) is not None:
+            out.append((pos, found[1], found[0]))
+            pos = found[1]
+    finally:
+        lines.close()
+    return out
+
+
+def put_chunk(prefix: str, session: Path, start: int, end: int) -> None:
+    from dreamlake._remote import log_number, stream_name
+
+    data = (session / "logs.jsonl").read_bytes()[start:end]
+    first = log_number(data, 0, data.index(b"\n"))
+    key = Remote.parse(prefix).key("ws", "run", "logs", stream_name(session), f"{first:012d}.jsonl")
+    obstore.put(store(), key, data, mode="create")
+
+
+@pytest.mark.parametrize("left", ["a gap", "a short chunk"])
+def test_chunks_an_upload_killed_in_flight_left_are_filled_in_and_lined_up(
+    tmp_path: Path, aws: dict[str, str], prefix: str, monkeypatch: pytest.MonkeyPatch, left: str
+) -> None:
+    """A killed upload leaves chunks with a gap before them (four were in flight), or a chunk
+    cut short where the file ended then: a later sync lists, fills in, and tiles the file."""
+    from dreamlake import _remote
+
+    monkeypatch.setattr(_remote, "CHUNK_BYTES", 4096)
+    session = log_run(tmp_path, 400)
+    planned = cuts(session / "logs.jsonl")
+    assert len(planned) > 6
+    if left == "a gap":
+        for start, end, _ in planned[2:5]:  # 0 and 1 never landed
+            put_chunk(prefix, session, start, end)
+    else:
+        start, end, _ = planned[3]
+        put_chunk(
+            prefix, session, start, start + (session / "logs.jsonl").read_bytes()[start:end].index(b"\n") + 1
+        )
+    shipped = _remote.sync(session, Remote.parse(prefix), "ws", "run")
+    assert shipped.found == (3 if left == "a gap" else 1)
+    found = objects(prefix)
+    (stream,) = chunks(found)
+    assert_stream_is_the_file(found, stream, session / "logs.jsonl")
+    again = _remote.sync(session, Remote.parse(prefix), "ws", "run")
+    assert again.chunks == again.found == 0
