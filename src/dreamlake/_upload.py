@@ -1,5 +1,6 @@
 """The uploader: one daemon thread per process ships what the writer made durable, for every
-open session with a remote, every `remote_interval` seconds, at flush(), close() and exit.
+open session with a remote, every `remote_interval` seconds, as soon as a chunk's worth (8 MiB)
+is written, at flush(), close() and exit.
 
 The local files are the journal: nothing here ever makes log() wait. A failing bucket is
 retried with backoff and jitter and said once on stderr (and once more when it recovers);
@@ -19,10 +20,11 @@ import threading
 import time
 
 from ._process import after_exit, on_fork
-from ._remote import RemoteError, Syncer, close_state_files_in_child, scrubbed
+from ._remote import CHUNK_BYTES, RemoteError, Syncer, close_state_files_in_child, scrubbed
 
 MAX_BACKOFF = 60.0  # seconds between tries while the bucket fails
 CLOSING_BACKOFF = 1.0  # at most this between tries while close() or the exit waits
+BACKLOG_POLL = 0.5  # seconds between looks at how much is written and not shipped
 
 
 @dataclasses.dataclass(eq=False)
@@ -109,10 +111,17 @@ class Uploader:
                         self._thread = None
                         return  # stopped with the last session; started again by the next
                     now = time.monotonic()
+                    for waiting in self._jobs.values():  # a chunk's worth is written: no need to wait
+                        if (
+                            not waiting.failing
+                            and not waiting.inherited
+                            and waiting.syncer.backlog() >= CHUNK_BYTES
+                        ):
+                            waiting.due = min(waiting.due, now)
                     job = min(self._jobs.values(), key=lambda j: j.due)
                     if job.due <= now:
                         break
-                    self._cond.wait(None if job.due == float("inf") else job.due - now)
+                    self._cond.wait(min(job.due - now, BACKLOG_POLL))
             self._round(job)
 
     def _round(self, job: _Job) -> None:
