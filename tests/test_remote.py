@@ -277,3 +277,24 @@ def test_chunks_an_upload_killed_in_flight_left_are_filled_in_and_lined_up(
     assert_stream_is_the_file(found, stream, session / "logs.jsonl")
     again = _remote.sync(session, Remote.parse(prefix), "ws", "run")
     assert again.chunks == again.found == 0
+
+
+def test_a_bucket_that_ignores_create_only_puts_is_said_loudly_once(
+    aws: dict[str, str], prefix: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SeaweedFS honours If-None-Match; a store that does not is stood in for by dropping it."""
+    from dreamlake import _remote
+
+    real_put = obstore.put
+    monkeypatch.setattr(obstore, "put", lambda store, key, data, mode=None: real_put(store, key, data))
+    monkeypatch.setattr(_remote, "_probed", set())
+    remote = Remote.parse(prefix)
+    client = _remote.open_store(remote)
+    _remote.probe(client, remote)
+    _remote.probe(client, remote)
+    assert capsys.readouterr().err.count("ignores conditional writes") == 1
+    assert objects(prefix) == {}, "the probe leaves nothing behind"
+    monkeypatch.setattr(obstore, "put", real_put)
+    monkeypatch.setattr(_remote, "_probed", set())
+    _remote.probe(client, remote)
+    assert capsys.readouterr().err == ""

@@ -24,6 +24,7 @@ import hashlib
 import os
 import re
 import socket
+import sys
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -533,6 +534,7 @@ class Syncer:
     def store(self) -> Any:
         if self._store is None or self._pid != os.getpid():  # a forked child makes its own client
             self._store, self._pid = open_store(self.remote), os.getpid()
+        probe(self._store, self.remote)
         return self._store
 
     def run(self, durable: bool = False) -> Shipped:
@@ -623,6 +625,38 @@ class Syncer:
         }
         merge_json(store, self._stream_key, info, keep=("firstUpload",))
         self._merged[self._stream_key] = b""
+
+
+_probed: set[str] = set()  # buckets whose conditional writes were checked by this process
+
+
+def probe(store: Any, remote: Remote) -> None:
+    """Once per process and bucket: does it refuse a create-only put of a key that exists?
+    Exactly once rests on it; a bucket that ignores it is said loudly on stderr."""
+    import uuid
+
+    import obstore
+    from obstore.exceptions import AlreadyExistsError
+
+    if remote.bucket in _probed:
+        return
+    key = remote.key(".dreamlake-probe", f"{uuid.uuid4().hex}.txt")
+    obstore.put(store, key, b"1", mode="create")
+    try:
+        obstore.put(store, key, b"2", mode="create")
+    except AlreadyExistsError:
+        ignored = False
+    else:
+        ignored = True
+    _probed.add(remote.bucket)
+    obstore.delete(store, key)
+    if ignored:
+        print(
+            f"dreamlake: WARNING: bucket {remote.bucket} ignores conditional writes (If-None-Match: *): "
+            "two uploads of one chunk could overwrite each other and parameters set on two hosts at once "
+            "could lose one; use a store that honours them (AWS S3, MinIO, SeaweedFS, R2 do)",
+            file=sys.stderr,
+        )
 
 
 STATE_FILE = ".upload-state.json"
