@@ -139,3 +139,31 @@ def test_follow_yields_the_records_of_chunks_that_appear_later_once(
         stop.set()
         reader.join(30)
     assert got == ["first", "second", "third"]
+
+
+def test_the_readme_one_liners_read_a_sweep_into_polars_and_pyarrow(
+    tmp_path: Path, aws: dict[str, str], prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pl = pytest.importorskip("polars", reason="pip install -e '.[query]'")
+    pafs = pytest.importorskip("pyarrow.fs", reason="pip install -e '.[query]'")
+    ds = pytest.importorskip("pyarrow.dataset")
+    two_hosts(tmp_path, prefix, monkeypatch, count=100)
+    with Session(name="other", workspace="ws", local_path=tmp_path / "host0", remote=prefix) as s:
+        s.log("another run of the sweep", metadata={"i": -1, "rank": 0})
+    url = f"{prefix}/ws"
+    options = {"aws_endpoint_url": aws["AWS_ENDPOINT_URL"], "aws_allow_http": "true"}
+    sweep = pl.read_ndjson(f"{url}/*/logs/*/*.jsonl", storage_options=options, include_file_paths="chunk")
+    assert sweep.height == 201 and sweep["chunk"].str.contains("/other/logs/").sum() == 1
+    run = pl.read_ndjson(f"{url}/run/logs/*/*.jsonl", storage_options=options)
+    assert sorted(run["metadata"].struct.field("i").to_list()) == sorted(list(range(100)) * 2)
+    loss = pl.read_ndjson(f"{url}/run/tracks/loss/*/*.jsonl", storage_options=options)
+    assert loss.height == 200 and set(loss.columns) == {"index", "data", "createdAt"}
+
+    fs = pafs.S3FileSystem(endpoint_override=aws["AWS_ENDPOINT_URL"], scheme="http")
+    bucket_path = url.removeprefix("s3://")
+    table = ds.dataset(
+        f"{bucket_path}/run/tracks/loss", filesystem=fs, format="json", ignore_prefixes=["metadata.json"]
+    ).to_table()
+    assert table.num_rows == 200 and table.column("index").to_pylist().count(0) == 2
+    logs = ds.dataset(f"{bucket_path}/run/logs", filesystem=fs, format="json").to_table()
+    assert logs.num_rows == 200 and set(logs.column("level").to_pylist()) == {"info", "warn"}
