@@ -144,7 +144,12 @@ def objects(prefix: str) -> dict[str, bytes]:
     remote = Remote.parse(prefix)
     s = store()
     keys = [meta["path"] for page in obstore.list(s, remote.prefix + "/") for meta in page]
-    return {key[len(remote.prefix) + 1 :]: bytes(obstore.get(s, key).bytes()) for key in keys}
+    out = {}
+    for key in keys:
+        if "/.dreamlake-probe/" in key:
+            continue  # a process's check of the bucket, deleted at once (or left by a SIGKILL)
+        out[key[len(remote.prefix) + 1 :]] = bytes(obstore.get(s, key).bytes())
+    return out
 
 
 def chunks(found: dict[str, bytes], kind: str = "logs") -> dict[str, list[bytes]]:

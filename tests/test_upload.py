@@ -15,6 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+import dreamlake
 from dreamlake import Session
 
 from . import s3server
@@ -284,3 +285,26 @@ def test_hosts_of_one_run_each_ship_a_stream_and_the_bucket_holds_every_record_o
         assert_stream_is_the_file(found, stream, tmp_path / f"host{rank}" / "ws" / "run" / "logs.jsonl")
         assert orjson.loads(found[f"ws/run/streams/{stream}.json"])["rank"] == int(rank)
     assert orjson.loads(found["ws/run/parameters.json"]) == {"host_0": True, "host_1": True, "host_2": True}
+
+
+def test_a_subclass_that_is_not_hashable_uploads_too(
+    tmp_path: Path, aws: dict[str, str], prefix: str
+) -> None:
+    class Compared(Session):
+        def __eq__(self, other: object) -> bool:  # and so no __hash__
+            return isinstance(other, Compared) and other.path == self.path
+
+    other = Compared(name="run", workspace="ws", local_path=tmp_path).open()  # equal, no remote
+    with Compared(name="run", workspace="ws", local_path=tmp_path, remote=prefix) as s:
+        s.log("from a subclass")
+    shipped = s.log_file.read_bytes()
+    assert other.is_open  # closing the one did not close, or unlist, the other
+    other.log("still open")
+    dreamlake.log("to the session opened last")  # the default logger finds the open one
+    other.close()
+    assert b"".join(*chunks(objects(prefix)).values()) == shipped
+    assert [r["message"] for r in dreamlake.read_logs(s.path)] == [
+        "from a subclass",
+        "still open",
+        "to the session opened last",
+    ]

@@ -29,7 +29,7 @@ def log(message: object, level: str = "info", metadata: Mapping[Any, Any] | None
 def _default_session() -> Session:
     global _default
     with _lock:
-        if _default is None or _default not in open_sessions:
+        if _default is None or not any(session is _default for session in open_sessions):
             name = f"{_script()}-{time.strftime('%Y%m%d-%H%M%S')}"
             _default = Session(name=name, workspace="default", echo=True).open()
             where = os.path.relpath(_default.log_file)  # as the user would type it

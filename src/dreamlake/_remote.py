@@ -558,7 +558,7 @@ class Syncer:
                     continue
                 where = f"{self.remote.bucket}/{prefix}"
                 known = state.get(where)
-                if known != [stat.st_ino, stat.st_size, stat.st_size] or not stat.st_size:
+                if known != [stat.st_ino, stat.st_size, stat.st_size]:
                     limit = _fsynced(file) if durable else None
                     resume = known[1] if known is not None and known[0] == stat.st_ino else None
                     state.drop(where)  # in flight: a crash leaves the listing to say

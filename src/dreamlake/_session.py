@@ -172,8 +172,10 @@ class Session:
             )
             raise TimeoutError(msg)
         try:
-            if self in open_sessions:
-                open_sessions.remove(self)
+            for at, session in enumerate(open_sessions):
+                if session is self:  # by identity: a subclass's __eq__ may call another one equal
+                    del open_sessions[at]
+                    break
             _batcher.close(
                 self._channels(), None if deadline is None else max(0.0, deadline - time.monotonic())
             )
@@ -280,7 +282,8 @@ _OPEN = (State.OPEN, State.EXITING)
 open_sessions: list[Session] = []
 """Open sessions, oldest first: the module-level `dreamlake.log` uses the last."""
 
-_all_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+_all_sessions: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()  # by id():
+# a subclass that defines __eq__ is unhashable
 
 
 def _remote_of(
@@ -311,11 +314,11 @@ def _track_for_fork(session: Session) -> None:
     """A fork while another thread is inside open() or close() copies its lock held: the child
     gets new ones."""
     on_fork("sessions", after_in_child=_new_locks_in_child)
-    _all_sessions.add(session)
+    _all_sessions[id(session)] = session
 
 
 def _new_locks_in_child() -> None:
-    for session in list(_all_sessions):
+    for session in list(_all_sessions.values()):
         session._lifecycle = threading.RLock()
         for track in session._tracks.values():
             track_after_fork_in_child(track)

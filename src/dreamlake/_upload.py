@@ -45,20 +45,20 @@ class _Job:
 class Uploader:
     def __init__(self) -> None:
         self._cond = threading.Condition(threading.Lock())
-        self._jobs: dict[object, _Job] = {}
+        self._jobs: dict[int, _Job] = {}  # by id() of the session: a subclass may be unhashable
         self._thread: threading.Thread | None = None
         self._forked = False  # a forked child: the S3 client's runtime cannot run here
 
     def add(self, owner: object, syncer: Syncer, interval: float, timeout: float) -> None:
         """Upload `owner`'s session from now on (it was opened); a first round at once."""
         with self._cond:
-            self._jobs[owner] = _Job(syncer, interval, timeout, due=time.monotonic())
+            self._jobs[id(owner)] = _Job(syncer, interval, timeout, due=time.monotonic())
             self._start()
 
     def nudge(self, owner: object) -> None:
         """Upload `owner`'s session now, without waiting for it (a flush())."""
         with self._cond:
-            job = self._jobs.get(owner)
+            job = self._jobs.get(id(owner))
             if job is not None and not job.failing:
                 job.due, job.asked = 0.0, job.asked + 1
                 self._start()
@@ -67,12 +67,12 @@ class Uploader:
         """`owner` was closed: wait up to its remote_timeout (or `timeout`, if shorter) for
         the last upload, then say what is left."""
         with self._cond:
-            job = self._jobs.get(owner)
+            job = self._jobs.get(id(owner))
             if job is None:
                 return
             job.closing, job.due, job.asked = True, 0.0, job.asked + 1
             self._start()
-        self._wait([job], time.monotonic() + (job.timeout if timeout is None else min(timeout, job.timeout)))
+        self._wait([job], job.timeout if timeout is None else min(timeout, job.timeout))
 
     def finish_all(self) -> None:
         """At exit: every session still uploading gets its remote_timeout for the last round."""
@@ -82,18 +82,19 @@ class Uploader:
                 job.closing, job.due, job.asked = True, 0.0, job.asked + 1
             if jobs:
                 self._start()
-        now = time.monotonic()
-        self._wait(jobs, max((now + job.timeout for job in jobs), default=now))
+        self._wait(jobs, max((job.timeout for job in jobs), default=0.0))
 
-    def _wait(self, jobs: list[_Job], deadline: float) -> None:
+    def _wait(self, jobs: list[_Job], seconds: float) -> None:
+        """Wait up to `seconds` in all for `jobs`' last rounds; say what each left."""
+        deadline = time.monotonic() + seconds
         for job in jobs:
             if not job.done.wait(max(0.0, deadline - time.monotonic())):
                 job.abandoned = True
                 syncer = job.syncer
                 _say(
                     f"{syncer.pending():,} bytes of {syncer.session} are not uploaded to {syncer.remote} "
-                    f"after remote_timeout={job.timeout:g} s; the local files hold them, and "
-                    f"`dreamlake sync {syncer.session} --remote {syncer.remote}` ships them"
+                    f"after {seconds:g} s (remote_timeout={job.timeout:g}); the local files hold them, "
+                    f"and `dreamlake sync {syncer.session} --remote {syncer.remote}` ships them"
                 )
 
     def _start(self) -> None:
