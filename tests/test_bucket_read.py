@@ -167,3 +167,21 @@ def test_the_readme_one_liners_read_a_sweep_into_polars_and_pyarrow(
     assert table.num_rows == 200 and table.column("index").to_pylist().count(0) == 2
     logs = ds.dataset(f"{bucket_path}/run/logs", filesystem=fs, format="json").to_table()
     assert logs.num_rows == 200 and set(logs.column("level").to_pylist()) == {"info", "warn"}
+
+
+def test_plot_of_a_bucket_url_draws_every_run_of_the_workspace(
+    tmp_path: Path, aws: dict[str, str], prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    two_hosts(tmp_path, prefix, monkeypatch, count=40)
+    with Session(name="baseline", workspace="ws", local_path=tmp_path / "host0", remote=prefix) as s:
+        for i in range(10):
+            s.track("loss").append(value=100 + i, step=i)
+    page = tmp_path / "sweep.html"
+    drawn = cli("plot", f"{prefix}/ws", "--html", str(page))
+    assert drawn.returncode == 0, drawn.stderr
+    html = page.read_text()
+    assert "baseline" in html and "run" in html and "loss" in html
+    assert "109" in html  # the baseline's last value, from the bucket
+    assert cli("plot", f"{prefix}/ws", "--follow").returncode == 2
+    nothing = cli("plot", f"{prefix}/nothing", "--html", str(page))
+    assert nothing.returncode == 2 and "no dreamlake session" in nothing.stderr

@@ -14,6 +14,7 @@ import shlex
 import signal
 import stat
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta, timezone
@@ -431,10 +432,39 @@ def cmd_plot(args: argparse.Namespace) -> None:
             load_plotext()
         except ImportError as exc:
             raise UsageError(str(exc)) from None
-    try:
-        runs = runs_of(args.paths)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="dreamlake-plot-") as copies:
+        paths = _local_paths(args, Path(copies))
+        try:
+            runs = runs_of(paths)
+        except FileNotFoundError as exc:
+            raise UsageError(str(exc)) from None
+        _plot_runs(args, runs)
+
+
+def _local_paths(args: argparse.Namespace, into: Path) -> list[str | os.PathLike[str]]:
+    """The paths to plot, the s3:// URLs among them copied down under `into` first."""
+    if not any(is_url(path) for path in args.paths):
+        return list(args.paths)
+    if args.follow:
+        raise UsageError("--follow redraws local folders; plot an s3:// URL without it")
+    from .._read._bucket import copy_down
+
+    paths: list[str | os.PathLike[str]] = []
+    for number, path in enumerate(args.paths):
+        if not is_url(path):
+            paths.append(path)
+            continue
+        with _bucket_errors(path):
+            folders = copy_down(path, into / str(number))
+        if not folders:
+            raise UsageError(
+                f"no dreamlake session at {path}: give s3://bucket/prefix/workspace (or .../session)"
+            )
+        paths.extend(folders)
+    return paths
+
+
+def _plot_runs(args: argparse.Namespace, runs: list[Any]) -> None:
     try:
         if args.html is not None:
             _plot_html(args, runs)
@@ -606,7 +636,12 @@ def build_parser() -> argparse.ArgumentParser:
         "series, the runs overlaid. Needs plotext (pip install 'plotext>=6,<7') for the terminal; --html "
         "needs nothing more.",
     )
-    plot.add_argument("paths", nargs="+", metavar="PATH", help="session, workspace or local_path folders")
+    plot.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="session, workspace or local_path folders, or s3:// URLs of them",
+    )
     plot.add_argument("--html", metavar="FILE", help="write one self-contained HTML page instead")
     plot.add_argument(
         "--track", metavar="GLOB", action=_Once, help="only these tracks (a glob such as 'train/*')"

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -16,7 +17,7 @@ import orjson
 from .._levels import RANK, normalize_level
 from .._remote import Remote, open_store
 from ._records import Parse, Records, log_records
-from ._tracks import check_name, track_points
+from ._tracks import DATA_FILE, TRACKS, check_name, track_points
 
 _CHUNK_KEY = re.compile(r"(.+)/([^/]+)/(\d{12,})\.jsonl")
 _FETCHERS = 8  # chunks fetched at once
@@ -205,3 +206,33 @@ def bucket_sessions(url: str) -> list[str]:
     if session.keys("streams"):
         return [session.url]
     return [f"{session.url}/{name}" for name in session.children() if session.keys(f"{name}/streams")]
+
+
+def copy_down(url: str, into: Path) -> list[Path]:
+    """The sessions at `url` (one, or a workspace's) as local folders under `into`, for the
+    tools that read folders (`dreamlake plot`): parameters, track descriptions, and each
+    track's points from every stream merged by createdAt and numbered again from 0."""
+    out = []
+    for session_url in bucket_sessions(url):
+        session = BucketSession(session_url)
+        workspace, name = session.remote.prefix.rsplit("/", 2)[-2:]
+        folder = into / workspace / name
+        folder.mkdir(parents=True, exist_ok=True)
+        params = session.get_json("parameters.json")
+        if params is not None:
+            (folder / "parameters.json").write_bytes(orjson.dumps(params))
+        for track in bucket_track_names(session):
+            place = folder / TRACKS / track
+            place.mkdir(parents=True, exist_ok=True)
+            described = session.get_json(f"tracks/{track}/metadata.json")
+            if described is not None:
+                (place / "metadata.json").write_bytes(orjson.dumps(described))
+            points = read_bucket_track(session_url, track)
+            (place / DATA_FILE).write_bytes(
+                b"".join(
+                    orjson.dumps({"index": i, "data": p["data"], "createdAt": p["createdAt"]}) + b"\n"
+                    for i, p in enumerate(points)
+                )
+            )
+        out.append(folder)
+    return out
