@@ -26,6 +26,7 @@ import re
 import socket
 import sys
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -145,7 +146,7 @@ def open_store(remote: Remote) -> Any:
     return S3Store(
         remote.bucket,
         config=config,
-        client_options={"allow_http": allow_http, "connect_timeout": "5s", "timeout": "60s"},
+        client_options={"allow_http": allow_http, "connect_timeout": "5s", "timeout": "30s"},
         retry_config={"max_retries": 3, "retry_timeout": timedelta(seconds=20)},
     )
 
@@ -537,7 +538,7 @@ class Syncer:
         probe(self._store, self.remote)
         return self._store
 
-    def run(self, durable: bool = False) -> Shipped:
+    def run(self, durable: bool = False, waiting: Callable[[], None] | None = None) -> Shipped:
         """Ship what the bucket does not hold yet; with `durable`, only what is fsynced (each
         file is fsynced first, to the size it had before).
 
@@ -550,7 +551,7 @@ class Syncer:
         files = self._files()
         store = self.store()
         ends: list[tuple[Path, int]] = []
-        with _State(self.session / STATE_FILE) as state:
+        with _State(self.session / STATE_FILE, waiting) as state:
             for file, prefix, number, description, description_key in files:
                 try:
                     stat = os.stat(file)
@@ -640,8 +641,11 @@ def probe(store: Any, remote: Remote) -> None:
 
     if remote.bucket in _probed:
         return
-    key = remote.key(".dreamlake-probe", f"{uuid.uuid4().hex}.txt")
-    obstore.put(store, key, b"1", mode="create")
+    key = remote.key(".dreamlake-probe", f"{uuid.uuid4().hex}.txt")  # a new key: only we write it
+    try:
+        obstore.put(store, key, b"1", mode="create")
+    except AlreadyExistsError:
+        pass  # our own put, whose answer was lost and retried
     try:
         obstore.put(store, key, b"2", mode="create")
     except AlreadyExistsError:
@@ -649,7 +653,10 @@ def probe(store: Any, remote: Remote) -> None:
     else:
         ignored = True
     _probed.add(remote.bucket)
-    obstore.delete(store, key)
+    try:
+        obstore.delete(store, key)
+    except Exception:  # noqa: BLE001 - a probe left behind is harmless: readers skip it
+        pass
     if ignored:
         print(
             f"dreamlake: WARNING: bucket {remote.bucket} ignores conditional writes (If-None-Match: *): "
@@ -682,8 +689,8 @@ class _State:
     """The upload state of a folder, read and written under an exclusive flock of its file.
     A folder that cannot hold it (read-only) ships without: the listing says every time."""
 
-    def __init__(self, file: Path) -> None:
-        self._file, self._fd, self._state = file, -1, dict[str, Any]()
+    def __init__(self, file: Path, waiting: Callable[[], None] | None = None) -> None:
+        self._file, self._fd, self._state, self._waiting = file, -1, dict[str, Any](), waiting
 
     def __enter__(self) -> _State:
         import fcntl
@@ -693,7 +700,12 @@ class _State:
         except OSError:
             return self
         _held.add(self._fd)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if self._waiting is not None:
+                self._waiting()
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             loaded = orjson.loads(os.pread(self._fd, 1 << 24, 0) or b"{}")
         except orjson.JSONDecodeError:  # torn by a crash: the listing says
@@ -736,6 +748,9 @@ def _fsynced(file: Path) -> int:
         os.close(fd)
 
 
-def sync(session: Path, remote: Remote, workspace: str, name: str) -> Shipped:
-    """Ship everything of the local `session` folder that `remote` does not hold yet."""
-    return Syncer(session, remote, workspace, name).run()
+def sync(
+    session: Path, remote: Remote, workspace: str, name: str, waiting: Callable[[], None] | None = None
+) -> Shipped:
+    """Ship everything of the local `session` folder that `remote` does not hold yet;
+    `waiting()` is called if another upload of the folder must end first."""
+    return Syncer(session, remote, workspace, name).run(waiting=waiting)

@@ -157,7 +157,8 @@ class Uploader:
         with self._cond:
             job.failing = error
             job.backoff = min(MAX_BACKOFF, max(0.5, 2 * job.backoff))
-            wait = min(job.backoff, CLOSING_BACKOFF) if job.closing else job.backoff
+            waited_for = job.closing and not job.abandoned  # close() or the exit waits on it
+            wait = min(job.backoff, CLOSING_BACKOFF) if waited_for else job.backoff
             job.due = time.monotonic() + wait * random.uniform(0.5, 1.5)
 
     def _end(self, job: _Job) -> None:

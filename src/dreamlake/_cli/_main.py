@@ -16,7 +16,7 @@ import stat
 import sys
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -574,7 +574,7 @@ def cmd_sync(args: argparse.Namespace) -> None:
     changed = failed = 0
     for session in sessions_in(Path(os.path.abspath(args.path))):  # `sync .` names its folder too
         try:
-            shipped = sync(session, remote, session.parent.name, session.name)
+            shipped = sync(session, remote, session.parent.name, session.name, _waiting_for(session))
         except (ImportError, ValueError) as exc:  # no client; a name that cannot be a key
             raise UsageError(str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - the bucket's or the network's: said, never with credentials
@@ -593,6 +593,18 @@ def cmd_sync(args: argparse.Namespace) -> None:
         what = f"{remote} holds every record and parameter under {args.path}"
         print(f"dreamlake: nothing new to ship: {what}", file=sys.stderr)
         raise SystemExit(3)
+
+
+def _waiting_for(session: Path) -> Callable[[], None]:
+    def say() -> None:
+        print(
+            f"dreamlake: another upload of {session} is running (a process logging to it, or another "
+            "sync); waiting for it to end its round",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    return say
 
 
 def build_parser() -> argparse.ArgumentParser:
