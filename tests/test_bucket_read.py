@@ -17,6 +17,7 @@ from dreamlake import Session
 from dreamlake._read._bucket import follow_bucket_logs
 
 from . import s3server
+from .conftest import wait_until
 
 pytest.importorskip("obstore", reason="the S3 client is an extra: pip install -e '.[s3]'")
 if s3server.weed() is None:
@@ -185,3 +186,51 @@ def test_plot_of_a_bucket_url_draws_every_run_of_the_workspace(
     assert cli("plot", f"{prefix}/ws", "--follow").returncode == 2
     nothing = cli("plot", f"{prefix}/nothing", "--html", str(page))
     assert nothing.returncode == 2 and "no dreamlake session" in nothing.stderr
+
+
+def test_follow_shows_chunks_that_land_out_of_order_each_once(
+    tmp_path: Path, aws: dict[str, str], prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four chunks go up at once and a later upload fills a gap: a chunk with a lower key can
+    appear after a higher one."""
+    import obstore
+
+    from dreamlake import _remote
+    from dreamlake._remote import Remote
+
+    monkeypatch.setattr(_remote, "CHUNK_BYTES", 4096)
+    with Session(name="run", workspace="ws", local_path=tmp_path) as s:
+        for i in range(200):
+            s.log("step", metadata={"i": i})
+    data, pos, pieces = s.log_file.read_bytes(), 0, []
+    lines = _remote._Lines(s.log_file)
+    while (found := _remote._next_chunk(lines, pos, _remote.log_number)) is not None:
+        pieces.append((found[0], data[pos : found[1]]))
+        pos = found[1]
+    lines.close()
+    assert len(pieces) >= 3
+    logs = Remote.parse(prefix).key("ws", "run", "logs", "host-000000000000")
+    client = s3server.store()
+
+    def put(piece: tuple[int, bytes]) -> None:
+        obstore.put(client, f"{logs}/{piece[0]:012d}.jsonl", piece[1])
+
+    put(pieces[-1])
+    got: list[int] = []
+    stop = threading.Event()
+
+    def follow() -> None:
+        for record in follow_bucket_logs(f"{prefix}/ws/run", interval=0.05, stop=stop.is_set):
+            got.append(record["metadata"]["i"])
+
+    reader = threading.Thread(target=follow)
+    reader.start()
+    try:
+        assert wait_until(lambda: len(got) > 0, 30)
+        for piece in pieces[:-1]:
+            put(piece)
+        assert wait_until(lambda: len(got) >= 200, 30), len(got)
+    finally:
+        stop.set()
+        reader.join(30)
+    assert sorted(got) == list(range(200))

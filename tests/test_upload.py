@@ -308,3 +308,52 @@ def test_a_subclass_that_is_not_hashable_uploads_too(
         "still open",
         "to the session opened last",
     ]
+
+
+def test_flush_in_a_loop_makes_a_round_a_second_not_a_request_per_call(
+    tmp_path: Path, aws: dict[str, str], prefix: str
+) -> None:
+    import time
+
+    with Session(name="run", workspace="ws", local_path=tmp_path, remote=prefix) as s:
+        started = time.monotonic()
+        for i in range(3000):
+            s.log("step", metadata={"i": i})
+            s.flush()
+        elapsed = time.monotonic() - started
+    found = objects(prefix)
+    assert_stream_is_the_file(found, *chunks(found), s.log_file)
+    assert log_chunks(prefix) <= elapsed / 1.0 + 3, (log_chunks(prefix), elapsed)
+
+
+def test_names_no_key_can_hold_fail_at_session_or_leave_the_rest_shipping(
+    tmp_path: Path, aws: dict[str, str], prefix: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(ValueError, match="no control characters"):
+        Session(name="run\t1", workspace="ws", local_path=tmp_path, remote=prefix)
+    with Session(name="run", workspace="ws", local_path=tmp_path, remote=prefix) as s:
+        s.track("bad\x1bname").append(value=1.0, step=0)
+        s.track("zz/after").append(value=2.0, step=0)
+        s.params(lr=0.1)
+    found = objects(prefix)
+    assert {name.rsplit("/", 1)[0] for name in chunks(found, "tracks")} == {"zz/after"}
+    assert orjson.loads(found["ws/run/parameters.json"]) == {"lr": 0.1}
+    err = capfd.readouterr().err
+    assert err.count("is not shipped") == 1 and "\x1b" not in err
+
+
+def test_a_log_file_made_anew_in_the_folder_is_a_conflict_said_never_a_silent_mix(
+    tmp_path: Path, aws: dict[str, str], prefix: str
+) -> None:
+    from dreamlake._remote import Remote, RemoteError, sync
+
+    with Session(name="run", workspace="ws", local_path=tmp_path) as s:
+        for i in range(100):
+            s.log("first run", metadata={"i": i})
+    sync(s.path, Remote.parse(prefix), "ws", "run")
+    s.log_file.unlink()  # the next file may get the same inode number
+    with Session(name="run", workspace="ws", local_path=tmp_path) as s:
+        for i in range(300):
+            s.log("second run", metadata={"i": i})
+    with pytest.raises(RemoteError, match="conflict"):
+        sync(s.path, Remote.parse(prefix), "ws", "run")

@@ -25,6 +25,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -61,7 +62,8 @@ class Numbering:
 CHUNK_BYTES = 8 << 20  # chunks end at the first line end at or after each multiple of this offset
 _BLOCK = 1 << 20  # bytes read at a time
 _IN_FLIGHT = 4  # chunks uploaded at once
-_NAME = re.compile(r"^[^/\x00]+$")
+STREAM_EVERY = 30.0  # seconds between updates of a stream's lastUpload while it ships
+_NAME = re.compile(r"^[^/\x00-\x1f\x7f]+$")  # S3 keys may hold control characters; clients refuse them
 _BUCKET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 log_number = Numbering(rb'\{"timestamp":"[^\n]*,"sequenceNumber":(\d+)\}')
 point_number = Numbering(rb'\{"index":(\d+),[^\n]*\}')
@@ -111,7 +113,10 @@ class Remote:
         for part in parts:
             for piece in part.split("/"):
                 if piece in {"", ".", ".."} or not _NAME.match(piece):
-                    msg = f"{part!r} cannot name an object under {self}: no empty, '.' or '..' parts"
+                    msg = (
+                        f"{part!r} cannot name an object under {self}: no empty, '.' or '..' parts, "
+                        "no control characters"
+                    )
                     raise ValueError(msg)
         return "/".join([self.prefix, *parts] if self.prefix else parts)
 
@@ -128,12 +133,25 @@ def client_installed() -> None:
         raise ImportError(msg) from None
 
 
+_runtime_pid = 0  # the process whose client first ran: its async runtime's threads live there
+
+
+def runtime_forked() -> bool:
+    """Whether this process is a fork of one that used the client: its runtime's threads are
+    gone, and a request here would hang."""
+    return _runtime_pid != 0 and _runtime_pid != os.getpid()
+
+
 def open_store(remote: Remote) -> Any:
     """An obstore S3Store for `remote`, configured from the standard AWS variables; plain HTTP
     only to an endpoint on localhost or with AWS_ALLOW_HTTP=true. Requests give up after a few
     quick retries: the callers retry with backoff of their own."""
+    global _runtime_pid
     client_installed()
     from obstore.store import S3Store
+
+    if not _runtime_pid:
+        _runtime_pid = os.getpid()
 
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or ""
     host = urlsplit(endpoint).hostname or ""
@@ -167,8 +185,14 @@ def scrubbed(text: str) -> str:
             + f" ({first.rstrip(':')})"
         )
     text = first
-    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN"):
-        value = os.environ.get(name, "")
+    secrets = [
+        os.environ.get(name, "")
+        for name in ("AWS_SECRET_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "AWS_SESSION_TOKEN")
+    ]
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):  # http://user:password@host
+        parts = urlsplit(os.environ.get(name, ""))
+        secrets += [parts.password or "", parts.username or ""]
+    for value in secrets:
         if len(value) >= 4:
             text = text.replace(value, "***")
     return text
@@ -430,36 +454,35 @@ def _ship_lines(
         pos = end
 
     def submit(key: str, data: bytes) -> concurrent.futures.Future[bool]:
-        if pool is not None:
-            try:
-                return pool.submit(put, key, data)
-            except RuntimeError:
-                pass
+        """Put on a daemon thread of its own (a pool's threads are joined before the exit
+        hooks run: a stuck request would hold the exit beyond remote_timeout)."""
         done: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        done.set_result(put(key, data))
+
+        def run() -> None:
+            try:
+                done.set_result(put(key, data))
+            except BaseException as exc:  # noqa: BLE001 - handed to the settling thread
+                done.set_exception(exc)
+
+        try:
+            threading.Thread(target=run, name="dreamlake-upload-put", daemon=True).start()
+        except RuntimeError:  # at interpreter exit no thread can start: here, one at a time
+            run()
         return done
 
     flight: collections.deque[tuple[int, int, int, str, concurrent.futures.Future[bool]]] = (
         collections.deque()
     )
-    try:
-        pool: concurrent.futures.ThreadPoolExecutor | None = concurrent.futures.ThreadPoolExecutor(_IN_FLIGHT)
-    except RuntimeError:  # at interpreter exit no thread can start: one chunk at a time, here
-        pool = None
-    try:
-        cut = pos
-        while (found := _next_chunk(lines, cut, number)) is not None:
-            first, end, count = found
-            key = f"{prefix}/{first:012d}.jsonl"
-            flight.append((cut, end, count, key, submit(key, lines.bytes(cut, end))))
-            cut = end
-            if len(flight) >= _IN_FLIGHT:
-                settle()
-        while flight:
+    cut = pos
+    while (found := _next_chunk(lines, cut, number)) is not None:
+        first, end, count = found
+        key = f"{prefix}/{first:012d}.jsonl"
+        flight.append((cut, end, count, key, submit(key, lines.bytes(cut, end))))
+        cut = end
+        if len(flight) >= _IN_FLIGHT:
             settle()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    while flight:
+        settle()
     return pos
 
 
@@ -508,6 +531,8 @@ class Syncer:
         self._store: Any = None
         self._pid = 0
         self._ends: list[tuple[Path, int]] = []  # (file, offset shipped to) at the last run
+        self._unshippable: set[str] = set()  # tracks whose names no key can hold: said once
+        self._stream_at = 0.0  # when streams/{stream}.json was last merged
 
     def _key(self, *parts: str) -> str:
         return self.remote.key(*self._where, *parts)
@@ -526,10 +551,18 @@ class Syncer:
                 if data.parent == tracks:
                     continue  # not a track's: a track is a folder of its own
                 track = data.parent.relative_to(tracks).as_posix()
-                chunks, described = self._key("tracks", track, self.stream), data.parent / "metadata.json"
-                files.append(
-                    (data, chunks, point_number, described, self._key("tracks", track, "metadata.json"))
-                )
+                try:
+                    chunks, described = self._key("tracks", track, self.stream), data.parent / "metadata.json"
+                    files.append(
+                        (data, chunks, point_number, described, self._key("tracks", track, "metadata.json"))
+                    )
+                except ValueError as exc:  # a name made locally that no key can hold: the rest ship
+                    if track not in self._unshippable:
+                        self._unshippable.add(track)
+                        print(
+                            f"dreamlake: track {track!r} of {self.session} is not shipped: {exc}",
+                            file=sys.stderr,
+                        )
         return files
 
     def store(self) -> Any:
@@ -559,12 +592,16 @@ class Syncer:
                     continue
                 where = f"{self.remote.bucket}/{prefix}"
                 known = state.get(where)
-                if known != [stat.st_ino, stat.st_size, stat.st_size]:
+                # The same file still (a new file may get the old one's inode): the bytes before
+                # where it was shipped to are the same.
+                fresh = known is not None and known[0] == stat.st_ino and _tail(file, known[1]) == known[3]
+                if not (fresh and known is not None and known[1] == known[2] == stat.st_size):
                     limit = _fsynced(file) if durable else None
-                    resume = known[1] if known is not None and known[0] == stat.st_ino else None
                     state.drop(where)  # in flight: a crash leaves the listing to say
+                    resume = known[1] if fresh and known is not None else None
                     part, end = ship_file(store, file, prefix, number, resume, limit)
-                    state.put(where, [stat.st_ino, end, limit if limit is not None else stat.st_size])
+                    seen = limit if limit is not None else stat.st_size
+                    state.put(where, [stat.st_ino, end, seen, _tail(file, end)])
                     known = state.get(where)
                     for field in dataclasses.fields(Shipped):
                         setattr(total, field.name, getattr(total, field.name) + getattr(part, field.name))
@@ -573,7 +610,9 @@ class Syncer:
                     total.merged += self._merge(store, description, description_key)
         self._ends = ends
         total.merged += self._merge(store, self.session / "parameters.json", self._key("parameters.json"))
-        if total.chunks or total.merged or self._stream_key not in self._merged:
+        if self._stream_key not in self._merged or (
+            (total.chunks or total.merged) and time.monotonic() - self._stream_at >= STREAM_EVERY
+        ):
             self._merge_stream(store)
         return total
 
@@ -626,6 +665,7 @@ class Syncer:
         }
         merge_json(store, self._stream_key, info, keep=("firstUpload",))
         self._merged[self._stream_key] = b""
+        self._stream_at = time.monotonic()
 
 
 _probed: set[str] = set()  # buckets whose conditional writes were checked by this process
@@ -713,15 +753,16 @@ class _State:
         self._state = loaded if isinstance(loaded, dict) else {}
         return self
 
-    def get(self, where: str) -> list[int] | None:
+    def get(self, where: str) -> list[Any] | None:
+        """[inode, offset shipped to, size seen, fingerprint of the bytes before the offset]."""
         known = self._state.get(where)
-        return known if isinstance(known, list) and len(known) == 3 else None
+        return known if isinstance(known, list) and len(known) == 4 else None
 
     def drop(self, where: str) -> None:
         if self._state.pop(where, None) is not None:
             self._write()
 
-    def put(self, where: str, value: list[int]) -> None:
+    def put(self, where: str, value: list[Any]) -> None:
         self._state[where] = value
         self._write()
 
@@ -735,6 +776,18 @@ class _State:
         if self._fd >= 0:
             _held.discard(self._fd)
             os.close(self._fd)  # and the lock with it, once a forked child's copy is closed too
+
+
+def _tail(file: Path, end: int) -> str:
+    """A fingerprint of the 64 bytes of `file` before `end`."""
+    try:
+        fd = os.open(file, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return ""
+    try:
+        return hashlib.blake2b(os.pread(fd, min(end, 64), max(0, end - 64)), digest_size=8).hexdigest()
+    finally:
+        os.close(fd)
 
 
 def _fsynced(file: Path) -> int:

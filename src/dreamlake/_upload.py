@@ -14,16 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import shlex
 import subprocess
 import sys
 import threading
 import time
 
 from ._process import after_exit, on_fork
-from ._remote import CHUNK_BYTES, RemoteError, Syncer, close_state_files_in_child, scrubbed
+from ._remote import CHUNK_BYTES, RemoteError, Syncer, close_state_files_in_child, runtime_forked, scrubbed
 
 MAX_BACKOFF = 60.0  # seconds between tries while the bucket fails
 CLOSING_BACKOFF = 1.0  # at most this between tries while close() or the exit waits
+MIN_GAP = 1.0  # seconds at least between the rounds that flush() asks for
 BACKLOG_POLL = 0.5  # seconds between looks at how much is written and not shipped
 
 
@@ -37,6 +39,7 @@ class _Job:
     abandoned: bool = False  # close() stopped waiting and said what was left
     failing: str = ""  # the error said on stderr, until a round succeeds
     backoff: float = 0.0
+    last: float = 0.0  # when the last round began (monotonic)
     asked: int = 0  # rounds asked for by flush() and close(): one asked during a round runs after it
     inherited: bool = False  # from before a fork: the parent ships it, unless closed here
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
@@ -44,7 +47,8 @@ class _Job:
 
 class Uploader:
     def __init__(self) -> None:
-        self._cond = threading.Condition(threading.Lock())
+        # Reentrant: a SIGTERM handler that ships (finish_all) may interrupt this thread inside it.
+        self._cond = threading.Condition(threading.RLock())
         self._jobs: dict[int, _Job] = {}  # by id() of the session: a subclass may be unhashable
         self._thread: threading.Thread | None = None
         self._forked = False  # a forked child: the S3 client's runtime cannot run here
@@ -60,7 +64,9 @@ class Uploader:
         with self._cond:
             job = self._jobs.get(id(owner))
             if job is not None and not job.failing:
-                job.due, job.asked = 0.0, job.asked + 1
+                # Soon, but not more often than once a second: flush() in a loop must not
+                # make a request per call.
+                job.due, job.asked = min(job.due, job.last + MIN_GAP), job.asked + 1
                 self._start()
 
     def finish(self, owner: object, timeout: float | None = None) -> None:
@@ -91,10 +97,11 @@ class Uploader:
             if not job.done.wait(max(0.0, deadline - time.monotonic())):
                 job.abandoned = True
                 syncer = job.syncer
+                folder = shlex.quote(str(syncer.session))
                 _say(
                     f"{syncer.pending():,} bytes of {syncer.session} are not uploaded to {syncer.remote} "
                     f"after {seconds:g} s (remote_timeout={job.timeout:g}); the local files hold them, "
-                    f"and `dreamlake sync {syncer.session} --remote {syncer.remote}` ships them"
+                    f"and `dreamlake sync {folder} --remote {syncer.remote}` ships them"
                 )
 
     def _start(self) -> None:
@@ -119,7 +126,7 @@ class Uploader:
                             and waiting.syncer.backlog() >= CHUNK_BYTES
                         ):
                             waiting.due = min(waiting.due, now)
-                    job = min(self._jobs.values(), key=lambda j: j.due)
+                    job = min(self._jobs.values(), key=lambda j: (j.due, not j.closing))  # close() first
                     if job.due <= now:
                         break
                     self._cond.wait(min(job.due - now, BACKLOG_POLL))
@@ -128,8 +135,9 @@ class Uploader:
     def _round(self, job: _Job) -> None:
         with self._cond:
             closing, asked = job.closing, job.asked  # a close() or flush() after this needs one more
+            job.last = time.monotonic()
         try:
-            if self._forked:
+            if self._forked or runtime_forked():
                 _sync_in_a_new_process(job)
             else:
                 job.syncer.run(durable=True)
@@ -144,7 +152,10 @@ class Uploader:
             _say(f"uploads of {job.syncer.session} to {job.syncer.remote} work again")
         with self._cond:
             job.failing, job.backoff = "", 0.0
-            job.due = 0.0 if job.asked != asked else time.monotonic() + job.interval
+            now = time.monotonic()
+            job.due = (
+                (job.last + MIN_GAP if not job.closing else now) if job.asked != asked else now + job.interval
+            )
         if closing:
             self._end(job)
 
@@ -174,7 +185,7 @@ class Uploader:
         process (`dreamlake sync`). The parent's sessions stay the parent's to ship (a child
         writes to the same files, and so the same streams), unless the child closes one."""
         close_state_files_in_child()
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
         self._thread, self._forked = None, True
         for job in self._jobs.values():
             job.done, job.inherited, job.due = threading.Event(), True, float("inf")

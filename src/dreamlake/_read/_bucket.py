@@ -6,6 +6,7 @@ and `rank` when the stream's writer had one), the stored bytes unchanged."""
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -77,18 +78,18 @@ class BucketSession:
         return out
 
 
-def _chunks(session: BucketSession, under: str, after: dict[str, str] | None = None) -> dict[str, list[str]]:
+def _chunks(session: BucketSession, under: str, seen: set[str] | None = None) -> dict[str, list[str]]:
     """The chunk keys of each stream below `under` (`logs`, or `tracks/{name}`), in number order;
-    with `after`, only those after the stream's key given there."""
+    with `seen`, only those not in it (chunks land out of order: four go up at once, and a
+    later upload fills a gap)."""
     out: dict[str, list[str]] = {}
     for key in session.keys(under):
         found = _CHUNK_KEY.fullmatch(key)
         if found is None or found.group(1) != f"{session.remote.prefix}/{under}":
             continue
-        stream = found.group(2)
-        if after is not None and stream in after and key <= after[stream]:
+        if seen is not None and key in seen:
             continue
-        out.setdefault(stream, []).append(key)
+        out.setdefault(found.group(2), []).append(key)
     for keys in out.values():
         keys.sort(key=lambda k: int(k.rsplit("/", 1)[1][:-6]))
     return out
@@ -146,13 +147,29 @@ def follow_bucket_logs(
 ) -> Iterator[dict[str, Any]]:
     """Every record, then those of each chunk that appears later (the listing polled every
     `interval` seconds); each poll's new records merged by timestamp."""
+    from .._remote import scrubbed
+
     session = BucketSession(url)
-    parse, seen, bad = _level_filter(level), dict[str, str](), [0]
+    parse, seen, bad, failing = _level_filter(level), set[str](), [0], False
     while True:
-        chunks = _chunks(session, "logs", seen)
-        yield from _records(session, chunks, parse, bad, _log_order)
-        for stream, keys in chunks.items():
-            seen[stream] = keys[-1]
+        try:
+            chunks = _chunks(session, "logs", seen)
+            records = _records(session, chunks, parse, bad, _log_order)
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the network's or the bucket's: polled on
+            if not failing:
+                print(
+                    f"dreamlake: reading {session.url} failed ({scrubbed(str(exc))}); trying on",
+                    file=sys.stderr,
+                )
+            failing, chunks = True, {}
+        else:
+            if failing:
+                print(f"dreamlake: reading {session.url} works again", file=sys.stderr)
+            failing = False
+            yield from records
+            seen.update(key for keys in chunks.values() for key in keys)
         if not chunks:
             if stop is not None and stop():
                 return
