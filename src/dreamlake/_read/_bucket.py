@@ -9,7 +9,6 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +102,8 @@ def _records(
     order: Callable[..., Any],
 ) -> list[dict[str, Any]]:
     """Every record of the chunks, tagged with its stream (and rank), merged by `order`."""
+    from concurrent.futures import ThreadPoolExecutor  # at use: its import registers an exit hook
+
     ranks = session.ranks() if chunks else {}
     jobs = [(stream, key) for stream, keys in chunks.items() for key in keys]
     with ThreadPoolExecutor(_FETCHERS) as pool:
