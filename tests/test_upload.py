@@ -155,8 +155,10 @@ def test_a_forked_child_and_its_parent_ship_one_file_once(
 ) -> None:
     result = run(
         f"""
-        import os
+        import os, warnings
         from dreamlake import Session
+        # 3.12+: the S3 client's runtime threads make the process multi-threaded (a known limit)
+        warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
         s = Session(name="run", workspace="ws", local_path={str(tmp_path)!r}, remote={prefix!r}, remote_interval=0.2)
         s.open()
         for i in range(3000):
