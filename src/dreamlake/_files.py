@@ -18,7 +18,7 @@ from typing import Any
 
 from ._process import on_fork
 
-_held: set[int] = set()  # folder descriptors locked (or being locked) by this process
+_held: set[int] = set()  # descriptors locked (or being locked) by this process: folders, upload states
 
 
 @contextmanager
@@ -26,10 +26,39 @@ def locked_folder(folder: Path) -> Iterator[int]:
     """The folder (made if missing) opened and locked for this process; yields its descriptor."""
     on_fork("folders", after_in_child=_close_held_in_child)
     os.makedirs(folder, exist_ok=True)  # deleted under an open session: made again, as logs are
-    fd = os.open(folder, os.O_RDONLY | os.O_CLOEXEC)
+    with _holding(os.open(folder, os.O_RDONLY | os.O_CLOEXEC)) as fd:
+        yield fd
+
+
+@contextmanager
+def locked_file(file: Path, waiting: Callable[[], None] | None = None) -> Iterator[int]:
+    """`file` (made if missing) opened read-write and locked for this process; yields its
+    descriptor, or -1 when it cannot be opened (a read-only folder). `waiting()` is called
+    first if another holder must let go."""
+    on_fork("folders", after_in_child=_close_held_in_child)
+    try:
+        fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        yield -1
+        return
+    with _holding(fd, waiting):
+        yield fd
+
+
+@contextmanager
+def _holding(fd: int, waiting: Callable[[], None] | None = None) -> Iterator[int]:
+    """`fd` flocked, then closed (which releases the lock); in `_held` meanwhile, so that a
+    forked child closes its copy."""
     _held.add(fd)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        if waiting is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        else:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                waiting()
+                fcntl.flock(fd, fcntl.LOCK_EX)
         yield fd
     finally:
         _held.discard(fd)

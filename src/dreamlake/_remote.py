@@ -711,41 +711,19 @@ STATE_FILE = ".upload-state.json"
 (flock) by whoever ships it."""
 
 
-_held: set[int] = set()  # descriptors of state files open (and maybe locked) in this process
-
-
-def close_state_files_in_child() -> None:
-    """After a fork: the child's copies of the state files' descriptors would hold their locks
-    (a flock belongs to the open file, shared by the copies) until it exits."""
-    for fd in list(_held):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _held.clear()
-
-
 class _State:
     """The upload state of a folder, read and written under an exclusive flock of its file.
     A folder that cannot hold it (read-only) ships without: the listing says every time."""
 
     def __init__(self, file: Path, waiting: Callable[[], None] | None = None) -> None:
-        self._file, self._fd, self._state, self._waiting = file, -1, dict[str, Any](), waiting
+        from ._files import locked_file
+
+        self._lock, self._fd, self._state = locked_file(file, waiting), -1, dict[str, Any]()
 
     def __enter__(self) -> _State:
-        import fcntl
-
-        try:
-            self._fd = os.open(self._file, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
-        except OSError:
+        self._fd = self._lock.__enter__()
+        if self._fd < 0:
             return self
-        _held.add(self._fd)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if self._waiting is not None:
-                self._waiting()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
         try:
             loaded = orjson.loads(os.pread(self._fd, 1 << 24, 0) or b"{}")
         except orjson.JSONDecodeError:  # torn by a crash: the listing says
@@ -773,9 +751,7 @@ class _State:
             os.ftruncate(self._fd, len(data))
 
     def __exit__(self, *exc: object) -> None:
-        if self._fd >= 0:
-            _held.discard(self._fd)
-            os.close(self._fd)  # and the lock with it, once a forked child's copy is closed too
+        self._lock.__exit__(None, None, None)
 
 
 def _tail(file: Path, end: int) -> str:

@@ -21,7 +21,7 @@ import threading
 import time
 
 from ._process import after_exit, on_fork
-from ._remote import CHUNK_BYTES, RemoteError, Syncer, close_state_files_in_child, runtime_forked, scrubbed
+from ._remote import CHUNK_BYTES, RemoteError, Syncer, runtime_forked, scrubbed
 
 MAX_BACKOFF = 60.0  # seconds between tries while the bucket fails
 CLOSING_BACKOFF = 1.0  # at most this between tries while close() or the exit waits
@@ -184,7 +184,6 @@ class Uploader:
         does not survive a fork (its threads are gone), so a child ships through a new
         process (`dreamlake sync`). The parent's sessions stay the parent's to ship (a child
         writes to the same files, and so the same streams), unless the child closes one."""
-        close_state_files_in_child()
         self._cond = threading.Condition(threading.RLock())
         self._thread, self._forked = None, True
         for job in self._jobs.values():
