@@ -52,13 +52,16 @@ def session(tmp_path: Path) -> Any:
 def run_python(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run a script in a fresh interpreter with a timeout, so a hang fails instead of freezing."""
 
-    def run(code: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        code: str, timeout: float = 60, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-c", textwrap.dedent(code)],
             cwd=tmp_path,
             capture_output=True,
             text=True,
             timeout=timeout,
+            env=env,
         )
 
     return run

