@@ -27,7 +27,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -300,15 +300,18 @@ class _Lines:
         os.close(self._fd)
 
 
-def _offset_of(lines: _Lines, wanted: int, number: Numbering) -> int:
-    """Where the first line numbered `wanted` or more begins; the end of the whole lines if none."""
-    pos = 0
+def _records_from(lines: _Lines, pos: int, number: Numbering) -> Iterator[tuple[int, int]]:
+    """(start, number) of each record line from `pos` (a line's start) on."""
     while line_end := lines.line_end(pos):
         found = lines.number(number, pos, line_end - 1)
-        if found is not None and found >= wanted:
-            return pos
+        if found is not None:
+            yield pos, found
         pos = line_end
-    return pos
+
+
+def _offset_of(lines: _Lines, wanted: int, number: Numbering) -> int:
+    """Where the first line numbered `wanted` or more begins; the end of the whole lines if none."""
+    return next((at for at, found in _records_from(lines, 0, number) if found >= wanted), lines.whole_end())
 
 
 def _next_chunk(lines: _Lines, pos: int, number: Numbering) -> tuple[int, int, int] | None:
@@ -407,12 +410,7 @@ def _listed_end(store: Any, lines: _Lines, file: Path, prefix: str, number: Numb
 
 def _first_number_at(lines: _Lines, pos: int, number: Numbering) -> int | None:
     """The number of the first record at or after `pos` (a line's start)."""
-    while line_end := lines.line_end(pos):
-        found = lines.number(number, pos, line_end - 1)
-        if found is not None:
-            return found
-        pos = line_end
-    return None
+    return next((found for _, found in _records_from(lines, pos, number)), None)
 
 
 def _ship_lines(
