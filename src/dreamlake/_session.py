@@ -84,9 +84,7 @@ class Session:
             msg = "local_path must name a folder, got '' (leave it out for the default)"
             raise ValueError(msg)
         self.local_path = Path(os.path.abspath(local_path))  # fixed now: a later chdir changes nothing
-        if type(write_interval) not in (int, float) or not 0 < write_interval < math.inf:
-            msg = f"write_interval must be a positive number of seconds, got {write_interval!r}"
-            raise ValueError(msg)
+        interval = _seconds("write_interval", write_interval)
         if when_full not in ("wait", "drop"):
             msg = f"when_full must be 'wait' or 'drop', got {when_full!r}"
             raise ValueError(msg)
@@ -94,7 +92,7 @@ class Session:
         self._remote = _remote_of(self, remote, remote_interval, remote_timeout)
         self._lifecycle = threading.RLock()  # open() and close(); made anew in a forked child
         _track_for_fork(self)
-        self._channel = Channel(str(self.log_file), repr(self), float(write_interval), when_full == "drop")
+        self._channel = Channel(str(self.log_file), repr(self), interval, when_full == "drop")
         self._emit = _bind_log(self._channel, self._echo)
         self._parameters = Parameters(self)
         self._tracks: dict[str, Track] = {}
@@ -300,14 +298,18 @@ def _remote_of(
                 )
                 raise ValueError(msg)
             return None
-    for what, value in (("remote_interval", interval), ("remote_timeout", timeout)):
-        if type(value) not in (int, float) or not 0 < value < math.inf:  # type: ignore[operator]
-            msg = f"{what} must be a positive number of seconds, got {value!r}"
-            raise ValueError(msg)
+    every, wait = _seconds("remote_interval", interval), _seconds("remote_timeout", timeout)
     parsed = Remote.parse(remote)  # type: ignore[arg-type]
     client_installed()
-    syncer = Syncer(session.path, parsed, session.workspace, session.name)
-    return syncer, float(interval), float(timeout)  # type: ignore[arg-type]
+    return Syncer(session.path, parsed, session.workspace, session.name), every, wait
+
+
+def _seconds(what: str, value: object) -> float:
+    """`value` as a positive, finite number of seconds; ValueError naming `what` otherwise."""
+    if type(value) not in (int, float) or not 0 < value < math.inf:  # type: ignore[operator]
+        msg = f"{what} must be a positive number of seconds, got {value!r}"
+        raise ValueError(msg)
+    return float(value)  # type: ignore[arg-type]
 
 
 def _track_for_fork(session: Session) -> None:
