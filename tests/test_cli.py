@@ -83,12 +83,14 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str]) 
 
 def test_ls_counts_records_and_problems(logged: Session, tmp_path: Path) -> None:
     result = cli("ls", cwd=tmp_path)
-    row = result.stdout.splitlines()[1].split()
-    assert row[:6] == ["ws/run", "3", "1", "1", "0", "0"]
+    header, line = result.stdout.splitlines()
+    assert header.split()[:4] == ["SESSION", "STATUS", "ATTEMPTS", "RECORDS"]
+    assert line.split()[:8] == ["ws/run", "completed", "1", "3", "1", "1", "0", "0"]
     logged.open()
     logged.params(lr=0.1, model={"depth": 50})
+    assert cli("ls", cwd=tmp_path).stdout.splitlines()[1].split()[1:3] == ["running", "2"]
     logged.close()
-    assert cli("ls", cwd=tmp_path).stdout.splitlines()[1].split()[5] == "2"
+    assert cli("ls", cwd=tmp_path).stdout.splitlines()[1].split()[7] == "2"
 
 
 def test_demo_writes_a_session_and_shows_it(tmp_path: Path) -> None:

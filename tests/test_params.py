@@ -470,7 +470,7 @@ def test_a_stray_temporary_file_of_a_killed_process_is_removed(session: Session)
     stray.write_text("{half")
     session.params(a=1)
     assert not stray.exists()
-    assert sorted(p.name for p in session.path.iterdir()) == ["logs.jsonl", "parameters.json"]
+    assert sorted(p.name for p in session.path.iterdir()) == ["logs.jsonl", "parameters.json", "session.json"]
 
 
 def test_a_file_that_is_not_a_json_object_is_named_and_kept(

@@ -518,6 +518,38 @@ def test_the_page_in_a_browser(tmp_path: Path, browser: Browser) -> None:
         raise
 
 
+def test_the_page_starts_with_a_row_a_run_whose_link_shows_only_its_charts(
+    tmp_path: Path, browser: Browser
+) -> None:
+    done = make_run(tmp_path, "done", 0.1)
+    with pytest.raises(RuntimeError), Session(name="broken", workspace="sweep", local_path=tmp_path) as s:
+        s.track("only/broken").append(value=1.0, step=0)
+        s.track("train/loss").append(value=2.0, step=0)
+        raise RuntimeError
+    out = tmp_path / "report.html"
+    assert main(["plot", str(done), str(s.path), "--html", str(out)]) == 0
+    browser.open(out)
+    rows = browser.run(
+        "[...document.querySelectorAll('#runs-table tr')].slice(1).map(tr => [...tr.children].map(td => td.textContent))"
+    )
+    assert [(r[0], r[1], r[2]) for r in rows] == [("done", "completed", "1"), ("broken", "failed", "1")]
+    shown = """DATA.charts.map((c, i) => [c.name, document.getElementById('chart-' + i).parentNode.style.display !== 'none',
+        window.dreamlakeCharts[i].series.slice(1).filter(x => x.show).map(x => x.label)])"""
+    everything = browser.run(shown)
+    assert ["only/broken.value", True, ["broken"]] in everything
+    assert any(name == "train/loss.value" and labels == ["done", "broken"] for name, _, labels in everything)
+    click = """new Promise(done => {{ window.addEventListener('hashchange', () => done(), {{once: true}});
+        document.querySelector({!r}).click(); }})"""  # the page's own listener, added first, has run
+    browser.run(click.format("#runs-table a"))
+    focused = browser.run(shown)
+    assert ["only/broken.value", False, []] in focused, "a chart without the run is hidden"
+    assert any(name == "train/loss.value" and seen and labels == ["done"] for name, seen, labels in focused)
+    assert browser.run("document.querySelector('#runs-table tr.focused a').textContent") == "done"
+    browser.run(click.format('#runs a[href="#"]'))
+    assert browser.run(shown) == everything
+    assert browser.errors() == []
+
+
 def test_the_page_keeps_x_whole(tmp_path: Path) -> None:
     """Steps past ten million and call times to the microsecond survive into the page."""
     import orjson

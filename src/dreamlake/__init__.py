@@ -13,6 +13,7 @@ from ._default import log
 from ._levels import LEVELS
 from ._params import Parameters, read_params
 from ._read._records import Records, iter_logs, read_logs
+from ._read._runs import runs
 from ._read._tracks import read_track
 from ._session import Session
 from ._tracks import Track
@@ -28,5 +29,6 @@ __all__ = [
     "read_logs",
     "read_params",
     "read_track",
+    "runs",
 ]
 __version__ = "0.1.0"

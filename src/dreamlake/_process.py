@@ -176,11 +176,18 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
 
 
+terminating = False
+"""True while SIGTERM ends the process (the exit hooks then call a run interrupted)."""
+
+
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global terminating
     if _hooks is not None:
         _quietly("on SIGTERM", _hooks.flush_all)
+    terminating = True
     if callable(_previous_sigterm):
         _previous_sigterm(signum, frame)  # a handler that ends the process runs the exit hooks
+        terminating = False  # it returned: the process goes on
         return
     _run_after_exit()  # the process ends now, without atexit: a preempted machine ships first
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -15,7 +15,8 @@ from typing import Any, Literal
 
 import orjson
 
-from . import _batcher
+from . import _batcher, _identity, _process
+from ._artifacts import Files
 from ._batcher import WRITE_INTERVAL, Channel, State
 from ._bridge import LoggingHandler
 from ._core import Logger
@@ -30,7 +31,7 @@ from ._encode import (
 from ._format import echo as echo_record
 from ._levels import INDEX, LEVELS, RANK, normalize_level
 from ._params import Parameters
-from ._process import on_fork
+from ._process import after_exit, on_fork
 from ._read._records import LOG_FILE, Records, read_logs
 from ._read._sessions import RESERVED
 from ._read._tracks import check_name, track_names
@@ -72,6 +73,7 @@ class Session:
         remote: str | None = None,
         remote_interval: float = 10.0,
         remote_timeout: float = 30.0,
+        resume: Literal["allow", "never"] = "allow",
     ) -> None:
         self.name = _path_component("name", name)
         self.workspace = _path_component("workspace", workspace)
@@ -88,6 +90,14 @@ class Session:
         if when_full not in ("wait", "drop"):
             msg = f"when_full must be 'wait' or 'drop', got {when_full!r}"
             raise ValueError(msg)
+        if resume not in ("allow", "never"):
+            msg = (
+                f"resume must be 'allow' (re-opening appends) or 'never' (one run per folder), got {resume!r}"
+            )
+            raise ValueError(msg)
+        self._resume = resume
+        self._attempt: _identity.Attempt | None = None  # this process's open(), in session.json
+        self._outcome: tuple[str, str | None] = ("completed", None)  # what close() records
         self._echo = bool(echo)
         self._remote = _remote_of(self, remote, remote_interval, remote_timeout)
         self._lifecycle = threading.RLock()  # open() and close(); made anew in a forked child
@@ -135,21 +145,28 @@ class Session:
         return self._echo
 
     def open(self) -> Session:
-        """Create the folders and the file, ready to log; re-opening appends. Returns the session."""
+        """Create the folders and the file, ready to log; re-opening appends (each open() is an
+        attempt in session.json). With resume='never', the first open() of this object raises
+        FileExistsError if the folder holds a run already. Returns the session."""
         with self._lifecycle:
             if not self.is_open:
+                attempt = _identity.Attempt(self.path, self.name, self.workspace)
+                attempt.begin(refuse_existing=self._resume == "never" and not self.was_opened)
                 self._channel.open()
                 opened = [self._channel]
                 try:
                     for track in list(self._tracks.values()):
                         track.open()
                         opened.insert(0, track._channel)
-                except BaseException:  # all or nothing: a later open() starts again
+                except BaseException as exc:  # all or nothing: a later open() starts again
                     try:
                         _batcher.close(opened, None)
                     except OSError:
                         pass  # the error that matters is the one being raised
+                    attempt.end(*_identity.outcome(type(exc)))
                     raise
+                self._attempt, self._outcome = attempt, ("completed", None)
+                _end_attempts_at_exit()
                 open_sessions.append(self)
                 if self._remote is not None:
                     uploader().add(self, *self._remote)
@@ -177,6 +194,9 @@ class Session:
             _batcher.close(
                 self._channels(), None if deadline is None else max(0.0, deadline - time.monotonic())
             )
+            attempt, self._attempt = self._attempt, None
+            if attempt is not None:  # written and closed: the run ended as the `with` block said
+                attempt.end(*self._outcome)
             if self._remote is not None:  # after the writer: the files are whole and fsynced
                 uploader().finish(self, None if deadline is None else max(0.0, deadline - time.monotonic()))
         finally:
@@ -198,6 +218,11 @@ class Session:
     def parameters(self) -> Parameters:
         """This session's parameters (hyperparameters, configuration): `.set(...)`, `.get()`."""
         return self._parameters
+
+    def files(self) -> Files:
+        """This session's files (checkpoints, configs, results): `.upload(...)`, `.list()`,
+        `.download(...)`."""
+        return Files(self)
 
     def params(self, mapping: Mapping[str, Any] | None = None, /, **values: Any) -> None:
         """Same as `parameters().set(...)`."""
@@ -263,6 +288,16 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._outcome = _identity.outcome(exc_type)
+        self.close()
+
+    def _end(self, status: str, error: str | None = None) -> None:
+        """Close, recording in session.json that the run ended as `status` (one of
+        completed, failed, interrupted; `error` names what failed). For integrations."""
+        if status not in _identity.STATUSES[1:]:
+            msg = f"status must be one of {', '.join(_identity.STATUSES[1:])}, got {status!r}"
+            raise ValueError(msg)
+        self._outcome = (status, error)
         self.close()
 
     def log(self, message: object, level: str = "info", metadata: Mapping[Any, Any] | None = None) -> None:
@@ -302,6 +337,26 @@ def _remote_of(
     parsed = Remote.parse(remote)  # type: ignore[arg-type]
     client_installed()
     return Syncer(session.path, parsed, session.workspace, session.name), every, wait
+
+
+_ending_at_exit = False
+
+
+def _end_attempts_at_exit() -> None:
+    """Once: at exit (and before SIGTERM ends the process), the sessions still open record how
+    the run ended; their files are written and closed by then."""
+    global _ending_at_exit
+    if not _ending_at_exit:
+        _ending_at_exit = True
+        after_exit(_end_open_attempts)
+
+
+def _end_open_attempts() -> None:
+    status = _identity.at_exit_outcome(_process.terminating)
+    for session in list(open_sessions):
+        attempt = session._attempt
+        if attempt is not None:
+            attempt.end(*status)
 
 
 def _seconds(what: str, value: object) -> float:

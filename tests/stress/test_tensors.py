@@ -44,11 +44,11 @@ class FakeTensor:
 
 @pytest.fixture
 def torch_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tensors are recognised once torch is imported; pretend it is, with FakeTensor its Tensor."""
-    if "torch" not in sys.modules:
-        torch = types.ModuleType("torch")
-        torch.Tensor = FakeTensor  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "torch", torch)
+    """Tensors are recognised once torch is imported; pretend it is, with FakeTensor its Tensor
+    (in place of the real one for the test, when an earlier test imported it)."""
+    torch = types.ModuleType("torch")
+    torch.Tensor = FakeTensor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
 
 
 def test_tensor_is_detached_at_the_call(tmp_path: Path, torch_loaded: None) -> None:

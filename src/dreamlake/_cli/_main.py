@@ -25,6 +25,7 @@ import orjson
 
 from .. import __version__
 from .._format import format_record, metadata_text, use_color, visible
+from .._identity import attempts, shown_status
 from .._levels import LEVELS, RANK, normalize_level
 from .._params import read_params
 from .._plot._term import python_here
@@ -41,10 +42,8 @@ from .._read._tracks import (
     track_names,
 )
 from .._session import Session, default_local_path
-
-
-class UsageError(Exception):
-    """A mistake in what the user asked for: one line on stderr, exit status 2."""
+from ._runs import cmd_files, cmd_runs
+from ._usage import UsageError
 
 
 def parse_since(text: str) -> str:
@@ -205,13 +204,13 @@ def cmd_ls(args: argparse.Namespace) -> None:
             where = visible(str(exc.filename or session))
             print(f"dreamlake ls: {name}: cannot read {where}: {exc.strerror or exc}", file=sys.stderr)
     print(
-        f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'FATAL':>6} {'PARAMS':>6} {'TRACKS':>6}  "
-        "LAST RECORD"
+        f"{'SESSION':<32} {'STATUS':<11} {'ATTEMPTS':>8} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} "
+        f"{'FATAL':>6} {'PARAMS':>6} {'TRACKS':>6}  LAST RECORD"
     )
-    for name, total, counts, params, tracks, last in rows:
+    for name, status, tried, total, counts, params, tracks, last in rows:
         print(
-            f"{name:<32} {total:>8} {counts['warn']:>6} {counts['error']:>6} {counts['fatal']:>6} "
-            f"{params:>6} {tracks:>6}  {last}"
+            f"{name:<32} {status:<11} {tried:>8} {total:>8} {counts['warn']:>6} {counts['error']:>6} "
+            f"{counts['fatal']:>6} {params:>6} {tracks:>6}  {last}"
         )
     if bad:
         raise UsageError(f"{bad} of {len(sessions)} sessions could not be read (see above)")
@@ -247,7 +246,9 @@ def _bucket_ls(url: str) -> None:
             )
 
 
-def _session_row(session: Path) -> tuple[int, dict[str, int], str, int, str]:
+def _session_row(session: Path) -> tuple[str, int, int, dict[str, int], str, int, str]:
+    tried = attempts(session)
+    status = shown_status(tried[-1], session) if tried else "-"
     counts = dict.fromkeys(LEVELS, 0)
     total, last = 0, "-"
     log_file = session / LOG_FILE
@@ -263,7 +264,7 @@ def _session_row(session: Path) -> tuple[int, dict[str, int], str, int, str]:
             level = record.get("level", "info")
             counts[level] = counts.get(level, 0) + 1
             last = str(record.get("timestamp", last))
-    return total, counts, _count_params(session), len(track_names(session)), visible(last)
+    return status, len(tried), total, counts, _count_params(session), len(track_names(session)), visible(last)
 
 
 def _count_params(session: Path) -> str:
@@ -663,6 +664,30 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("--follow", "-f", action="store_true", help="redraw as new points arrive")
     plot.add_argument("--interval", type=_seconds, default=2.0, help=argparse.SUPPRESS)
     plot.set_defaults(run=cmd_plot)
+    compare = sub.add_parser(
+        "runs",
+        help="compare runs: status, start, duration, the parameters that differ, chosen metrics",
+        description="One row per run under each PATH: its status (crashed? for a run whose process is "
+        "gone, or whose files have not changed for 10 minutes), start, duration, the parameters that "
+        "differ between the runs, and for each --metric the last, smallest and largest value.",
+    )
+    compare.add_argument("paths", nargs="+", metavar="PATH", help="session, workspace or local_path folders")
+    compare.add_argument(
+        "--metric",
+        action="append",
+        metavar="TRACK[:FIELD]",
+        help="a track whose last, min and max to show (its field `value`, or FIELD); repeatable",
+    )
+    compare.add_argument("--sort", metavar="COLUMN", help="sort by this column (default: run)")
+    compare.add_argument("--desc", action="store_true", help="largest first")
+    compare.add_argument("--json", action="store_true", help="print the rows as one JSON array")
+    compare.add_argument("--csv", action="store_true", help="print the rows as CSV")
+    compare.set_defaults(run=cmd_runs)
+    files = sub.add_parser("files", help="list the files kept with sessions (session.files().upload)")
+    files.add_argument("path", help="a session, workspace or local_path folder")
+    files.add_argument("--under", metavar="FOLDER", help="only files in this virtual folder, such as /models")
+    files.add_argument("--json", action="store_true", help="print the entries as JSON Lines")
+    files.set_defaults(run=cmd_files)
     sync = sub.add_parser(
         "sync",
         help="ship sessions' records, points and parameters to an S3-compatible bucket",

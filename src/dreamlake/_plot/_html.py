@@ -3,7 +3,8 @@
 The page embeds uPlot (MIT, `_vendor/uplot`) and the thinned points as JSON: it opens
 from a file, with no network and no server. Zoom (drag; double-click resets), values
 under the cursor, an exponential-moving-average slider, a log-scale toggle, and the
-runs' parameters side by side, those that differ highlighted.
+runs' parameters side by side, those that differ highlighted. At the top, a row a run (status,
+start, duration); a run's name shows only its lines, "all runs" shows them all again.
 """
 
 from __future__ import annotations
@@ -52,8 +53,13 @@ def payload(runs: list[Run], all_series: dict[str, list[Series]]) -> dict[str, A
                 }
             )
         charts.append({"name": name, "xLabel": members[0].x_label, "lines": lines})
+    from .._read._runs import identity_columns
+
     return {
         "runs": [run.name for run in runs],
+        "status": [  # the run's name is in "runs", made printable
+            {k: v for k, v in identity_columns(run.path).items() if k != "run"} for run in runs
+        ],
         "params": _params_table(runs),
         "charts": charts,
     }
@@ -106,6 +112,9 @@ table.params { border-collapse: collapse; margin: 8px 0 24px; font-size: 13px; }
 table.params td, table.params th { border: 1px solid #ddd; padding: 3px 8px; text-align: left;
   font-family: ui-monospace, monospace; }
 table.params tr.differs td { background: #fff3c4; }
+table.params tr.focused td { background: #dcecff; }
+.status-failed, .status-crashed { color: #c00; font-weight: 600; }
+.status-interrupted { color: #b60; }
 footer { color: #888; font-size: 12px; margin-top: 24px; }
 </style>
 </head>
@@ -117,6 +126,7 @@ footer { color: #888; font-size: 12px; margin-top: 24px; }
   <label><input id="log-scale" type="checkbox"> log scale</label>
   <span>drag to zoom, double-click to reset</span>
 </div>
+<div id="runs"></div>
 <div id="params"></div>
 <div id="charts"></div>
 <footer>dreamlake plot; charts by uPlot @UPLOT_VERSION@ (MIT). Each series is thinned to the first,
@@ -160,6 +170,51 @@ function text(tag, content, cls) {
   return el;
 }
 
+let focus = null;  // the one run whose lines are shown, from the page's #run=N; null: all
+
+function seconds(s) {
+  if (s === null || s === undefined) return "-";
+  if (s < 60) return s.toFixed(1) + "s";
+  const m = Math.floor(s / 60), h = Math.floor(m / 60), two = n => String(n).padStart(2, "0");
+  return h ? `${h}h${two(m % 60)}m` : `${m}m${two(Math.floor(s % 60))}s`;
+}
+
+function runsTable() {
+  const table = document.createElement("table");
+  table.className = "params";
+  table.id = "runs-table";
+  const head = document.createElement("tr");
+  ["run", "status", "attempts", "start", "duration"].forEach(h => head.appendChild(text("th", h)));
+  table.appendChild(head);
+  DATA.runs.forEach((run, i) => {
+    const info = DATA.status[i] || {};
+    const tr = document.createElement("tr");
+    if (focus === i) tr.className = "focused";
+    const cell = document.createElement("td");
+    const link = text("a", run);
+    link.href = "#run=" + i;
+    cell.appendChild(link);
+    tr.appendChild(cell);
+    tr.appendChild(text("td", info.status || "-", "status-" + (info.status || "none").replace("?", "")));
+    tr.appendChild(text("td", String(info.attempts ?? "-")));
+    tr.appendChild(text("td", info.start ? info.start.replace("T", " ").slice(0, 19) : "-"));
+    tr.appendChild(text("td", seconds(info.duration)));
+    table.appendChild(tr);
+  });
+  const root = document.getElementById("runs");
+  root.replaceChildren(table);
+  if (focus !== null) {
+    const all = text("a", "all runs");
+    all.href = "#";
+    root.appendChild(all);
+  }
+}
+
+function readFocus() {
+  const found = /^#run=(\d+)$/.exec(window.location.hash);
+  focus = found && +found[1] < DATA.runs.length ? +found[1] : null;
+}
+
 function paramsTable() {
   if (!DATA.params.length) return;
   const table = document.createElement("table");
@@ -189,6 +244,7 @@ function build(chart, box, smoothing, logScale) {
   const series = [{ label: chart.xLabel, value: (u, v) => fmt(v) }];
   chart.lines.forEach(line => series.push({
     label: line.run, stroke: color(line.run), width: 1.5, spanGaps: true, value: (u, v) => fmt(v),
+    show: focus === null || line.run === DATA.runs[focus],
   }));
   chart.lines.forEach(line => {
     if (!line.marks.length) return;
@@ -217,6 +273,8 @@ function render() {
   charts.length = 0;
   DATA.charts.forEach((chart, i) => {
     const box = document.getElementById("chart-" + i);
+    const shown = focus === null || chart.lines.some(line => line.run === DATA.runs[focus]);
+    box.parentNode.style.display = shown ? "" : "none";  // a run's link shows only its charts
     charts.push(build(chart, box, smoothing, logScale));
   });
 }
@@ -243,9 +301,12 @@ function layout() {
   });
 }
 
+readFocus();
+runsTable();
 paramsTable();
 layout();
 render();
+window.addEventListener("hashchange", () => { readFocus(); runsTable(); render(); });
 document.getElementById("smoothing").addEventListener("input", render);
 document.getElementById("log-scale").addEventListener("change", render);
 """

@@ -15,9 +15,23 @@ _RUN = 16 << 10  # bytes of lines parsed at once: few enough objects alive that 
 
 
 class Records(list[dict[str, Any]]):
-    """The records of a log file, in file order; `skipped` counts lines that were not records."""
+    """The records of a log file (or points of a track), in file order; `skipped` counts lines
+    that were not records. `to_pandas()` and `to_polars()` make a DataFrame of them."""
 
     skipped: int = 0
+
+    def to_pandas(self) -> Any:
+        """A pandas DataFrame: a row each, metadata (or a point's data) spread into columns,
+        times as UTC datetimes, the stored "NaN"/"Infinity" strings floats again."""
+        from ._frames import to_pandas
+
+        return to_pandas(self)
+
+    def to_polars(self) -> Any:
+        """A Polars DataFrame of the same columns as `to_pandas()`."""
+        from ._frames import to_polars
+
+        return to_polars(self)
 
 
 def log_file_of(path: str | os.PathLike[str]) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 from ._records import LOG_FILE
 from ._tracks import TRACKS
 
-RESERVED = frozenset({LOG_FILE, TRACKS, "parameters.json"})
+RESERVED = frozenset({LOG_FILE, TRACKS, "parameters.json", "session.json", "files"})
 """Names a session folder uses for its own files: no workspace or session may take them."""
 
 
