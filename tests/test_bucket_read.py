@@ -85,7 +85,22 @@ def test_the_cli_reads_a_bucket_as_it_reads_a_folder(
     listed = cli("ls", f"{prefix}/ws")
     assert listed.returncode == 0, listed.stderr
     row = listed.stdout.splitlines()[1].split()
-    assert row[:5] == ["ws/run", "100", "2", "0", "2"]  # records, warn, error, streams
+    assert row[:7] == [
+        "ws/run",
+        "completed",
+        "2",
+        "100",
+        "2",
+        "0",
+        "2",
+    ]  # attempts, records, warn, error, streams
+    compared = cli("runs", f"{prefix}/ws", "--metric", "loss", "--json")
+    assert compared.returncode == 0, compared.stderr
+    (run,) = orjson.loads(compared.stdout)
+    assert (run["run"], run["status"], run["attempts"]) == ("ws/run", "completed", 2), "both hosts' attempts"
+    assert run["loss max"] == max(
+        p["data"]["value"] for p in dreamlake.read_track(f"{prefix}/ws/run", "loss")
+    )
     params = cli("params", f"{prefix}/ws/run", "--json")
     assert orjson.loads(params.stdout) == {"lr_0": 0.1, "lr_1": 0.1}
     tracks = cli("tracks", f"{prefix}/ws/run")

@@ -236,7 +236,8 @@ class Shipped:
     found: int = 0
     bytes: int = 0
     records: int = 0
-    merged: int = 0  # JSON objects (parameters, descriptions) changed
+    merged: int = 0  # JSON objects (parameters, descriptions, run identity) changed
+    files: int = 0  # files kept with the run (session.files()) put, with their entries
 
 
 class _Lines:
@@ -525,6 +526,7 @@ class Syncer:
         self._writer = {"host": host_name(), **rank_info()}  # who writes: fixed when the session is made
         self._where = (workspace, name)
         self._stream_key = self._key("streams", f"{self.stream}.json")
+        self._attempts_key = self._key("attempts", f"{self.stream}.json")  # this stream's session.json
         self._merged: dict[str, bytes] = {}  # key: the local bytes merged into it last
         self._store: Any = None
         self._pid = 0
@@ -606,8 +608,10 @@ class Syncer:
                 ends.append((file, known[1] if known is not None else 0))
                 if description is not None:
                     total.merged += self._merge(store, description, description_key)
+            total.files += self._ship_files(store, state)
         self._ends = ends
         total.merged += self._merge(store, self.session / "parameters.json", self._key("parameters.json"))
+        total.merged += self._replace(store, self.session / "session.json", self._attempts_key)
         if self._stream_key not in self._merged or (
             (total.chunks or total.merged) and time.monotonic() - self._stream_at >= STREAM_EVERY
         ):
@@ -639,6 +643,11 @@ class Syncer:
                 continue
             known = shipped.get(f"{self.remote.bucket}/{prefix}")
             left += max(0, size - (known[1] if isinstance(known, list) else 0))
+        for _, blob, _, _ in self._unshipped_files(lambda where: where in shipped):
+            try:
+                left += os.stat(blob).st_size
+            except OSError:
+                continue
         return left
 
     def _merge(self, store: Any, file: Path, key: str) -> bool:
@@ -651,6 +660,70 @@ class Syncer:
         changed = merge_json(store, key, orjson.loads(data))
         self._merged[key] = data
         return changed
+
+    def _replace(self, store: Any, file: Path, key: str) -> bool:
+        """Put `file` whole at `key` when it changed: an object only this stream writes."""
+        import obstore
+
+        try:
+            data = file.read_bytes()
+        except FileNotFoundError:
+            return False
+        if self._merged.get(key) == data:
+            return False
+        if key not in self._merged:  # the first look of this process: the bucket may hold it
+            try:
+                there = bytes(obstore.get(store, key).bytes())
+            except FileNotFoundError:
+                there = None
+            if there == data:
+                self._merged[key] = data
+                return False
+        obstore.put(store, key, data)
+        self._merged[key] = data
+        return True
+
+    def _unshipped_files(self, shipped: Callable[[str], bool]) -> list[tuple[Path, Path, str, str]]:
+        """(entry file, the file it names, the entry's key, the file's key) of each file kept
+        with the run that is not `shipped` (by the key of its entry) yet."""
+        from ._artifacts import FILES, list_files
+
+        out = []
+        for entry in list_files(self.session):
+            try:
+                key = self._key(FILES, entry["id"], str(entry["filename"]))
+                entry_key = self._key(FILES, f"{entry['id']}.json")
+            except ValueError as exc:  # a name no key can hold: the rest ship
+                if entry["id"] not in self._unshippable:
+                    self._unshippable.add(entry["id"])
+                    print(f"dreamlake: a file of {self.session} is not shipped: {exc}", file=sys.stderr)
+                continue
+            if shipped(f"{self.remote.bucket}/{entry_key}"):
+                continue
+            blob = self.session / FILES / entry["id"] / str(entry["filename"])
+            out.append((self.session / FILES / f"{entry['id']}.json", blob, entry_key, key))
+        return out
+
+    def _ship_files(self, store: Any, state: _State) -> int:
+        """Each file not shipped yet, then its entry: an entry in the bucket names a whole
+        file. Large files go in parts (the client's multipart upload, 5 MiB a part); ids are
+        unique, so a retry only puts the same bytes again."""
+        import obstore
+
+        shipped = 0
+        for entry_file, blob, entry_key, key in self._unshipped_files(
+            lambda where: state.get(where) is not None
+        ):
+            try:
+                stat = os.stat(blob)
+                obstore.put(store, key, blob)
+                entry = entry_file.read_bytes()
+            except FileNotFoundError:  # removed from the folder by hand: nothing left to ship
+                continue
+            obstore.put(store, entry_key, entry)
+            state.put(f"{self.remote.bucket}/{entry_key}", [stat.st_ino, stat.st_size, stat.st_size, "file"])
+            shipped += 1
+        return shipped
 
     def _merge_stream(self, store: Any) -> None:
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

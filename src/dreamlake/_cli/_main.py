@@ -42,6 +42,7 @@ from .._read._tracks import (
     track_names,
 )
 from .._session import Session, default_local_path
+from ._places import bucket_errors, local_paths
 from ._runs import cmd_files, cmd_runs
 from ._usage import UsageError
 
@@ -136,7 +137,7 @@ def _bucket_logs(args: argparse.Namespace) -> None:
     level = _level(args.level)
     since = parse_since(args.since) if args.since else None
     color, out = use_color(sys.stdout), sys.stdout
-    with _bucket_errors(args.path):
+    with bucket_errors(args.path):
         records = follow_bucket_logs(args.path) if args.follow else read_bucket_logs(args.path)
         shown = 0
         for record in _select(records, level, args.grep, since):
@@ -148,23 +149,6 @@ def _bucket_logs(args: argparse.Namespace) -> None:
         raise UsageError(
             f"{args.path} has no records" + (" that match" if level or args.grep or since else "")
         )
-
-
-@contextlib.contextmanager
-def _bucket_errors(url: str) -> Iterator[None]:
-    """A bucket's errors as the CLI's: a bad URL or a missing client is a usage error (2), the
-    network's or the bucket's one line without credentials (exit 1)."""
-    from .._remote import scrubbed
-
-    try:
-        yield
-    except (ImportError, ValueError, FileNotFoundError) as exc:
-        raise UsageError(str(exc)) from None
-    except (UsageError, BrokenPipeError, KeyboardInterrupt):
-        raise
-    except Exception as exc:  # noqa: BLE001 - the network's or the bucket's
-        print(f"dreamlake: reading {url} failed: {scrubbed(str(exc))}", file=sys.stderr)
-        raise SystemExit(1) from None
 
 
 def _tally(records: Iterable[dict[str, Any]], count: list[int]) -> Iterator[dict[str, Any]]:
@@ -218,17 +202,23 @@ def cmd_ls(args: argparse.Namespace) -> None:
 
 def _bucket_ls(url: str) -> None:
     """`dreamlake ls s3://...`: the sessions of a workspace (or the one session) in the bucket."""
-    from .._read._bucket import BucketSession, bucket_sessions, bucket_track_names, read_bucket_logs
+    from .._read._bucket import (
+        BucketSession,
+        bucket_identity,
+        bucket_sessions,
+        bucket_track_names,
+        read_bucket_logs,
+    )
 
-    with _bucket_errors(url):
+    with bucket_errors(url):
         sessions = bucket_sessions(url)
         if not sessions:
             raise UsageError(
                 f"no dreamlake session at {url}: give s3://bucket/prefix/workspace (or .../session)"
             )
         print(
-            f"{'SESSION':<32} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} {'STREAMS':>7} {'PARAMS':>6} "
-            f"{'TRACKS':>6}  LAST RECORD"
+            f"{'SESSION':<32} {'STATUS':<11} {'ATTEMPTS':>8} {'RECORDS':>8} {'WARN':>6} {'ERROR':>6} "
+            f"{'STREAMS':>7} {'PARAMS':>6} {'TRACKS':>6}  LAST RECORD"
         )
         for session_url in sessions:
             session = BucketSession(session_url)
@@ -240,9 +230,11 @@ def _bucket_ls(url: str) -> None:
             params = len(session.get_json("parameters.json") or {})
             last = visible(str(records[-1]["timestamp"])) if records else "-"
             name = visible("/".join(session_url.rsplit("/", 2)[-2:]))
+            tried = (bucket_identity(session) or {}).get("attempts") or []
+            status = visible(str(tried[-1].get("status", "?"))) if tried else "-"
             print(
-                f"{name:<32} {len(records):>8} {counts['warn']:>6} {counts['error']:>6} {streams:>7} "
-                f"{params:>6} {len(bucket_track_names(session)):>6}  {last}"
+                f"{name:<32} {status:<11} {len(tried):>8} {len(records):>8} {counts['warn']:>6} "
+                f"{counts['error']:>6} {streams:>7} {params:>6} {len(bucket_track_names(session)):>6}  {last}"
             )
 
 
@@ -313,7 +305,7 @@ def _bucket_tracks(args: argparse.Namespace) -> None:
 
     if args.follow:
         raise UsageError("--follow follows a local track; for a bucket, run dreamlake tracks again")
-    with _bucket_errors(args.path):
+    with bucket_errors(args.path):
         if args.name is None:
             names = bucket_track_names(BucketSession(args.path))
             if not names:
@@ -408,7 +400,7 @@ def cmd_demo(args: argparse.Namespace) -> None:
 
 
 def cmd_params(args: argparse.Namespace) -> None:
-    with _bucket_errors(args.path) if is_url(args.path) else contextlib.nullcontext():
+    with bucket_errors(args.path) if is_url(args.path) else contextlib.nullcontext():
         try:
             params = read_params(args.path)
         except (FileNotFoundError, ValueError) as exc:
@@ -434,35 +426,12 @@ def cmd_plot(args: argparse.Namespace) -> None:
         except ImportError as exc:
             raise UsageError(str(exc)) from None
     with tempfile.TemporaryDirectory(prefix="dreamlake-plot-") as copies:
-        paths = _local_paths(args, Path(copies))
+        paths = local_paths(args.paths, Path(copies), args.follow)
         try:
             runs = runs_of(paths)
         except FileNotFoundError as exc:
             raise UsageError(str(exc)) from None
         _plot_runs(args, runs)
-
-
-def _local_paths(args: argparse.Namespace, into: Path) -> list[str | os.PathLike[str]]:
-    """The paths to plot, the s3:// URLs among them copied down under `into` first."""
-    if not any(is_url(path) for path in args.paths):
-        return list(args.paths)
-    if args.follow:
-        raise UsageError("--follow redraws local folders; plot an s3:// URL without it")
-    from .._read._bucket import copy_down
-
-    paths: list[str | os.PathLike[str]] = []
-    for number, path in enumerate(args.paths):
-        if not is_url(path):
-            paths.append(path)
-            continue
-        with _bucket_errors(path):
-            folders = copy_down(path, into / str(number))
-        if not folders:
-            raise UsageError(
-                f"no dreamlake session at {path}: give s3://bucket/prefix/workspace (or .../session)"
-            )
-        paths.extend(folders)
-    return paths
 
 
 def _plot_runs(args: argparse.Namespace, runs: list[Any]) -> None:
@@ -586,12 +555,13 @@ def cmd_sync(args: argparse.Namespace) -> None:
             f"{session}: {shipped.chunks} chunks ({shipped.records} records, {shipped.bytes:,} bytes) shipped"
             + (f", {shipped.found} found there already" if shipped.found else "")
             + (f", {shipped.merged} JSON objects merged" if shipped.merged else "")
+            + (f", {shipped.files} files" if shipped.files else "")
         )
-        changed += shipped.chunks + shipped.merged
+        changed += shipped.chunks + shipped.merged + shipped.files
     if failed:
         raise SystemExit(1)
     if not changed:
-        what = f"{remote} holds every record and parameter under {args.path}"
+        what = f"{remote} holds every record, parameter and file under {args.path}"
         print(f"dreamlake: nothing new to ship: {what}", file=sys.stderr)
         raise SystemExit(3)
 
@@ -671,7 +641,12 @@ def build_parser() -> argparse.ArgumentParser:
         "gone, or whose files have not changed for 10 minutes), start, duration, the parameters that "
         "differ between the runs, and for each --metric the last, smallest and largest value.",
     )
-    compare.add_argument("paths", nargs="+", metavar="PATH", help="session, workspace or local_path folders")
+    compare.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="session, workspace or local_path folders, or s3:// URLs of them",
+    )
     compare.add_argument(
         "--metric",
         action="append",

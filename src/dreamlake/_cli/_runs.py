@@ -6,24 +6,27 @@ import argparse
 import csv
 import math
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .._format import visible
 from .._read._runs import FIXED, runs
+from ._places import local_paths
 from ._usage import UsageError
 
 
 def cmd_runs(args: argparse.Namespace) -> None:
     if args.json and args.csv:
         raise UsageError("--json and --csv are two formats: give one")
-    try:
-        rows = runs(*args.paths, metrics=args.metric or (), sort=args.sort, descending=args.desc)
-    except FileNotFoundError as exc:
-        raise UsageError(str(exc)) from None
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    with tempfile.TemporaryDirectory(prefix="dreamlake-runs-") as copies:
+        paths = local_paths(args.paths, Path(copies))
+        try:
+            rows = runs(*paths, metrics=args.metric or (), sort=args.sort, descending=args.desc)
+        except (FileNotFoundError, ValueError) as exc:
+            raise UsageError(str(exc)) from None
     if args.json:
         sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode())
     elif args.csv:
@@ -86,8 +89,6 @@ def _csv(value: Any) -> Any:
 
 def cmd_files(args: argparse.Namespace) -> None:
     """`dreamlake files PATH`: the files kept with each session under PATH."""
-    from pathlib import Path
-
     from .._artifacts import list_files
     from .._read._sessions import sessions_in
 

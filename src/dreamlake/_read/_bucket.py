@@ -211,6 +211,28 @@ def read_bucket_params(url: str) -> dict[str, Any]:
     return params
 
 
+def bucket_identity(session: BucketSession) -> dict[str, Any] | None:
+    """The session.json of every stream (host) merged: the earliest createdAt, every attempt
+    once (by id), in the order they started. None when no stream shipped one."""
+    merged: dict[str, Any] | None = None
+    attempts: dict[str, dict[str, Any]] = {}
+    for key in session.keys("attempts"):
+        try:
+            found = orjson.loads(session.get(key))
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            continue
+        if not isinstance(found, dict):
+            continue
+        if merged is None or str(found.get("createdAt", "")) < str(merged.get("createdAt", "")):
+            merged = {k: v for k, v in found.items() if k != "attempts"}
+        for attempt in found.get("attempts") or []:
+            if isinstance(attempt, dict):
+                attempts[str(attempt.get("id"))] = attempt
+    if merged is not None:
+        merged["attempts"] = sorted(attempts.values(), key=lambda a: str(a.get("startedAt", "")))
+    return merged
+
+
 def _no_session(session: BucketSession, what: str) -> None:
     children = session.children()
     hint = f": it holds {', '.join(children[:5])}" if children else ""
@@ -228,7 +250,8 @@ def bucket_sessions(url: str) -> list[str]:
 
 def copy_down(url: str, into: Path) -> list[Path]:
     """The sessions at `url` (one, or a workspace's) as local folders under `into`, for the
-    tools that read folders (`dreamlake plot`): parameters, track descriptions, and each
+    tools that read folders (`dreamlake plot`, `runs`): parameters, identity (every stream's
+    attempts), track descriptions, and each
     track's points from every stream merged by createdAt and numbered again from 0."""
     out = []
     for session_url in bucket_sessions(url):
@@ -239,6 +262,9 @@ def copy_down(url: str, into: Path) -> list[Path]:
         params = session.get_json("parameters.json")
         if params is not None:
             (folder / "parameters.json").write_bytes(orjson.dumps(params))
+        identity = bucket_identity(session)
+        if identity is not None:
+            (folder / "session.json").write_bytes(orjson.dumps(identity))
         for track in bucket_track_names(session):
             place = folder / TRACKS / track
             place.mkdir(parents=True, exist_ok=True)
