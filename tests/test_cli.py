@@ -1,6 +1,7 @@
 """The command line, through `python -m dreamlake` and through main()."""
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -83,9 +84,12 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path, args: list[str]) 
 
 def test_ls_counts_records_and_problems(logged: Session, tmp_path: Path) -> None:
     result = cli("ls", cwd=tmp_path)
-    header, line = result.stdout.splitlines()
+    header, line, blank, attempts_header, attempt = result.stdout.splitlines()
     assert header.split()[:4] == ["SESSION", "STATUS", "ATTEMPTS", "RECORDS"]
     assert line.split()[:8] == ["ws/run", "completed", "1", "3", "1", "1", "0", "0"]
+    assert (blank, attempts_header.split()[:2]) == ("", ["ATTEMPT", "STATUS"]), "one session: its attempts too"
+    assert attempt.split()[:2] == ["1", "completed"]
+    assert str(os.getpid()) in attempt.split() and attempt.endswith(shlex.join(sys.argv))
     logged.open()
     logged.params(lr=0.1, model={"depth": 50})
     assert cli("ls", cwd=tmp_path).stdout.splitlines()[1].split()[1:3] == ["running", "2"]

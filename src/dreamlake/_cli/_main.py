@@ -196,8 +196,35 @@ def cmd_ls(args: argparse.Namespace) -> None:
             f"{name:<32} {status:<11} {tried:>8} {total:>8} {counts['warn']:>6} {counts['error']:>6} "
             f"{counts['fatal']:>6} {params:>6} {tracks:>6}  {last}"
         )
+    if len(sessions) == 1 and not bad:  # one session: each of its attempts too
+        _print_attempts(sessions[0])
     if bad:
         raise UsageError(f"{bad} of {len(sessions)} sessions could not be read (see above)")
+
+
+def _print_attempts(session: Path) -> None:
+    from ._runs import print_table
+
+    tried = attempts(session)
+    if not tried:
+        return
+    print()
+    print_table(
+        [
+            {
+                "ATTEMPT": number,
+                "STATUS": shown_status(a, session) + (f" ({a['error']})" if a.get("error") else ""),
+                "STARTED": str(a.get("startedAt", "-")).replace("T", " ")[:19],
+                "ENDED": str(a.get("endedAt") or "-").replace("T", " ")[:19],
+                "HOST": a.get("host"),
+                "PID": a.get("pid"),
+                "COMMIT": (a.get("git") or {}).get("commit", "-")[:10]
+                + ("+dirty" if (a.get("git") or {}).get("dirty") else ""),
+                "COMMAND": shlex.join(str(arg) for arg in a.get("argv") or []) or "-",
+            }
+            for number, a in enumerate(tried, 1)
+        ]
+    )
 
 
 def _bucket_ls(url: str) -> None:
