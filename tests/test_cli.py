@@ -87,7 +87,9 @@ def test_ls_counts_records_and_problems(logged: Session, tmp_path: Path) -> None
     header, line, blank, attempts_header, attempt = result.stdout.splitlines()
     assert header.split()[:4] == ["SESSION", "STATUS", "ATTEMPTS", "RECORDS"]
     assert line.split()[:8] == ["ws/run", "completed", "1", "3", "1", "1", "0", "0"]
-    assert (blank, attempts_header.split()[:2]) == ("", ["ATTEMPT", "STATUS"]), "one session: its attempts too"
+    assert (blank, attempts_header.split()[:2]) == ("", ["ATTEMPT", "STATUS"]), (
+        "one session: its attempts too"
+    )
     assert attempt.split()[:2] == ["1", "completed"]
     assert str(os.getpid()) in attempt.split() and attempt.endswith(shlex.join(sys.argv))
     logged.open()

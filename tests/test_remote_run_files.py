@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 import dreamlake
+import dreamlake._identity
 from dreamlake import Session
 from dreamlake._remote import Remote, stream_name
 
@@ -77,3 +78,35 @@ def test_sync_ships_the_files_of_an_offline_run_once(
     assert third.returncode == 0 and ", 1 files" in third.stdout, third.stdout + third.stderr
     assert sum(k.endswith("/result.csv") for k in objects(prefix)) == 2
     assert dreamlake.read_logs(s.path) == []
+
+
+def test_a_file_whose_name_no_key_can_hold_is_refused_at_upload(
+    tmp_path: Path, aws: dict[str, str], prefix: str
+) -> None:
+    odd = tmp_path / "two\nlines.txt"
+    odd.write_text("x")
+    with Session(name="run", workspace="ws", local_path=tmp_path / "data", remote=prefix) as s:
+        with pytest.raises(
+            ValueError,
+            match=r"cannot upload 'two\\nlines\.txt' \(the session ships to a bucket\): .* cannot name an object",
+        ):
+            s.files().upload(odd)
+        s.log("still logging")
+    assert s.files().list() == []
+    assert [r["message"] for r in dreamlake.read_logs(s.path)] == ["still logging"]
+
+
+def test_a_run_copied_down_from_the_bucket_changed_when_the_bucket_last_did(
+    tmp_path: Path, aws: dict[str, str], prefix: str
+) -> None:
+    """So a run that went quiet there (its host killed) shows as crashed? once stale."""
+    from dreamlake._read._bucket import BucketSession, copy_down, last_upload
+
+    with Session(name="run", workspace="ws", local_path=tmp_path / "data", remote=prefix) as s:
+        s.track("loss").append(value=1.0)
+    shipped = last_upload(BucketSession(f"{prefix}/ws/run"))
+    assert shipped is not None
+    (folder,) = copy_down(f"{prefix}/ws", tmp_path / "copy")
+    times = {p.stat().st_mtime for p in folder.rglob("*") if p.is_file()}
+    assert times == {shipped}
+    assert [a["status"] for a in dreamlake._identity.attempts(folder)] == ["completed"]

@@ -245,3 +245,99 @@ def test_without_the_library_the_error_says_what_to_install(
         records.to_pandas()
     with pytest.raises(ImportError, match="pip install polars"):
         records.to_polars()
+
+
+def test_ranks_that_ran_at_once_count_once_and_a_failed_one_shows(tmp_path: Path) -> None:
+    folder = tmp_path / "ws" / "run"
+    folder.mkdir(parents=True)
+    (folder / "logs.jsonl").touch()
+    (folder / "session.json").write_bytes(
+        orjson.dumps(
+            {
+                "name": "run",
+                "workspace": "ws",
+                "attempts": [
+                    {
+                        "id": "a",
+                        "status": "failed",
+                        "error": "RuntimeError",
+                        "startedAt": "2026-01-01T00:00:00Z",
+                        "endedAt": "2026-01-01T00:00:05Z",
+                    },
+                    {
+                        "id": "b",
+                        "status": "completed",
+                        "startedAt": "2026-01-01T00:00:01Z",
+                        "endedAt": "2026-01-01T00:00:10Z",
+                    },
+                ],
+            }
+        )
+    )
+    (row,) = dreamlake.runs(folder)
+    assert (row["status"], row["attempts"], row["duration"]) == ("failed", 2, 10.0)
+
+
+def test_two_runs_that_read_the_same_get_more_of_their_path(tmp_path: Path) -> None:
+    for root in ("a", "b"):
+        with Session(name="run", workspace="ws", local_path=tmp_path / root):
+            pass
+    rows = dreamlake.runs(tmp_path / "a" / "ws", tmp_path / "b" / "ws")
+    assert [r["run"] for r in rows] == ["a/ws/run", "b/ws/run"]
+
+
+def test_a_parameter_named_like_a_metric_column_keeps_a_prefix(tmp_path: Path) -> None:
+    for name, value in [("a", 1), ("b", 2)]:
+        with Session(name=name, workspace="ws", local_path=tmp_path) as s:
+            s.params({"loss last": value})
+            s.track("loss").append(value=float(value))
+    rows = dreamlake.runs(tmp_path / "ws", metrics=["loss"])
+    assert [(r["params.loss last"], r["loss last"]) for r in rows] == [(1, 1.0), (2, 2.0)]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda p: dreamlake.runs(p, metrics="loss"), "metrics must be a list of track names"),
+        (lambda p: dreamlake.runs([p]), "takes folders as separate arguments"),
+        (lambda p: dreamlake.runs(p, descending="no"), "descending must be True or False"),
+        (lambda p: dreamlake.runs(p, metrics=["loss:"]), "a metric is a track name"),
+    ],
+)
+def test_runs_misused_says_how(tmp_path: Path, call: object, message: str) -> None:
+    sweep(tmp_path)
+    with pytest.raises((TypeError, ValueError), match=message):
+        call(tmp_path / "sweep")  # type: ignore[operator]
+
+
+def test_json_keeps_nan_apart_from_none_and_names_that_are_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    odd = os.fsdecode(b"run-\xff")
+    with Session(name=odd, workspace="ws", local_path=tmp_path) as s:
+        s.track("loss").append(value=float("nan"))
+    with Session(name="plain", workspace="ws", local_path=tmp_path):
+        pass
+    code, out, _ = run_cli("runs", str(tmp_path / "ws"), "--metric", "loss", "--json", capsys=capsys)
+    assert code == 0
+    rows = orjson.loads(out)
+    assert [r["run"] for r in rows] == ["ws/plain", "ws/run-\\xff"]
+    assert [r["loss last"] for r in rows] == [None, "NaN"]
+
+
+def test_frames_convert_only_the_records_own_time_and_lose_no_colliding_key(tmp_path: Path) -> None:
+    pd = pytest.importorskip("pandas", reason="pip install pandas")
+    with Session(name="run", workspace="ws", local_path=tmp_path) as s:
+        s.log(
+            "a", metadata={"createdAt": "yesterday", "a": {"b": 1}, "a.b": 2, "level": 3, "metadata.level": 4}
+        )
+        s.track("t").append(value="NaN", timestamp="not a time")
+        s.track("t").append(value=float("nan"), timestamp="still not")
+    frame = dreamlake.read_logs(s.path).to_pandas()
+    assert frame["createdAt"][0] == "yesterday"
+    assert (frame["a.b"][0], frame["a.b~2"][0]) == (1, 2)
+    assert (frame["metadata.level"][0], frame["metadata.level~2"][0]) == (3, 4)
+    assert str(frame["timestamp"].dt.tz) == "UTC"
+    points = dreamlake.read_track(s.path, "t").to_pandas()
+    assert list(points["timestamp"]) == ["not a time", "still not"]
+    assert pd.api.types.is_float_dtype(points["value"]), "a column of NaN only is numbers too"

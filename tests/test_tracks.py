@@ -960,7 +960,7 @@ def test_ls_counts_tracks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         session.log("no tracks")
     assert main(["ls", str(tmp_path)]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
-    assert rows["ws/run"][6] == "3" and rows["ws/bare"][6] == "0"
+    assert rows["ws/run"][8] == "3" and rows["ws/bare"][8] == "0"
 
 
 def test_the_readme_tracks_example_makes_the_files_it_shows() -> None:

@@ -55,6 +55,13 @@ class Files:
             raise RuntimeError(msg)
         source = _source(local_file)
         folder = _virtual(path)
+        remote = self._session._remote
+        if remote is not None:  # a name no key can hold would never reach the bucket: said now
+            try:
+                remote[0].remote.key(self._session.workspace, self._session.name, FILES, "id", source.name)
+            except ValueError as exc:
+                msg = f"cannot upload {source.name!r} (the session ships to a bucket): {exc}"
+                raise ValueError(msg) from None
         info = description_of(description, tags, metadata)
         entry_id = f"{time.time_ns():x}-{secrets.token_hex(4)}"
         root = self._session.path / FILES
@@ -123,7 +130,9 @@ def download(session: Path, id_or_name: str, dest: str | os.PathLike[str] | None
         if id_or_name in (e.get("filename"), _joined(str(e.get("path", "/")), str(e.get("filename"))))
     ]
     if not found:
-        known = ", ".join(_joined(str(e.get("path")), str(e.get("filename"))) for e in entries) or "none"
+        known = (
+            ", ".join(repr(_joined(str(e.get("path")), str(e.get("filename")))) for e in entries) or "none"
+        )
         msg = f"{session} has no file {id_or_name!r} (files: {known})"
         raise FileNotFoundError(msg)
     entry = found[-1]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,15 +20,19 @@ from typing import Any
 
 from ._process import on_fork
 
-_held: set[int] = set()  # descriptors locked (or being locked) by this process: folders, upload states
+_held: dict[int, str] = {}  # descriptors locked (or being locked) by this process, and their paths
+_guard = threading.RLock()  # opening a descriptor and adding it, removing and closing it: a fork
+# waits for either, so a child never has a copy of one that is not in `_held` (its copy would
+# keep the lock held after the parent let go). Re-entrant: a signal handler may lock a folder.
 
 
 @contextmanager
-def locked_folder(folder: Path) -> Iterator[int]:
-    """The folder (made if missing) opened and locked for this process; yields its descriptor."""
-    on_fork("folders", after_in_child=_close_held_in_child)
+def locked_folder(folder: Path, timeout: float | None = None) -> Iterator[int]:
+    """The folder (made if missing) opened and locked for this process; yields its descriptor.
+    With `timeout` (seconds), TimeoutError when another holder keeps it longer."""
+    _watch_forks()
     os.makedirs(folder, exist_ok=True)  # deleted under an open session: made again, as logs are
-    with _holding(os.open(folder, os.O_RDONLY | os.O_CLOEXEC)) as fd:
+    with _holding(os.fspath(folder), os.O_RDONLY | os.O_CLOEXEC, timeout=timeout) as fd:
         yield fd
 
 
@@ -35,34 +41,79 @@ def locked_file(file: Path, waiting: Callable[[], None] | None = None) -> Iterat
     """`file` (made if missing) opened read-write and locked for this process; yields its
     descriptor, or -1 when it cannot be opened (a read-only folder). `waiting()` is called
     first if another holder must let go."""
-    on_fork("folders", after_in_child=_close_held_in_child)
+    _watch_forks()
     try:
-        fd = os.open(file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        holding = _holding(os.fspath(file), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, waiting)
+        fd = holding.__enter__()
     except OSError:
         yield -1
         return
-    with _holding(fd, waiting):
+    try:
         yield fd
+    finally:
+        holding.__exit__(None, None, None)
+
+
+def held_here(path: Path) -> bool:
+    """Whether this process holds (or is taking) the lock of `path`: in a signal handler, the
+    thread it interrupted may be the holder, and waiting for it would wait forever."""
+    return os.fspath(path) in _held.values()
 
 
 @contextmanager
-def _holding(fd: int, waiting: Callable[[], None] | None = None) -> Iterator[int]:
-    """`fd` flocked, then closed (which releases the lock); in `_held` meanwhile, so that a
-    forked child closes its copy."""
-    _held.add(fd)
+def _holding(
+    path: str, flags: int, waiting: Callable[[], None] | None = None, timeout: float | None = None
+) -> Iterator[int]:
+    """`path` opened and flocked, then closed (which releases the lock); in `_held` meanwhile,
+    so that a forked child closes its copy."""
+    with _guard:
+        fd = os.open(path, flags, 0o644)
+        _held[fd] = path
     try:
-        if waiting is None:
+        if waiting is None and timeout is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         else:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                waiting()
-                fcntl.flock(fd, fcntl.LOCK_EX)
+            _flock_waiting(fd, waiting, timeout, path)
         yield fd
     finally:
-        _held.discard(fd)
-        os.close(fd)  # releases the lock
+        with _guard:
+            del _held[fd]
+            os.close(fd)  # releases the lock
+
+
+def _flock_waiting(fd: int, waiting: Callable[[], None] | None, timeout: float | None, path: str) -> None:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return
+    except BlockingIOError:
+        if waiting is not None:
+            waiting()
+    if timeout is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                msg = f"{path} stayed locked by another writer for {timeout:g} s"
+                raise TimeoutError(msg) from None
+            pause.wait(0.01)
+
+
+def _watch_forks() -> None:
+    on_fork("folders", before=_take_guard, after_in_parent=_give_guard, after_in_child=_new_guard)
+
+
+def _take_guard() -> None:
+    _guard.acquire()
+
+
+def _give_guard() -> None:
+    _guard.release()
 
 
 def replace_file(file: Path, data: bytes, folder: int, durable: bool = True) -> None:
@@ -151,10 +202,14 @@ def reworded(exc: OSError, message: str) -> OSError:
     return OSError(exc.errno, message) if exc.errno is not None else OSError(message)
 
 
-def _close_held_in_child() -> None:
+def _new_guard() -> None:
+    """In a forked child: close the copies of the descriptors the parent held locked, and take
+    a guard of its own (the parent's was held across the fork)."""
+    global _guard
     for fd in list(_held):
         try:
             os.close(fd)
         except OSError:
             pass
     _held.clear()
+    _guard = threading.RLock()

@@ -17,18 +17,20 @@ parent's attempt alone. Nothing here may fail a run: an unreadable or unwritable
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from ._encode import iso_timestamp
-from ._files import locked_folder, replace_file
+from ._files import held_here, locked_folder, replace_file
 from ._remote import host_name, rank_info
 
 SESSION_FILE = "session.json"
@@ -53,13 +55,15 @@ def attempts(folder: Path) -> list[dict[str, Any]]:
 
 
 class Attempt:
-    """This process's open() of one session: begun in session.json, ended once."""
+    """This process's open() of one session: begun in session.json, ended once (by close(),
+    or at exit for one still live then: see `end_live_at_exit`)."""
 
     def __init__(self, folder: Path, name: str, workspace: str) -> None:
         self.folder, self.name, self.workspace = folder, name, workspace
         self.id = secrets.token_hex(8)
         self.pid = os.getpid()
         self.ended = False
+        self.failure: str | None = None  # the error of a close() that raised: the exit says failed
 
     def begin(self, refuse_existing: bool) -> None:
         """Add this attempt as `running`. With `refuse_existing`, FileExistsError when the
@@ -73,82 +77,157 @@ class Attempt:
                         "given: choose another name, remove the folder, or leave resume out to append"
                     )
                     raise _Refused(msg)
-                self._add(record, fd)
+                stored = self._stored()
+                stored.setdefault("createdAt", record["startedAt"])
+                stored["attempts"].append(record)
+                _write(self.folder, stored, fd)
         except _Refused as exc:
             raise FileExistsError(str(exc)) from None
         except OSError as exc:  # the log file's own open() says what is wrong with the folder
-            _say(f"could not record the run in {self.folder / SESSION_FILE}: {exc}")
+            _cannot_write(self.folder, exc)
+        _live.append(self)
 
-    def _add(self, record: dict[str, Any], fd: int) -> None:
-        stored = load(self.folder) or {}
-        stored.setdefault("name", self.name)
-        stored.setdefault("workspace", self.workspace)
-        stored.setdefault("createdAt", record["startedAt"])
-        found = stored.get("attempts")
-        stored["attempts"] = [*(found if isinstance(found, list) else []), record]
-        _write(self.folder, stored, fd)
-
-    def end(self, status: str, error: str | None = None) -> None:
-        """Say how this attempt ended; once, and only in the process that began it."""
+    def end(self, status: str, error: str | None = None, at_exit: bool = False) -> None:
+        """Say how this attempt ended; once, and only in the process that began it. `at_exit`:
+        from an exit or SIGTERM hook, which must not wait long, nor for the thread it
+        interrupted (which may hold the folder's lock: then it writes without it)."""
         if self.ended or os.getpid() != self.pid:
             return
         self.ended = True
+        if self in _live:
+            _live.remove(self)
         try:
-            with locked_folder(self.folder) as fd:
-                stored = load(self.folder) or {"name": self.name, "workspace": self.workspace}
-                found = stored.get("attempts")
-                listed = found if isinstance(found, list) else []
-                mine = next((a for a in listed if isinstance(a, dict) and a.get("id") == self.id), None)
-                if mine is None:  # removed or rewritten meanwhile: this attempt is said again
-                    mine = {"id": self.id}
-                    listed.append(mine)
-                mine.update(endedAt=_now(), status=status)
-                if error is not None:
-                    mine["error"] = error
-                stored["attempts"] = listed
-                _write(self.folder, stored, fd)
-        except OSError as exc:
-            _say(f"could not record the end of the run in {self.folder / SESSION_FILE}: {exc}")
+            if at_exit and held_here(self.folder):
+                self._end(status, error, -1)
+                return
+            with locked_folder(self.folder, timeout=EXIT_LOCK_TIMEOUT if at_exit else None) as fd:
+                self._end(status, error, fd)
+        except (OSError, TimeoutError) as exc:
+            _cannot_write(self.folder, exc)
+
+    def _end(self, status: str, error: str | None, fd: int) -> None:
+        stored = self._stored()
+        mine = next((a for a in stored["attempts"] if a.get("id") == self.id), None)
+        if mine is None:  # removed or rewritten meanwhile: this attempt is said again
+            mine = {"id": self.id}
+            stored["attempts"].append(mine)
+        mine.update(endedAt=_now(), status=status)
+        if error is not None:
+            mine["error"] = error
+        _write(self.folder, stored, fd)
+
+    def _stored(self) -> dict[str, Any]:
+        """What session.json holds, its attempts a list of objects. One that is not such a
+        file is set aside as `session.json.unreadable` (said once), never lost."""
+        file = self.folder / SESSION_FILE
+        try:
+            data: bytes | None = file.read_bytes()
+        except FileNotFoundError:
+            data = None
+        stored: Any = None
+        if data is not None:
+            try:
+                stored = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                stored = None
+            if not isinstance(stored, dict) or not isinstance(stored.get("attempts", []), list):
+                aside = file.with_name(SESSION_FILE + ".unreadable")
+                os.replace(file, aside)
+                _say(f"{file} was not a session.json dreamlake can read; it is kept as {aside}")
+                stored = None
+        if stored is None:
+            stored = {"name": self.name, "workspace": self.workspace}
+        stored["attempts"] = [a for a in stored.get("attempts", []) if isinstance(a, dict)]
+        return stored  # type: ignore[no-any-return]
+
+
+EXIT_LOCK_TIMEOUT = 2.0  # seconds an exit or SIGTERM hook waits for another process's lock
+
+_live: list[Attempt] = []
+"""Attempts begun and not ended: those of this process (pid) end at its exit."""
+
+
+def end_live_at_exit(terminated: bool) -> None:
+    """The exit (or SIGTERM) hook: each attempt still live ends as the process does."""
+    status = at_exit_outcome(terminated)
+    for attempt in list(_live):
+        failed = attempt.failure is not None and status[0] == "completed"
+        attempt.end(*(("failed", attempt.failure) if failed else status), at_exit=True)
 
 
 class _Refused(Exception):
     """resume='never' and the folder holds a run (an OSError would be taken for a disk's)."""
 
 
-def outcome(exc_type: type[BaseException] | None) -> tuple[str, str | None]:
-    """The status (and error) of an attempt that ends with `exc_type` raised (None: none)."""
-    if exc_type is None or issubclass(exc_type, (GeneratorExit,)):
-        return "completed", None
-    if issubclass(exc_type, KeyboardInterrupt):
+def outcome(exc_type: type[BaseException] | None, terminated: bool = False) -> tuple[str, str | None]:
+    """The status (and error) of an attempt that ends with `exc_type` raised (None: none);
+    `terminated`: while SIGTERM ends the process (a handler's sys.exit() included)."""
+    if terminated or (exc_type is not None and issubclass(exc_type, KeyboardInterrupt)):
         return "interrupted", None
-    if issubclass(exc_type, SystemExit):
+    if exc_type is None or issubclass(exc_type, (SystemExit, GeneratorExit)):
         return "completed", None
     return "failed", exc_type.__name__
 
 
 def at_exit_outcome(terminated: bool) -> tuple[str, str | None]:
     """How an attempt still open at interpreter exit ended: SIGTERM, an uncaught exception
-    (the interpreter keeps it in sys.last_type), or a plain exit."""
-    if terminated:
-        return "interrupted", None
-    return outcome(getattr(sys, "last_type", None))
+    (the interpreter keeps it in sys.last_type; not in an interactive session, where it is
+    the last error shown at the prompt), or a plain exit."""
+    interactive = hasattr(sys, "ps1") or bool(sys.flags.interactive) or "IPython" in sys.modules
+    return outcome(None if interactive else getattr(sys, "last_type", None), terminated)
 
 
-def shown_status(attempt: dict[str, Any], folder: Path, now: float | None = None) -> str:
+def shown_status(
+    attempt: dict[str, Any], folder: Path | None, now: float | None = None, changed: float | None = None
+) -> str:
     """An attempt's status as `ls` and `runs` show it: `running` becomes `crashed?` when its
-    process is gone (same host) or its files have not changed for STALE_AFTER seconds."""
+    process is gone (same host: a live process that started before the attempt is it, however
+    quiet), or, elsewhere, when the session's files (`folder`, or `changed`, a time) have not
+    changed for STALE_AFTER seconds."""
     status = str(attempt.get("status", "?"))
     if status != "running":
         return status
-    if attempt.get("host") == host_name() and isinstance(attempt.get("pid"), int):
-        try:
-            os.kill(attempt["pid"], 0)
-        except ProcessLookupError:
-            return "crashed?"
-        except OSError:  # another user's process: alive
-            pass
+    pid = attempt.get("pid")
+    if attempt.get("host") == host_name() and type(pid) is int and pid > 0:
+        alive = _alive_since(pid)
+        if alive is not None:
+            started = epoch(attempt.get("startedAt"))
+            if alive is math.inf or started is None or alive <= started + 1:
+                return "running"
+        return "crashed?"  # gone, or its pid taken by a later process
     now = time.time() if now is None else now
-    return "crashed?" if now - last_change(folder) > STALE_AFTER else "running"
+    if changed is None:
+        changed = last_change(folder) if folder is not None else now
+    return "crashed?" if now - changed > STALE_AFTER else "running"
+
+
+def _alive_since(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch; inf where that cannot be read);
+    None when there is no such process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except OSError:  # another user's: alive
+        pass
+    try:  # Linux: the 22nd field of /proc/PID/stat, in clock ticks after boot
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return int(line.split()[1]) + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        pass
+    return math.inf
+
+
+def epoch(text: Any) -> float | None:
+    """Seconds since the epoch of an ISO 8601 time as the records hold it; None if it is none."""
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
 
 
 def last_change(folder: Path) -> float:
@@ -181,11 +260,34 @@ def _holds_a_run(folder: Path) -> bool:
         return False
 
 
+def _cannot_write(folder: Path, exc: BaseException) -> None:
+    _say(f"cannot write {folder / SESSION_FILE} ({exc}); the run goes on without it", once=str(folder))
+
+
 def _write(folder: Path, stored: dict[str, Any], fd: int) -> None:
     """Replaced whole, without fsync: a crashed process leaves it whole, and a hung disk must
     not hold open() or close() (the records' fsync is what makes a run durable)."""
-    data = orjson.dumps(stored, None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    data = orjson.dumps(_utf8(stored), None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
     replace_file(folder / SESSION_FILE, data, fd, durable=False)
+
+
+def _utf8(value: Any) -> Any:
+    """`value` with every str as UTF-8 can hold it: a folder name or argument that is not UTF-8
+    keeps its bytes as \\x escapes, a lone surrogate as \\u."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            try:
+                return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+            except UnicodeEncodeError:
+                return value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return value
+    if isinstance(value, list):
+        return [_utf8(v) for v in value]
+    if isinstance(value, dict):
+        return {_utf8(k): _utf8(v) for k, v in value.items()}
+    return value
 
 
 def _now() -> str:
@@ -197,20 +299,16 @@ _context_cache: dict[str, Any] = {}
 
 def _context() -> dict[str, Any]:
     """Where and how this process runs; the git part is looked up once per process."""
-    pid = os.getpid()
-    if _context_cache.get("pid") != pid:  # a forked child is another process
-        _context_cache.clear()
-        _context_cache.update(
-            host=host_name(),
-            pid=pid,
-            user=_user(),
-            argv=list(sys.argv),
-            cwd=_cwd(),
-            python=sys.version.split()[0],
-            **_git(),
-            **rank_info(),
-        )
-    return dict(_context_cache)
+    if not _context_cache:
+        _context_cache.update(user=_user(), python=sys.version.split()[0], **_git())
+    return {  # what a forked child may change; the tree it runs from it shares
+        "host": host_name(),
+        "pid": os.getpid(),
+        **_context_cache,
+        "argv": list(sys.argv),
+        "cwd": _cwd(),
+        **rank_info(),
+    }
 
 
 def _user() -> str | None:
@@ -233,10 +331,11 @@ def _git() -> dict[str, Any]:
     """{"git": {"commit", "dirty"}} of the repository the script (else the working
     directory) is in; {} outside one. Read from the files; `git status` only for dirty, and
     only GIT_TIMEOUT seconds of it (dirty None when it cannot tell)."""
-    start = Path(sys.argv[0]).resolve().parent if sys.argv and os.path.isfile(sys.argv[0]) else _cwd()
-    if start is None:
-        return {}
-    top = next((p for p in (Path(start), *Path(start).parents) if (p / ".git").exists()), None)
+    places = [Path(sys.argv[0]).resolve().parent] if sys.argv and os.path.isfile(sys.argv[0]) else []
+    here = _cwd()
+    if here is not None:  # a console script in a venv's bin/: its working directory's repository
+        places.append(Path(here))
+    top = next((p for place in places for p in (place, *place.parents) if (p / ".git").exists()), None)
     if top is None:
         return {}
     commit = _head_commit(top / ".git")
@@ -244,7 +343,7 @@ def _git() -> dict[str, Any]:
         return {}
     try:
         done = subprocess.run(
-            ["git", "-C", str(top), "status", "--porcelain", "--untracked-files=no"],
+            ["git", "--no-optional-locks", "-C", str(top), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
             timeout=GIT_TIMEOUT,
             check=False,
@@ -286,9 +385,11 @@ def _head_commit(git: Path) -> str | None:
 _said: set[str] = set()
 
 
-def _say(text: str) -> None:
-    if text not in _said:
-        _said.add(text)
+def _say(text: str, once: str | None = None) -> None:
+    """`text` on stderr, once for each `once` (by default, the text itself)."""
+    key = text if once is None else once
+    if key not in _said:
+        _said.add(key)
         try:
             print(f"dreamlake: {text}", file=sys.stderr)
         except Exception:  # noqa: BLE001 - stderr may be closed

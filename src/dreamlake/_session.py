@@ -150,11 +150,17 @@ class Session:
         FileExistsError if the folder holds a run already. Returns the session."""
         with self._lifecycle:
             if not self.is_open:
-                attempt = _identity.Attempt(self.path, self.name, self.workspace)
-                attempt.begin(refuse_existing=self._resume == "never" and not self.was_opened)
-                self._channel.open()
-                opened = [self._channel]
+                attempt = self._attempt  # one a close() that raised left live goes on
+                if attempt is not None:
+                    attempt.failure = None
+                if attempt is None or attempt.ended:
+                    attempt = _identity.Attempt(self.path, self.name, self.workspace)
+                    attempt.begin(refuse_existing=self._resume == "never" and not self.was_opened)
+                    _end_attempts_at_exit()
+                opened: list[Channel] = []
                 try:
+                    self._channel.open()
+                    opened.append(self._channel)
                     for track in list(self._tracks.values()):
                         track.open()
                         opened.insert(0, track._channel)
@@ -164,9 +170,9 @@ class Session:
                     except OSError:
                         pass  # the error that matters is the one being raised
                     attempt.end(*_identity.outcome(type(exc)))
+                    self._attempt = None
                     raise
                 self._attempt, self._outcome = attempt, ("completed", None)
-                _end_attempts_at_exit()
                 open_sessions.append(self)
                 if self._remote is not None:
                     uploader().add(self, *self._remote)
@@ -191,12 +197,18 @@ class Session:
                 if session is self:  # by identity: a subclass's __eq__ may call another one equal
                     del open_sessions[at]
                     break
-            _batcher.close(
-                self._channels(), None if deadline is None else max(0.0, deadline - time.monotonic())
-            )
-            attempt, self._attempt = self._attempt, None
-            if attempt is not None:  # written and closed: the run ended as the `with` block said
-                attempt.end(*self._outcome)
+            try:
+                _batcher.close(
+                    self._channels(), None if deadline is None else max(0.0, deadline - time.monotonic())
+                )
+            except BaseException as exc:  # a disk error leaves the attempt live: a later close()
+                # or open() goes on with it (else it ends at exit); Ctrl-C or SIGTERM ends it now
+                if isinstance(exc, KeyboardInterrupt) or _process.terminating:
+                    self._end_attempt(("interrupted", None))
+                elif self._attempt is not None:
+                    self._attempt.failure = type(exc).__name__
+                raise
+            self._end_attempt(self._outcome)
             if self._remote is not None:  # after the writer: the files are whole and fsynced
                 uploader().finish(self, None if deadline is None else max(0.0, deadline - time.monotonic()))
         finally:
@@ -288,8 +300,13 @@ class Session:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._outcome = _identity.outcome(exc_type)
+        self._outcome = _identity.outcome(exc_type, _process.terminating)
         self.close()
+
+    def _end_attempt(self, outcome: tuple[str, str | None]) -> None:
+        attempt, self._attempt = self._attempt, None
+        if attempt is not None:  # written and closed: the run ended as the `with` block said
+            attempt.end(*outcome)
 
     def _end(self, status: str, error: str | None = None) -> None:
         """Close, recording in session.json that the run ended as `status` (one of
@@ -343,20 +360,12 @@ _ending_at_exit = False
 
 
 def _end_attempts_at_exit() -> None:
-    """Once: at exit (and before SIGTERM ends the process), the sessions still open record how
-    the run ended; their files are written and closed by then."""
+    """Once: at exit (and before SIGTERM ends the process), the attempts still live record how
+    the run ended; the files are written and closed by then."""
     global _ending_at_exit
     if not _ending_at_exit:
         _ending_at_exit = True
-        after_exit(_end_open_attempts)
-
-
-def _end_open_attempts() -> None:
-    status = _identity.at_exit_outcome(_process.terminating)
-    for session in list(open_sessions):
-        attempt = session._attempt
-        if attempt is not None:
-            attempt.end(*status)
+        after_exit(lambda: _identity.end_live_at_exit(_process.terminating))
 
 
 def _seconds(what: str, value: object) -> float:

@@ -218,9 +218,8 @@ def _print_attempts(session: Path) -> None:
                 "ENDED": str(a.get("endedAt") or "-").replace("T", " ")[:19],
                 "HOST": a.get("host"),
                 "PID": a.get("pid"),
-                "COMMIT": (a.get("git") or {}).get("commit", "-")[:10]
-                + ("+dirty" if (a.get("git") or {}).get("dirty") else ""),
-                "COMMAND": shlex.join(str(arg) for arg in a.get("argv") or []) or "-",
+                "COMMIT": _commit(a.get("git")),
+                "COMMAND": shlex.join(map(str, argv)) if isinstance(argv := a.get("argv"), list) else "-",
             }
             for number, a in enumerate(tried, 1)
         ]
@@ -234,6 +233,7 @@ def _bucket_ls(url: str) -> None:
         bucket_identity,
         bucket_sessions,
         bucket_track_names,
+        last_upload,
         read_bucket_logs,
     )
 
@@ -258,11 +258,22 @@ def _bucket_ls(url: str) -> None:
             last = visible(str(records[-1]["timestamp"])) if records else "-"
             name = visible("/".join(session_url.rsplit("/", 2)[-2:]))
             tried = (bucket_identity(session) or {}).get("attempts") or []
-            status = visible(str(tried[-1].get("status", "?"))) if tried else "-"
+            changed = last_upload(session)
+            status = visible(shown_status(tried[-1], None, changed=changed)) if tried else "-"
             print(
                 f"{name:<32} {status:<11} {len(tried):>8} {len(records):>8} {counts['warn']:>6} "
                 f"{counts['error']:>6} {streams:>7} {params:>6} {len(bucket_track_names(session)):>6}  {last}"
             )
+
+
+def _commit(git: object) -> str:
+    """An attempt's commit, short, `+dirty` when the tree was; `-` outside a repository."""
+    if not isinstance(git, dict):
+        return "-"
+    commit, dirty = git.get("commit"), git.get("dirty")
+    if not isinstance(commit, str):
+        return "-"
+    return commit[:10] + ("+dirty" if dirty is True else "")
 
 
 def _session_row(session: Path) -> tuple[str, int, int, dict[str, int], str, int, str]:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .._format import visible
+from .._read._bucket import is_url
 from .._read._runs import FIXED, runs
 from ._places import local_paths
 from ._usage import UsageError
@@ -28,7 +29,8 @@ def cmd_runs(args: argparse.Namespace) -> None:
         except (FileNotFoundError, ValueError) as exc:
             raise UsageError(str(exc)) from None
     if args.json:
-        sys.stdout.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode())
+        shown = [{_text(k): _json(v) for k, v in row.items()} for row in rows]
+        sys.stdout.write(orjson.dumps(shown, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE).decode())
     elif args.csv:
         names = _names(rows)
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -77,13 +79,31 @@ def _names(rows: list[dict[str, Any]]) -> list[str]:
     return list(names)
 
 
+def _text(value: str) -> str:
+    """A str JSON can hold: a folder name that is not UTF-8 keeps its bytes as \\x escapes."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _json(value: Any) -> Any:
+    """A cell as --json gives it: NaN and the infinities as the strings the files store."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, list):
+        return [_json(v) for v in value]
+    if isinstance(value, dict):
+        return {_text(str(k)): _json(v) for k, v in value.items()}
+    return value
+
+
 def _csv(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, float) and not math.isfinite(value):
-        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (float, str)):
+        return _json(value)
     if isinstance(value, (list, dict, bool)):
-        return orjson.dumps(value).decode()
+        return orjson.dumps(_json(value)).decode()
     return value
 
 
@@ -92,6 +112,11 @@ def cmd_files(args: argparse.Namespace) -> None:
     from .._artifacts import list_files
     from .._read._sessions import sessions_in
 
+    if is_url(args.path):
+        raise UsageError(
+            "dreamlake files lists local session folders; a bucket holds a run's files under "
+            "{session}/files/ (dreamlake sync puts them there)"
+        )
     try:
         sessions = sessions_in(Path(args.path))
         rows = [(session, entry) for session in sessions for entry in list_files(session, args.under)]
@@ -103,7 +128,7 @@ def cmd_files(args: argparse.Namespace) -> None:
     if args.json:
         for session, entry in rows:
             line = {"session": "/".join(session.parts[-2:]), **entry}
-            sys.stdout.write(orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE).decode())
+            sys.stdout.write(orjson.dumps(_json(line), option=orjson.OPT_APPEND_NEWLINE).decode())
         return
     print_table(
         [

@@ -58,7 +58,7 @@ def payload(runs: list[Run], all_series: dict[str, list[Series]]) -> dict[str, A
     return {
         "runs": [run.name for run in runs],
         "status": [  # the run's name is in "runs", made printable
-            {k: v for k, v in identity_columns(run.path).items() if k != "run"} for run in runs
+            identity_columns(run.path) for run in runs
         ],
         "params": _params_table(runs),
         "charts": charts,

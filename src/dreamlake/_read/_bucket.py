@@ -5,6 +5,7 @@ and `rank` when the stream's writer had one), the stored bytes unchanged."""
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import time
@@ -233,6 +234,23 @@ def bucket_identity(session: BucketSession) -> dict[str, Any] | None:
     return merged
 
 
+def last_upload(session: BucketSession) -> float | None:
+    """When any stream of the session last shipped (seconds since the epoch): what "its files
+    last changed" is in a bucket."""
+    from .._identity import epoch
+
+    times = []
+    for key in session.keys("streams"):
+        try:
+            info = orjson.loads(session.get(key))
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            continue
+        found = epoch(info.get("lastUpload")) if isinstance(info, dict) else None
+        if found is not None:
+            times.append(found)
+    return max(times, default=None)
+
+
 def _no_session(session: BucketSession, what: str) -> None:
     children = session.children()
     hint = f": it holds {', '.join(children[:5])}" if children else ""
@@ -278,5 +296,10 @@ def copy_down(url: str, into: Path) -> list[Path]:
                     for i, p in enumerate(points)
                 )
             )
+        shipped = last_upload(session)
+        if shipped is not None:  # the copies changed when the bucket last did: a run gone quiet shows
+            for root, _, files in os.walk(folder):
+                for file in files:
+                    os.utime(os.path.join(root, file), (shipped, shipped))
         out.append(folder)
     return out

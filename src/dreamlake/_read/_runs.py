@@ -12,7 +12,6 @@ import math
 import os
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -39,16 +38,31 @@ def runs(
     if not paths:
         msg = "runs() needs at least one folder: a workspace, a session or a local_path"
         raise TypeError(msg)
-    folders = sorted({Path(os.path.abspath(f)) for p in paths for f in sessions_in(Path(p))})
+    for path in paths:
+        if not isinstance(path, (str, os.PathLike)):
+            msg = f"runs() takes folders as separate arguments, runs(a, b), each a str or path; got {path!r}"
+            raise TypeError(msg)
+    if isinstance(metrics, str):
+        msg = f"metrics must be a list of track names, such as [{metrics!r}]; got the str {metrics!r}"
+        raise TypeError(msg)
     metrics = list(metrics)
+    if not all(isinstance(m, str) for m in metrics):
+        msg = f"metrics must be a list of track names, such as ['val/loss']; got {metrics!r}"
+        raise TypeError(msg)
+    if not isinstance(descending, bool):
+        msg = f"descending must be True or False, got {descending!r}"
+        raise TypeError(msg)
+    folders = sorted({Path(os.path.abspath(f)) for p in paths for f in sessions_in(Path(p))})
     wanted = [_metric(m) for m in metrics]
     params = {folder: _params(folder) for folder in folders}
     differing = _differing(list(params.values()))
+    taken = {*FIXED, *(f"{m} {stat}" for m in metrics for stat in STATS)}
+    labels = _labels(folders)
     rows = []
     for folder in folders:
-        row = identity_columns(folder)
+        row = {"run": labels[folder], **identity_columns(folder)}
         for key in differing:
-            row[f"params.{key}" if key in FIXED else key] = params[folder].get(key)
+            row[f"params.{key}" if key in taken else key] = params[folder].get(key)
         rows.append(row)
     for (name, field), text in zip(wanted, metrics, strict=True):
         found = [_stats(folder, name, field) for folder in folders]
@@ -88,44 +102,62 @@ def _key(value: Any) -> tuple[int, Any]:
 
 
 def _metric(text: str) -> tuple[str, str]:
-    if not isinstance(text, str) or not text.strip(":"):
+    name, colon, field = text.partition(":")
+    if not name or (colon and not field):
         msg = f"a metric is a track name, or NAME:FIELD, such as 'val/loss' or 'train:acc'; got {text!r}"
         raise ValueError(msg)
-    name, _, field = text.partition(":")
     return name, field or "value"
 
 
+def _labels(folders: list[Path]) -> dict[Path, str]:
+    """`workspace/session` of each folder; more of its path where two would read the same."""
+    labels = {folder: "/".join(folder.parts[-2:]) for folder in folders}
+    depth = 2
+    while len(set(labels.values())) < len(labels) and depth < max(len(f.parts) for f in folders):
+        depth += 1
+        clash = {label for label in labels.values() if list(labels.values()).count(label) > 1}
+        labels = {f: "/".join(f.parts[-depth:]) if label in clash else label for f, label in labels.items()}
+    return labels
+
+
+SEVERITY = ("running", "crashed?", "failed", "interrupted", "completed")
+"""Of the attempts that overlap the last one (ranks of one launch), the run shows the first of
+these any of them has: one rank still going, else one that died, failed..."""
+
+
 def identity_columns(folder: Path) -> dict[str, Any]:
-    """run, status, attempts, start and duration of one session folder."""
+    """status, attempts, start and duration of one session folder. The duration is the time
+    covered by its attempts: ranks that ran at once count once."""
     tried = _identity.attempts(folder)
     now = time.time()
-    row: dict[str, Any] = {"run": "/".join(folder.parts[-2:])}
     if not tried:  # a run from before session.json, or one that could not write it
-        row.update(status="-", attempts=0, start=None, duration=None)
-        return row
-    row["status"] = _identity.shown_status(tried[-1], folder, now)
-    row["attempts"] = len(tried)
-    row["start"] = tried[0].get("startedAt")
-    total = 0.0
+        return {"status": "-", "attempts": 0, "start": None, "duration": None}
+    spans = []
     for attempt in tried:
-        start = _seconds(attempt.get("startedAt"))
-        end = _seconds(attempt.get("endedAt"))
+        start = _identity.epoch(attempt.get("startedAt"))
+        end = _identity.epoch(attempt.get("endedAt"))
+        shown = _identity.shown_status(attempt, folder, now)
         if end is None and start is not None:  # still going, or died: up to now, or its files' last change
-            shown = _identity.shown_status(attempt, folder, now)
             end = now if shown == "running" else max(start, _identity.last_change(folder))
         if start is not None and end is not None:
-            total += max(0.0, end - start)
-    row["duration"] = round(total, 3)
-    return row
+            spans.append((start, max(start, end), shown))
+    last = max(spans, default=None)
+    together = {shown for start, end, shown in spans if last is not None and end >= last[0]}
+    status = next((s for s in SEVERITY if s in together), None)
+    if status is None:  # no attempt with a time: the last one's word
+        status = _identity.shown_status(tried[-1], folder, now)
+    start = tried[0].get("startedAt")
+    return {"status": status, "attempts": len(tried), "start": start, "duration": _covered(spans)}
 
 
-def _seconds(text: Any) -> float | None:
-    if not isinstance(text, str):
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+def _covered(spans: list[tuple[float, float, str]]) -> float:
+    """Seconds covered by the union of the spans."""
+    total, reach = 0.0, -math.inf
+    for start, end, _ in sorted(spans):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return round(total, 3)
 
 
 def _params(folder: Path) -> dict[str, Any]:
