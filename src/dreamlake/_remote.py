@@ -650,12 +650,17 @@ class Syncer:
                 continue
         return left
 
-    def _merge(self, store: Any, file: Path, key: str) -> bool:
+    def _unshipped(self, file: Path, key: str) -> bytes | None:
+        """`file`'s bytes when they are not what this process last shipped to `key`."""
         try:
             data = file.read_bytes()
         except FileNotFoundError:
-            return False
-        if self._merged.get(key) == data:
+            return None
+        return None if self._merged.get(key) == data else data
+
+    def _merge(self, store: Any, file: Path, key: str) -> bool:
+        data = self._unshipped(file, key)
+        if data is None:
             return False
         changed = merge_json(store, key, orjson.loads(data))
         self._merged[key] = data
@@ -665,11 +670,8 @@ class Syncer:
         """Put `file` whole at `key` when it changed: an object only this stream writes."""
         import obstore
 
-        try:
-            data = file.read_bytes()
-        except FileNotFoundError:
-            return False
-        if self._merged.get(key) == data:
+        data = self._unshipped(file, key)
+        if data is None:
             return False
         if key not in self._merged:  # the first look of this process: the bucket may hold it
             try:
