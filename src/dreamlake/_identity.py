@@ -267,7 +267,11 @@ def _cannot_write(folder: Path, exc: BaseException) -> None:
 def _write(folder: Path, stored: dict[str, Any], fd: int) -> None:
     """Replaced whole, without fsync: a crashed process leaves it whole, and a hung disk must
     not hold open() or close() (the records' fsync is what makes a run durable)."""
-    data = orjson.dumps(_utf8(stored), None, orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    options = orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE
+    try:
+        data = orjson.dumps(stored, None, options)
+    except TypeError:  # a str that is not UTF-8: escaped, then written
+        data = orjson.dumps(_utf8(stored), None, options)
     replace_file(folder / SESSION_FILE, data, fd, durable=False)
 
 
