@@ -489,3 +489,28 @@ def test_names_and_arguments_that_are_not_utf8_are_kept_as_escapes(tmp_path: Pat
     assert found["name"] == "run-\\xfe"
     assert found["attempts"][0]["argv"][-1] == "--tag=\\xff"
     assert found["attempts"][0]["status"] == "completed"
+
+
+def test_a_sigterm_handler_set_later_that_calls_dreamlakes_decides(tmp_path: Path, run_python: Run) -> None:
+    """As Lightning's does: it chains the handler it found; dreamlake's flushes and lets it decide."""
+    done = run_python(
+        f"""
+        import os, signal
+        from dreamlake import Session
+        s = Session(name="run", workspace="ws", local_path={str(tmp_path)!r}).open()
+        s.log("before")
+        previous = signal.getsignal(signal.SIGTERM)
+        seen = []
+        def graceful(signum, frame):
+            previous(signum, frame)
+            seen.append(signum)
+        signal.signal(signal.SIGTERM, graceful)
+        os.kill(os.getpid(), signal.SIGTERM)
+        s.log("after")
+        s.close()
+        print(seen == [signal.SIGTERM])
+        """
+    )
+    assert (done.returncode, done.stdout) == (0, "True\n"), done.stderr
+    assert [r["message"] for r in read_logs(tmp_path / "ws" / "run")] == ["before", "after"]
+    assert [a["status"] for a in attempts(tmp_path / "ws" / "run")] == ["completed"]

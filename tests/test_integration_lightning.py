@@ -321,3 +321,72 @@ def test_without_lightning_the_older_pytorch_lightning_serves(
     logger.log_metrics({"loss": 1.0}, step=3)
     logger.finalize("success")
     assert values(tmp_path / "ws" / "run", "loss") == [{"value": 1.0, "step": 3}]
+
+
+def test_checkpoints_and_reports_go_into_the_session_folder(tmp_path: Path) -> None:
+    logger = DreamlakeLogger(name="run", workspace="ws", local_path=tmp_path)
+    assert logger.save_dir == str(tmp_path)
+    assert logger.log_dir == str(tmp_path / "ws" / "run")
+    logger.finalize("success")
+
+
+def test_a_copy_made_elsewhere_writes_to_the_same_folder_even_with_resume_never(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    logger = DreamlakeLogger(name="run", workspace="ws", local_path="relative", resume="never")
+    logger.log_metrics({"loss": 1.0}, step=0)
+    logger.experiment.flush()
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    copy = pickle.loads(pickle.dumps(logger))
+    copy.log_metrics({"loss": 0.5}, step=1)
+    copy.finalize("success")
+    logger.finalize("success")
+    assert values(tmp_path / "relative" / "ws" / "run", "loss") == [
+        {"value": 1.0, "step": 0},
+        {"value": 0.5, "step": 1},
+    ]
+    assert not (tmp_path / "elsewhere" / "relative").exists()
+
+
+@pytest.mark.parametrize(
+    ("exception", "expected"),
+    [(SystemExit(0), ("completed", None)), (None, ("failed", None))],
+)
+def test_finalize_failed_reads_the_exception_being_handled(
+    tmp_path: Path, exception: BaseException | None, expected: tuple[str, str | None]
+) -> None:
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    for raised, want in [(exception, expected), (SIGTERMException(), ("interrupted", None))]:
+        folder = tmp_path / type(raised).__name__
+        logger = DreamlakeLogger(name="run", workspace="ws", local_path=folder)
+        logger.log_metrics({"loss": 1.0}, step=0)
+        if raised is None:
+            logger.finalize("failed")
+        else:
+            try:
+                raise raised
+            except BaseException:
+                logger.finalize("failed")
+        assert [(a["status"], a.get("error")) for a in attempts(folder / "ws" / "run")] == [want]
+
+
+def test_an_epoch_that_is_no_number_is_kept_in_a_record(tmp_path: Path) -> None:
+    logger = DreamlakeLogger(name="run", workspace="ws", local_path=tmp_path)
+    logger.log_metrics({"loss": 1.0, "epoch": "warmup"}, step=3)
+    logger.finalize("success")
+    folder = tmp_path / "ws" / "run"
+    assert values(folder, "loss") == [{"value": 1.0, "step": 3}]
+    assert [r["metadata"] for r in read_logs(folder)] == [{"step": 3, "epoch": "warmup"}]
+
+
+def test_clashing_hyperparameters_are_kept_in_a_warning(tmp_path: Path) -> None:
+    logger = DreamlakeLogger(name="run", workspace="ws", local_path=tmp_path)
+    logger.log_hyperparams({"lr": 0.1, "lr.warmup": 10, "layers": (4, 8)})
+    logger.finalize("success")
+    folder = tmp_path / "ws" / "run"
+    assert read_params(folder) == {"lr": 0.1, "layers": [4, 8]}
+    (record,) = read_logs(folder)
+    assert record["level"] == "warn" and record["metadata"] == {"parameters": {"'lr.warmup'": "10"}}

@@ -3,8 +3,11 @@ CallbackHandler as the Trainer drives it (trainer.py: `log()` adds `epoch` to th
 on_log; `evaluate()` hands that same dict to on_log, then to on_evaluate), then read from disk."""
 
 import importlib
+import json
 import math
+import subprocess
 import sys
+import textwrap
 import types
 from pathlib import Path
 from typing import Any
@@ -430,3 +433,54 @@ def test_a_real_trainer_run(tmp_path: Path) -> None:
         {"value": prediction.metrics["test_loss"], "step": 8, "epoch": 2.0}
     ]
     assert len(values(folder, "eval/loss")) == 4
+
+
+def test_a_training_that_raised_and_was_caught_is_failed_at_exit(tmp_path: Path) -> None:
+    """train() began, the caller caught its exception (a notebook cell): on_train_end never came."""
+    code = f"""
+        from transformers import TrainerControl, TrainerState, TrainingArguments
+        from transformers.trainer_callback import CallbackHandler
+        from dreamlake.integrations.transformers import DreamlakeCallback
+        args = TrainingArguments(output_dir={str(tmp_path / "out")!r}, report_to="none")
+        callback = DreamlakeCallback(name="run", workspace="ws", local_path={str(tmp_path)!r})
+        handler = CallbackHandler([callback], None, None, None, None)
+        handler.on_train_begin(args, TrainerState(), TrainerControl())
+        try:
+            raise RuntimeError("out of memory")
+        except RuntimeError:
+            pass
+        """
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    found = json.loads((tmp_path / "ws" / "run" / "session.json").read_text())["attempts"]
+    assert [(a["status"], a.get("error")) for a in found] == [("failed", "TrainingNotFinished")]
+
+
+def test_a_config_that_cannot_be_read_is_said_and_training_goes_on(
+    args: TrainingArguments, tmp_path: Path
+) -> None:
+    class Broken(PretrainedConfig):  # type: ignore[misc]
+        def to_dict(self) -> dict[str, Any]:
+            raise TypeError("cannot pickle '_thread.lock' object")
+
+    callback = DreamlakeCallback(name="run", workspace="ws", local_path=tmp_path)
+    run = Run(args, callback, types.SimpleNamespace(config=Broken()))
+    run.train_begin()
+    run.log(1, 0.5, {"loss": 1.0})
+    run.train_end()
+    folder = tmp_path / "ws" / "run"
+    assert values(folder, "loss") == [{"value": 1.0, "step": 1, "epoch": 0.5}]
+    (warning,) = [r for r in read_logs(folder) if r["level"] == "warn"]
+    assert "config could not be read" in warning["message"] and "_thread.lock" in warning["metadata"]["error"]
+    assert "args.learning_rate" in read_params(folder)
+
+
+def test_keys_whose_dotted_names_clash_are_never_dropped(args: TrainingArguments, tmp_path: Path) -> None:
+    callback = DreamlakeCallback(name="run", workspace="ws", local_path=tmp_path)
+    run = Run(args, callback, model(custom_map={"v1": 1, "v1.0": 0}))
+    run.train_begin()
+    run.train_end()
+    params = read_params(tmp_path / "ws" / "run")
+    assert params["model.custom_map"] == "{'v1': 1, 'v1.0': 0}", "kept whole, as its text"

@@ -184,6 +184,8 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     global terminating
     if _hooks is not None:
         _quietly("on SIGTERM", _hooks.flush_all)
+    if signal.getsignal(signal.SIGTERM) is not _on_sigterm:
+        return  # called by a handler set on top of ours (Lightning's): it decides what happens next
     terminating = True
     if callable(_previous_sigterm):
         _previous_sigterm(signum, frame)  # a handler that ends the process runs the exit hooks

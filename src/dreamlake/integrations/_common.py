@@ -3,9 +3,10 @@ as track points."""
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from argparse import Namespace
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._encode import safe_str
@@ -18,9 +19,11 @@ if TYPE_CHECKING:
 def _flatten(params: Mapping[Any, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """`params` as `session.params()` stores them, made acceptable to it: nested mappings (and
     `argparse.Namespace`) as dotted keys, keys that are not str (`id2label`'s 0, 1) as their
-    text. A nested mapping holding a key that cannot be part of a name (empty, with a NUL,
-    with a dot at an end or two in a row, or the same text as another key) is kept whole,
-    as its text. Returns the flat parameters, and the top-level entries that have no name."""
+    text, dataclasses as mappings, other sequences (OmegaConf's) as lists. A nested mapping
+    holding a key that cannot be part of a name (empty, with a NUL, with a dot at an end or two
+    in a row, the same text as another key, or one whose dotted name another key's would take:
+    `v1` beside `v1.0`) is kept whole, as its text. Returns the flat parameters, and the
+    top-level entries that have no name of their own (such clashes too: never dropped)."""
     flat: dict[str, Any] = {}
     unnamed: dict[str, Any] = {}  # by the key's repr: '' and 'a.' stay readable
     try:
@@ -31,7 +34,7 @@ def _flatten(params: Mapping[Any, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     seen: set[str] = set()
     for key, value in items:
         name = key if isinstance(key, str) else safe_str(key)
-        if _is_part(name) and name not in seen:
+        if _is_part(name) and not _clashes(name, seen):
             seen.add(name)
             _add(name, value, flat, {id(params)})
         else:
@@ -39,11 +42,42 @@ def _flatten(params: Mapping[Any, Any]) -> tuple[dict[str, Any], dict[str, Any]]
     return flat, unnamed
 
 
+def _clashes(name: str, names: set[str]) -> bool:
+    """Whether `name` and one of `names` would be one parameter, or one the other's subtree."""
+    if name in names or any(prefix in names for prefix in _prefixes(name)):
+        return True
+    return any(other.startswith(name + ".") for other in names)
+
+
+def _prefixes(name: str) -> list[str]:
+    parts = name.split(".")
+    return [".".join(parts[:end]) for end in range(1, len(parts))]
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    """A leaf value with its containers as JSON's: a dataclass or another mapping as a dict, a
+    sequence that is not a list (OmegaConf's ListConfig, a tuple) as a list."""
+    if depth > MAX_DEPTH:
+        return safe_str(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, str) else safe_str(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes, bytearray)):
+        return [_plain(v, depth + 1) for v in value]
+    return value
+
+
 def _add(name: str, value: Any, flat: dict[str, Any], active: set[int]) -> None:
     if isinstance(value, Namespace):
         value = vars(value)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if not isinstance(value, Mapping) or not value:
-        flat[name] = value  # an empty mapping is a value too, as in params()
+        try:
+            flat[name] = _plain(value)  # an empty mapping is a value too, as in params()
+        except Exception:  # noqa: BLE001 - a sequence that fails to iterate: its text
+            flat[name] = safe_str(value)
         return
     if id(value) in active:
         flat[name] = "{...}"
@@ -52,9 +86,12 @@ def _add(name: str, value: Any, flat: dict[str, Any], active: set[int]) -> None:
     if entries is None or len(active) >= MAX_DEPTH or not all(_is_part(key) for key, _ in entries):
         flat[name] = safe_str(value)
         return
-    if len({key for key, _ in entries}) < len(entries):  # 1 and "1": one name for two values
-        flat[name] = safe_str(value)
-        return
+    keys: set[str] = set()
+    for key, _ in entries:  # 1 and "1", or v1 and v1.0: one name for two values
+        if _clashes(key, keys):
+            flat[name] = safe_str(value)
+            return
+        keys.add(key)
     active.add(id(value))
     for key, inner in entries:
         _add(f"{name}.{key}", inner, flat, active)

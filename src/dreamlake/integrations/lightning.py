@@ -20,6 +20,7 @@ from argparse import Namespace
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from .._identity import outcome as outcome_of
 from .._session import Session
 from ._common import _number, _set_params, _write_metrics
 
@@ -96,6 +97,9 @@ class DreamlakeLogger(Logger):
                 raise TypeError(msg)
             self._arguments: dict[str, Any] | None = None
         else:
+            if isinstance(name, Session):
+                msg = "DreamlakeLogger takes an open session as session=, not as its first argument"
+                raise TypeError(msg)
             missing = [key for key, value in (("name", name), ("workspace", workspace)) if value is None]
             if missing:
                 msg = (
@@ -110,6 +114,7 @@ class DreamlakeLogger(Logger):
                 **session_kwargs,
             }
             session = Session(**self._arguments)
+            self._arguments["local_path"] = session.local_path  # a copy in another process: the same folder
         self._session: Session | None = session
 
     def __repr__(self) -> str:
@@ -122,6 +127,7 @@ class DreamlakeLogger(Logger):
             raise TypeError(msg)
         state = self.__dict__.copy()
         state["_session"] = None
+        state["_arguments"] = {**self._arguments, "resume": "allow"}  # the run the parent began
         return state
 
     @property
@@ -133,6 +139,17 @@ class DreamlakeLogger(Logger):
     def version(self) -> str:
         """The session's name."""
         return self._get_session().name
+
+    @property
+    def save_dir(self) -> str:
+        """The session's local_path: Lightning puts checkpoints in `{save_dir}/{name}/{version}`,
+        the session folder."""
+        return str(self._get_session().local_path)
+
+    @property
+    def log_dir(self) -> str:
+        """The session folder (where a profiler's report or a CLI's config goes)."""
+        return str(self._get_session().path)
 
     @property
     @rank_zero_experiment
@@ -152,7 +169,9 @@ class DreamlakeLogger(Logger):
     @rank_zero_only
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         metrics = dict(metrics)
-        epoch = _number(metrics.pop("epoch")) if "epoch" in metrics else None
+        epoch = _number(metrics.get("epoch"))
+        if epoch is not None:  # the points' epoch; one that is no number stays a value, recorded
+            del metrics["epoch"]
         _write_metrics(self._ready(), metrics, step, epoch, "lightning log_metrics")
 
     def save(self) -> None:
@@ -170,10 +189,10 @@ class DreamlakeLogger(Logger):
         outcome, error = STATUSES.get(status, "interrupted"), None
         if outcome == "failed":  # Lightning calls this while handling the exception
             raised = sys.exc_info()[1]
-            if isinstance(raised, KeyboardInterrupt):
+            if type(raised).__name__ == "SIGTERMException":  # Lightning's own, graceful SIGTERM
                 outcome = "interrupted"
             elif raised is not None:
-                error = type(raised).__name__
+                outcome, error = outcome_of(type(raised))
         session._end(outcome, error)
 
     def _get_session(self) -> Session:

@@ -40,6 +40,16 @@ except ImportError as exc:
 __all__ = ["DreamlakeCallback"]
 
 RENAMED = (("eval_", "eval/"), ("test_", "test/"))  # as the Trainer's own wandb callback names them
+UNFINISHED = "TrainingNotFinished"
+"""The error a run gets when its train() began and never ended (an exception caught by the
+caller, a notebook cell): the exit records it failed, not completed."""
+
+
+def _training(session: Session, going: bool) -> None:
+    """Between on_train_begin and on_train_end, an exit ends the run as failed."""
+    attempt = session._attempt
+    if attempt is not None:
+        attempt.failure = UNFINISHED if going else None
 
 
 class DreamlakeCallback(TrainerCallback):
@@ -81,7 +91,10 @@ class DreamlakeCallback(TrainerCallback):
         super().__init__()
         if session is not None:
             if not isinstance(session, Session):
-                msg = f"session must be a dreamlake.Session, got {type(session).__name__}"
+                msg = (
+                    f"session must be a dreamlake.Session, got {type(session).__name__} "
+                    "(for a new session, give name= and workspace=)"
+                )
                 raise TypeError(msg)
             if session_kwargs:
                 msg = (
@@ -121,11 +134,19 @@ class DreamlakeCallback(TrainerCallback):
         if not self._writes(state):
             return
         session = self._ready()
+        _training(session, True)
         arguments: Callable[[], dict[str, Any]] = args.to_dict  # not annotated in transformers
         params: dict[str, Any] = {"args": arguments()}
         to_dict = getattr(getattr(model, "config", None), "to_dict", None)
         if callable(to_dict):
-            params["model"] = to_dict()
+            try:
+                params["model"] = to_dict()
+            except Exception as exc:  # noqa: BLE001 - a config that cannot be copied must not stop training
+                session.log(
+                    "transformers: the model's config could not be read; not stored as parameters",
+                    level="warn",
+                    metadata={"error": repr(exc)},
+                )
         _set_params(session, params, "transformers")
 
     def on_log(
@@ -178,6 +199,7 @@ class DreamlakeCallback(TrainerCallback):
     ) -> None:
         if not self._writes(state) or not self._session.is_open:
             return
+        _training(self._session, False)
         if self._owned:
             self._session.close()
         else:
