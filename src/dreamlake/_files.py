@@ -32,7 +32,7 @@ def locked_folder(folder: Path, timeout: float | None = None) -> Iterator[int]:
     With `timeout` (seconds), TimeoutError when another holder keeps it longer."""
     _watch_forks()
     os.makedirs(folder, exist_ok=True)  # deleted under an open session: made again, as logs are
-    with _holding(os.fspath(folder), os.O_RDONLY | os.O_CLOEXEC, timeout=timeout) as fd:
+    with _holding(_open_held(os.fspath(folder), os.O_RDONLY | os.O_CLOEXEC), timeout=timeout) as fd:
         yield fd
 
 
@@ -43,15 +43,12 @@ def locked_file(file: Path, waiting: Callable[[], None] | None = None) -> Iterat
     first if another holder must let go."""
     _watch_forks()
     try:
-        holding = _holding(os.fspath(file), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, waiting)
-        fd = holding.__enter__()
+        fd = _open_held(os.fspath(file), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC)
     except OSError:
         yield -1
         return
-    try:
+    with _holding(fd, waiting) as fd:
         yield fd
-    finally:
-        holding.__exit__(None, None, None)
 
 
 def held_here(path: Path) -> bool:
@@ -60,20 +57,25 @@ def held_here(path: Path) -> bool:
     return os.fspath(path) in _held.values()
 
 
-@contextmanager
-def _holding(
-    path: str, flags: int, waiting: Callable[[], None] | None = None, timeout: float | None = None
-) -> Iterator[int]:
-    """`path` opened and flocked, then closed (which releases the lock); in `_held` meanwhile,
-    so that a forked child closes its copy."""
+def _open_held(path: str, flags: int) -> int:
+    """`path` opened and listed in `_held` in one step a fork waits for."""
     with _guard:
         fd = os.open(path, flags, 0o644)
         _held[fd] = path
+    return fd
+
+
+@contextmanager
+def _holding(
+    fd: int, waiting: Callable[[], None] | None = None, timeout: float | None = None
+) -> Iterator[int]:
+    """`fd` (from `_open_held`) flocked, then closed (which releases the lock) and unlisted, so
+    that a forked child meanwhile closes its copy."""
     try:
         if waiting is None and timeout is None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         else:
-            _flock_waiting(fd, waiting, timeout, path)
+            _flock_waiting(fd, waiting, timeout, _held[fd])
         yield fd
     finally:
         with _guard:

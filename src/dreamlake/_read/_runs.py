@@ -132,20 +132,23 @@ def identity_columns(folder: Path) -> dict[str, Any]:
     now = time.time()
     if not tried:  # a run from before session.json, or one that could not write it
         return {"status": "-", "attempts": 0, "start": None, "duration": None}
+    # The files' last change, looked up once (a walk of the folder), and only for a run not ended
+    open_ended = any(a.get("status") == "running" or a.get("endedAt") is None for a in tried)
+    changed = _identity.last_change(folder) if open_ended else None
     spans = []
     for attempt in tried:
         start = _identity.epoch(attempt.get("startedAt"))
         end = _identity.epoch(attempt.get("endedAt"))
-        shown = _identity.shown_status(attempt, folder, now)
-        if end is None and start is not None:  # still going, or died: up to now, or its files' last change
-            end = now if shown == "running" else max(start, _identity.last_change(folder))
+        shown = _identity.shown_status(attempt, folder, now, changed)
+        if end is None and start is not None and changed is not None:  # still going, or died: up to
+            end = now if shown == "running" else max(start, changed)  # now, or its files' last change
         if start is not None and end is not None:
             spans.append((start, max(start, end), shown))
     last = max(spans, default=None)
     together = {shown for start, end, shown in spans if last is not None and end >= last[0]}
     status = next((s for s in SEVERITY if s in together), None)
     if status is None:  # no attempt with a time: the last one's word
-        status = _identity.shown_status(tried[-1], folder, now)
+        status = _identity.shown_status(tried[-1], folder, now, changed)
     start = tried[0].get("startedAt")
     return {"status": status, "attempts": len(tried), "start": start, "duration": _covered(spans)}
 
