@@ -17,5 +17,12 @@ if os.environ.get("DREAMLAKE_SANITIZE"):
 else:
     flags += ["-O2"]
 
-core = Extension("dreamlake._core", ["src/dreamlake/_core.c"], extra_compile_args=flags, extra_link_args=link)
+native = "src/dreamlake/"
+core = Extension(
+    "dreamlake._core",
+    [native + "_core.c", native + "_shortest.c"],
+    depends=[native + "_shortest.h", native + "_pow5.h"],  # in the sdist, and rebuilt on change
+    extra_compile_args=flags,
+    extra_link_args=link,
+)
 setup(ext_modules=[core])

@@ -29,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "_shortest.h"
+
 #define ALIGN 8
 #define HEAD_SIZE 24
 #define WRAP UINT32_MAX   /* a record size meaning "the rest of the buffer is empty: go to its start" */
@@ -61,11 +63,12 @@ typedef struct {
     int64_t ns;
 } Head;
 
-/* Lines being made: a buffer that grows. */
+/* Lines being made: a buffer that grows, or, when `fixed`, one that fails when full. */
 typedef struct {
     char *data;
     size_t len, cap;
     int failed;
+    int fixed;
 } Out;
 
 typedef struct Ring {
@@ -187,19 +190,16 @@ static void drop_object(Ring *r, int64_t serial) {
     Py_DECREF(key);
 }
 
+static PyObject *push_text(Ring *r, int64_t ns, int level, PyObject *message, int meta, const char *meta_s,
+                           Py_ssize_t meta_len, PyObject *data, PyObject *keep_meta);
+
+/* Push (ns, level, message, data): data None, JSON text (bytes or str), or an object that the
+   writer resolves. The token: 0, the serial + 1 of a record at the mark, or -1 for no room. */
 static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, PyObject *data) {
-    Py_ssize_t message_len = 0, meta_len = 0;
-    const char *message_s = "", *meta_s = NULL;
-    PyObject *keep_message = NULL, *keep_meta = NULL;
-    int meta = META_NONE;
-    if (message != NULL) {
-        if (!PyUnicode_Check(message)) {
-            PyErr_Format(PyExc_TypeError, "message must be a str, got %.100s", Py_TYPE(message)->tp_name);
-            return NULL;
-        }
-        message_s = utf8_of(message, &message_len, &keep_message);
-        if (message_s == NULL) return NULL;
-    }
+    Py_ssize_t meta_len = 0;
+    const char *meta_s = NULL;
+    PyObject *keep_meta = NULL;
+    int meta;
     if (data == Py_None) {
         meta = META_NONE;
     } else if (PyBytes_CheckExact(data)) {
@@ -209,12 +209,31 @@ static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, 
     } else if (PyUnicode_CheckExact(data)) {
         meta = META_TEXT;
         meta_s = utf8_of(data, &meta_len, &keep_meta);
-        if (meta_s == NULL) {
-            Py_XDECREF(keep_message);
-            return NULL;
-        }
+        if (meta_s == NULL) return NULL;
     } else {
         meta = META_OBJECT;
+    }
+    return push_text(r, ns, level, message, meta, meta_s, meta_len, data, keep_meta);
+}
+
+/* push_record() of metadata already as text (`meta_s`, kept alive by `keep_meta`, which this
+   takes), or of `data` as an object (META_OBJECT). */
+static PyObject *push_text(Ring *r, int64_t ns, int level, PyObject *message, int meta, const char *meta_s,
+                           Py_ssize_t meta_len, PyObject *data, PyObject *keep_meta) {
+    Py_ssize_t message_len = 0;
+    const char *message_s = "";
+    PyObject *keep_message = NULL;
+    if (message != NULL) {
+        if (!PyUnicode_Check(message)) {
+            Py_XDECREF(keep_meta);
+            PyErr_Format(PyExc_TypeError, "message must be a str, got %.100s", Py_TYPE(message)->tp_name);
+            return NULL;
+        }
+        message_s = utf8_of(message, &message_len, &keep_message);
+        if (message_s == NULL) {
+            Py_XDECREF(keep_meta);
+            return NULL;
+        }
     }
     uint64_t size = rounded((uint64_t)HEAD_SIZE + (uint64_t)message_len + (uint64_t)meta_len);
     if ((uint64_t)message_len >= MAX_RECORD || (uint64_t)meta_len >= MAX_RECORD || size >= MAX_RECORD) {
@@ -228,6 +247,7 @@ static PyObject *push_record(Ring *r, int64_t ns, int level, PyObject *message, 
         if (key == NULL || PyDict_SetItem(r->objects, key, data) < 0) {
             Py_XDECREF(key);
             Py_XDECREF(keep_message);
+            Py_XDECREF(keep_meta);
             return NULL;
         }
         Py_DECREF(key);
@@ -332,6 +352,10 @@ static PyObject *Ring_take(Ring *r, PyObject *arg) {
 
 static int reserve(Out *o, size_t more) {
     if (o->len + more <= o->cap) return 0;
+    if (o->fixed) {
+        o->failed = 1;
+        return -1;
+    }
     size_t need = o->len + more;
     size_t cap = o->cap ? o->cap + o->cap / 2 : 4096;
     if (cap < need) cap = need + need / 4;
@@ -555,7 +579,7 @@ static PyObject *Ring_format(Ring *r, PyObject *const *args, Py_ssize_t nargs) {
                                 : "format() of a ring lent to the native writer: reclaim() it first");
         return NULL;
     }
-    Out o = {NULL, 0, 0, 0};
+    Out o = {NULL, 0, 0, 0, 0};
     Clock clock = {INT64_MIN, {0}};
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(notices); i++) {
         PyObject *n = PyList_GET_ITEM(notices, i);
@@ -938,7 +962,7 @@ static int write_batch(Ring *r) {
     pthread_mutex_unlock(&r->lock);
     size_t len = o->len;
     PyMem_RawFree(o->data);
-    *o = (Out){NULL, 0, 0, 0};
+    *o = (Out){NULL, 0, 0, 0, 0};
     if (!written) return -1;
     r->fsize += (int64_t)len;
     r->fnext += count;
@@ -1017,7 +1041,7 @@ static void native_after_fork_child(void) {
         r->busy = 0;
         end_reading(r); /* a format or a write under way in the parent: no thread here goes on with it */
         PyMem_RawFree(r->out.data);
-        r->out = (Out){NULL, 0, 0, 0};
+        r->out = (Out){NULL, 0, 0, 0, 0};
     }
 }
 
@@ -1495,8 +1519,93 @@ static int only_nones_wrote_null(PyObject *metadata, PyObject *data) {
     return nulls == nones;
 }
 
-/* The metadata as what the queue takes: None, JSON bytes, or an object the writer resolves. */
-static PyObject *encoded(Encoders *e, PyObject *metadata) {
+#define FLAT_MAX 1024 /* bytes of a dict's text that flat_text() writes, at most */
+
+/* A JSON string of ASCII `s` at `w`, within `end`: past its end, or NULL if it does not fit. */
+static char *put_ascii(char *w, char *buf, char *end, const char *s, size_t n) {
+    if (n + 2 > (size_t)(end - w)) return NULL;
+    if (plain_run(s, 0, n) == n) { /* the common case: nothing to escape */
+        *w++ = '"';
+        if (n <= 16 && end - w >= 16) { /* a short key: two words, not a call to memcpy */
+            uint64_t a = 0, b = 0;
+            if (n >= 8) {
+                memcpy(&a, s, 8);
+                memcpy(&b, s + n - 8, 8);
+                memcpy(w, &a, 8);
+                memcpy(w + n - 8, &b, 8);
+            } else {
+                for (size_t i = 0; i < n; i++) w[i] = s[i];
+            }
+        } else {
+            memcpy(w, s, n);
+        }
+        w[n] = '"';
+        return w + n + 1;
+    }
+    Out o = {buf, (size_t)(w - buf), (size_t)(end - buf), 0, 1};
+    put_json_string(&o, s, n);
+    return o.failed ? NULL : buf + o.len;
+}
+
+/* orjson's text of `dict` in `buf` (OPT_SERIALIZE_NUMPY and the rest change none of it), when
+   its keys are exact ASCII str and its values exact ASCII str, exact int within 64 bits, finite
+   float, bool or None: its length. Otherwise, or past FLAT_MAX bytes, -1, and orjson decides.
+   Calls no Python code, so no other thread changes the dict meanwhile. The bytes are orjson's:
+   tests/test_flat.py. */
+static Py_ssize_t flat_text(PyObject *dict, char *buf) {
+    char *w = buf, *end = buf + FLAT_MAX - 1; /* room for the closing brace */
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    *w++ = '{';
+    for (int first = 1; PyDict_Next(dict, &pos, &key, &value); first = 0) {
+        if (!PyUnicode_CheckExact(key) || !PyUnicode_IS_COMPACT_ASCII(key)) return -1;
+        if (!first) *w++ = ','; /* the room kept for a number below has room for this */
+        w = put_ascii(w, buf, end, PyUnicode_DATA(key), (size_t)PyUnicode_GET_LENGTH(key));
+        if (w == NULL || end - w < SHORTEST_MAX + 2) return -1; /* ':', a number or literal, ',' */
+        *w++ = ':';
+        if (PyFloat_CheckExact(value)) {
+            double v = PyFloat_AS_DOUBLE(value);
+            if (v - v != 0.0) return -1; /* NaN or an infinity: the careful path writes it */
+            w += shortest_double(v, w);
+        } else if (PyUnicode_CheckExact(value) && PyUnicode_IS_COMPACT_ASCII(value)) {
+            w = put_ascii(w, buf, end, PyUnicode_DATA(value), (size_t)PyUnicode_GET_LENGTH(value));
+            if (w == NULL || end - w < 1) return -1;
+        } else if (value == Py_True) {
+            memcpy(w, "true", 4), w += 4;
+        } else if (value == Py_False) {
+            memcpy(w, "false", 5), w += 5;
+        } else if (value == Py_None) {
+            memcpy(w, "null", 4), w += 4;
+        } else if (PyLong_CheckExact(value)) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+            if (overflow) return -1; /* orjson writes up to 2**64 - 1, or refuses */
+            Out o = {buf, (size_t)(w - buf), (size_t)(end - buf), 0, 1};
+            put_int(&o, v);
+            w = buf + o.len;
+        } else {
+            return -1;
+        }
+    }
+    *w++ = '}';
+    return w - buf;
+}
+
+/* flat(dict) -> bytes or None: flat_text()'s text of `dict`, None where orjson decides. For tests. */
+static PyObject *module_flat(PyObject *Py_UNUSED(module), PyObject *dict) {
+    if (!PyDict_CheckExact(dict)) {
+        PyErr_SetString(PyExc_TypeError, "flat() takes a dict");
+        return NULL;
+    }
+    char text[FLAT_MAX];
+    Py_ssize_t len = flat_text(dict, text);
+    if (len < 0) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(text, len);
+}
+
+/* The metadata as what the queue takes: None, JSON bytes, or an object the writer resolves;
+   orjson's, a flat dict's already tried. */
+static PyObject *orjson_encoded(Encoders *e, PyObject *metadata) {
     if (metadata == Py_None) return Py_NewRef(Py_None);
     if (!PyDict_CheckExact(metadata)) return PyObject_CallOneArg(e->snapshot, metadata);
     PyObject *call[3] = {metadata, e->dumps_default, e->dumps_option};
@@ -1513,6 +1622,16 @@ static PyObject *encoded(Encoders *e, PyObject *metadata) {
         return checked;
     }
     return data;
+}
+
+/* orjson_encoded(), a flat dict's text written here first. */
+static PyObject *encoded(Encoders *e, PyObject *metadata) {
+    if (PyDict_CheckExact(metadata)) {
+        char flat[FLAT_MAX];
+        Py_ssize_t len = flat_text(metadata, flat);
+        if (len >= 0) return PyBytes_FromStringAndSize(flat, len);
+    }
+    return orjson_encoded(e, metadata);
 }
 
 static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
@@ -1545,8 +1664,11 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
     PyObject *text;
     if (PyUnicode_CheckExact(message)) text = Py_NewRef(message);
     else if ((text = PyObject_CallOneArg(lg->safe_str, message)) == NULL) return NULL;
-    PyObject *data = encoded(&lg->enc, metadata);
-    if (data == NULL) {
+    /* A flat dict is written here, into `flat`, without orjson or a bytes object. */
+    char flat[FLAT_MAX];
+    Py_ssize_t flat_len = PyDict_CheckExact(metadata) ? flat_text(metadata, flat) : -1;
+    PyObject *data = NULL;
+    if (flat_len < 0 && (data = orjson_encoded(&lg->enc, metadata)) == NULL) {
         Py_DECREF(text);
         return NULL;
     }
@@ -1557,8 +1679,13 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
     /* The mark is 0 unless the session is simply open: Python decides, before anything is
        queued (a refused entry leaves nothing behind). */
     int closed = LOAD(lg->ring->mark) == 0;
-    PyObject *token = closed ? PyLong_FromLong(0) : push_record(lg->ring, ns, (int)rank, text, data);
+    PyObject *token = closed   ? PyLong_FromLong(0)
+                      : data ? push_record(lg->ring, ns, (int)rank, text, data)
+                             : push_text(lg->ring, ns, (int)rank, text, META_TEXT, flat, flat_len, NULL, NULL);
     if (token == NULL) goto done;
+    if ((closed || PyLong_AsLongLong(token) != 0 || lg->echo != Py_None) && data == NULL &&
+        (data = PyBytes_FromStringAndSize(flat, flat_len)) == NULL)
+        goto done; /* Python's paths below take the text as bytes */
     if (closed || PyLong_AsLongLong(token) != 0) { /* not open, at the mark, or no room */
         PyObject *ns_obj = PyLong_FromLongLong(ns), *rank_obj = PyLong_FromLong(rank);
         if (ns_obj && rank_obj) {
@@ -1587,7 +1714,7 @@ static PyObject *Logger_call(Logger *lg, PyObject *const *args, size_t nargsf, P
 done:
     Py_XDECREF(token);
     Py_DECREF(text);
-    Py_DECREF(data);
+    Py_XDECREF(data);
     return result;
 }
 
@@ -1850,6 +1977,7 @@ static PyMethodDef module_methods[] = {
     {"running", (PyCFunction)native_running, METH_NOARGS, "running() -> whether the native writer runs"},
     {"fail_writes", (PyCFunction)(void (*)(void))native_fail_writes, METH_FASTCALL,
      "fail_writes(errno, count): the native writer's next writes fail (tests only)"},
+    {"flat", (PyCFunction)module_flat, METH_O, "flat(dict) -> the text log() writes natively, or None (tests)"},
     {NULL, NULL, 0, NULL},
 };
 

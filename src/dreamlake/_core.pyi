@@ -137,3 +137,7 @@ def fail_writes(errno: int, count: int, /) -> None:
 
 def faults_left() -> int:
     """Tests only: how many faults asked for by `fail_writes` are still to come."""
+
+def flat(metadata: dict[Any, Any], /) -> bytes | None:
+    """Tests only: the text `Logger` writes for a flat dict itself, byte for byte orjson's, or
+    None where it leaves the dict to orjson."""

@@ -1,8 +1,9 @@
 """Values to JSON: the metadata snapshot taken at the call, and the lines the writer assembles.
 
-In the caller, metadata becomes JSON bytes at once: one `orjson.dumps`, which is also
-a deep copy, so a value changed after `log()` returns never reaches the record, and
-the writer only assembles text (its cost per record is the same whatever the
+In the caller, metadata becomes JSON bytes at once: one `orjson.dumps` (or, for a
+flat dict of plain values, `_core`'s own encoder, byte for byte the same), which is
+also a deep copy, so a value changed after `log()` returns never reaches the record,
+and the writer only assembles text (its cost per record is the same whatever the
 metadata holds). The bytes are copied into the queue and freed by the call that made
 them. Only what orjson cannot write
 faithfully takes the careful path: non-str keys, integers beyond 64 bits, lone
