@@ -6,6 +6,7 @@ import random
 import struct
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,41 @@ def test_a_logged_flat_dict_lands_as_orjsons_bytes(tmp_path: Path) -> None:
     lines = session.log_file.read_bytes().splitlines()
     assert b'"metadata":' + orjson_text(metadata) + b',"sequenceNumber":0}' in lines[0]
     assert orjson.loads(lines[1])["metadata"] == {"text": "x" * 5000}
+
+
+def test_a_dict_changed_by_another_thread_is_written_as_it_was_at_the_call(tmp_path: Path) -> None:
+    """Each update() below is one step under the GIL: a record with "a" != "b" would be a torn read."""
+    shared = {"a": 0, "b": 0}
+    stop = threading.Event()
+
+    def mutate() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            if n % 2:
+                shared.update({"a": n, "b": n, "c": float(n)})
+            else:
+                shared.update({"a": -n, "b": -n})
+                shared.pop("c")
+
+    mutator = threading.Thread(target=mutate)
+    with Session(name="t", workspace="w", local_path=str(tmp_path)) as session:
+        mutator.start()
+        try:
+            seen: set[int] = set()
+            for _ in range(2_000_000):  # until the other thread has changed it 20 times
+                session.log("step", metadata=shared)
+                seen.add(shared["a"])
+                if len(seen) > 20:
+                    break
+        finally:
+            stop.set()
+            mutator.join()
+    records = [orjson.loads(line) for line in session.log_file.read_bytes().splitlines()]
+    assert len(seen) > 20, "the other thread never ran"
+    assert [r["sequenceNumber"] for r in records] == list(range(len(records)))
+    assert all(r["metadata"]["a"] == r["metadata"]["b"] for r in records)
+    assert len({r["metadata"]["a"] for r in records}) >= 20  # the last change seen came after the last call
 
 
 def test_the_power_tables_are_what_their_script_writes() -> None:

@@ -1519,7 +1519,7 @@ static int only_nones_wrote_null(PyObject *metadata, PyObject *data) {
     return nulls == nones;
 }
 
-#define FLAT_MAX 1024 /* bytes of a dict's text that flat_text() writes, at most */
+#define FLAT_MAX 1024 /* room for a dict's text: flat_text() writes less than this */
 
 /* A JSON string of ASCII `s` at `w`, within `end`: past its end, or NULL if it does not fit. */
 static char *put_ascii(char *w, char *buf, char *end, const char *s, size_t n) {
