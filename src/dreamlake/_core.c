@@ -381,15 +381,8 @@ static void put_str(Out *o, const char *s) { put(o, s, strlen(s)); }
 
 /* `v` in decimal (a line's number: never negative, but written right if it were). */
 static void put_int(Out *o, long long v) {
-    char text[24];
-    char *end = text + sizeof text, *w = end;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        *--w = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) *--w = '-';
-    put(o, w, (size_t)(end - w));
+    char text[20];
+    put(o, text, decimal_int(v, text));
 }
 
 #define ONES 0x0101010101010101ULL
@@ -1580,9 +1573,7 @@ static Py_ssize_t flat_text(PyObject *dict, char *buf) {
             int overflow;
             long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
             if (overflow) return -1; /* orjson writes up to 2**64 - 1, or refuses */
-            Out o = {buf, (size_t)(w - buf), (size_t)(end - buf), 0, 1};
-            put_int(&o, v);
-            w = buf + o.len;
+            w += decimal_int(v, w); /* within the room kept above */
         } else {
             return -1;
         }

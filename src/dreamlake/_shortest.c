@@ -67,6 +67,14 @@ static void put_digits(uint64_t v, char *end) {
     else end[-1] = (char)('0' + rest);
 }
 
+size_t decimal_int(long long v, char *out) {
+    const uint64_t u = v < 0 ? 0ull - (uint64_t)v : (uint64_t)v;
+    const size_t sign = v < 0, n = u ? digits_of(u) : 1;
+    out[0] = '-'; /* overwritten by the first digit when v >= 0 */
+    put_digits(u, out + sign + n);
+    return sign + n;
+}
+
 /* The digits of a finite, nonzero |double| with the bits `mantissa` and `exponent`:
    `*e10` is the power of 10 of the last digit. */
 static uint64_t shortest_digits(uint64_t mantissa, uint32_t exponent, int32_t *e10) {
@@ -215,38 +223,38 @@ size_t shortest_double(double v, char *out) {
     int32_t e10;
     uint64_t d = 0;
     if (!short_decimal(bits & ~(1ull << 63), exponent, &d, &e10)) d = shortest_digits(mantissa, exponent, &e10);
-    /* Copies of a constant 20 bytes (the digits and what follows them) compile to a few moves;
-       SHORTEST_MAX leaves room for what they write past the text. */
-    char digits[40] = {0};
+    /* The digits go straight to where they belong: copying them from a scratch buffer in
+       wide words would load what was just stored in pairs, which the CPU cannot forward
+       (a stall that was most of the time of "1.5"). Moving a few bytes one at a time can. */
     const uint32_t n = digits_of(d);
-    put_digits(d, digits + n);
     const int32_t sci = e10 + (int32_t)n - 1; /* the exponent in d.ddd x 10^sci */
     if (sci >= -5 && sci < 16) {
         if (e10 >= 0) { /* an integer: its digits, zeros, ".0" */
-            memcpy(w, digits, 20);
+            put_digits(d, w + n);
             w += n;
             memset(w, '0', (size_t)e10);
             w += e10;
             memcpy(w, ".0", 2);
             w += 2;
         } else if (sci >= 0) { /* digits, a point inside them */
-            memcpy(w, digits, 20);
-            w += sci + 1;
-            *w = '.';
-            memcpy(w + 1, digits + sci + 1, 20);
-            w += n - (uint32_t)sci;
+            put_digits(d, w + 1 + n);
+            for (int32_t i = 0; i <= sci; i++) w[i] = w[i + 1];
+            w[sci + 1] = '.';
+            w += n + 1;
         } else { /* "0.", up to 4 zeros, digits */
             memcpy(w, "0.00000", 8);
             w += 2 + (-sci - 1);
-            memcpy(w, digits, 20);
+            put_digits(d, w + n);
             w += n;
         }
     } else {
-        *w++ = digits[0];
+        put_digits(d, w + 1 + n);
+        w[0] = w[1];
         if (n > 1) {
-            *w++ = '.';
-            memcpy(w, digits + 1, 20);
-            w += n - 1;
+            w[1] = '.';
+            w += n + 1;
+        } else {
+            w += 1;
         }
         *w++ = 'e';
         *w++ = sci < 0 ? '-' : '+';

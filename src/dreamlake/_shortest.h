@@ -10,4 +10,7 @@
    exponent is in [-5, 16) ("0.00001", "100.0", "-0.0"), else as "1.5e+300" or "1e-7". */
 size_t shortest_double(double v, char *out);
 
+/* Writes `v` in decimal to `out` (20 bytes of room) and returns the length of its text. */
+size_t decimal_int(long long v, char *out);
+
 #endif
