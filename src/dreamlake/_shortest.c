@@ -40,6 +40,7 @@ static const char PAIRS[] = "000102030405060708091011121314151617181920212223242
                             "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
                             "8081828384858687888990919293949596979899";
 
+/* How many decimal digits `v` > 0 has. */
 static uint32_t digits_of(uint64_t v) {
     static const uint64_t tens[] = {1u, 10u, 100u, 1000u, 10000u, 100000u, 1000000u, 10000000u, 100000000u,
                                     1000000000u, 10000000000u, 100000000000u, 1000000000000u,
@@ -65,6 +66,16 @@ static void put_digits(uint64_t v, char *end) {
     for (; rest >= 100; rest /= 100) memcpy(end -= 2, PAIRS + 2 * (rest % 100), 2);
     if (rest >= 10) memcpy(end - 2, PAIRS + 2 * rest, 2);
     else end[-1] = (char)('0' + rest);
+}
+
+/* The `n` digits of `v` at `w` with a point after the first `before`; past the point's end.
+   The digits are put one byte to the right, and those before the point moved back one at a
+   time: bytes just stored in pairs can be loaded one by one, unlike in words (shortest_double). */
+static char *put_point(uint64_t v, uint32_t n, int32_t before, char *w) {
+    put_digits(v, w + 1 + n);
+    for (int32_t i = 0; i < before; i++) w[i] = w[i + 1];
+    w[before] = '.';
+    return w + n + 1;
 }
 
 size_t decimal_int(long long v, char *out) {
@@ -237,10 +248,7 @@ size_t shortest_double(double v, char *out) {
             memcpy(w, ".0", 2);
             w += 2;
         } else if (sci >= 0) { /* digits, a point inside them */
-            put_digits(d, w + 1 + n);
-            for (int32_t i = 0; i <= sci; i++) w[i] = w[i + 1];
-            w[sci + 1] = '.';
-            w += n + 1;
+            w = put_point(d, n, sci + 1, w);
         } else { /* "0.", up to 4 zeros, digits */
             memcpy(w, "0.00000", 8);
             w += 2 + (-sci - 1);
@@ -248,12 +256,10 @@ size_t shortest_double(double v, char *out) {
             w += n;
         }
     } else {
-        put_digits(d, w + 1 + n);
-        w[0] = w[1];
         if (n > 1) {
-            w[1] = '.';
-            w += n + 1;
+            w = put_point(d, n, 1, w);
         } else {
+            put_digits(d, w + 1);
             w += 1;
         }
         *w++ = 'e';
